@@ -1,0 +1,197 @@
+"""The `skylab` command line. Each command is a thin layer over a library module."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.syntax import Syntax
+
+from skylab.errors import SkylabError
+
+if TYPE_CHECKING:
+    from skylab.config import ExperimentConfig
+    from skylab.gitstore import TrialStore
+
+app = typer.Typer(
+    help="Autonomous pretraining research, with every trial a git commit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+hook_app = typer.Typer(help="Entry points for the git hooks `skylab init` installs.", add_completion=False)
+app.add_typer(hook_app, name="hook")
+
+# Piped output is not cut to 80 columns: a history table should survive `| less` and logs whole.
+console = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+err_console = Console(stderr=True, highlight=False)
+
+RepoOption = Annotated[
+    Path, typer.Option("--repo", "-C", help="The experiment repository (default: the current directory).")
+]
+TagOption = Annotated[str | None, typer.Option("--tag", "-t", help="Only this run tag.")]
+
+
+def _open(repo: Path) -> TrialStore:
+    from skylab.gitstore import TrialStore  # imports stay inside commands so `--help` is instant
+
+    return TrialStore.open(repo)
+
+
+def _experiment_for(store: TrialStore) -> ExperimentConfig:
+    from skylab.config import load_config
+
+    return load_config(Path(store.repo.workdir or "."))
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Experiment directory (created if missing).")] = Path("."),
+    template: Annotated[
+        str | None, typer.Option("--template", help="Template to copy into an empty directory.")
+    ] = None,
+) -> None:
+    """Make DIR a Skylab experiment: git repo, template, post-commit hook, baseline commit."""
+    from skylab.scaffold import init_experiment
+
+    actions = init_experiment(directory, template)
+    for action in actions:
+        console.print(f"• {action}")
+    if not actions:
+        console.print(f"{directory.resolve()} is already a Skylab experiment: nothing to do")
+
+
+@app.command()
+def history(
+    repo: RepoOption = Path("."),
+    tag: TagOption = None,
+    best: Annotated[bool, typer.Option("--best", help="Only the kept chain that leads to the best.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write autoresearch's results.tsv here.")
+    ] = None,
+) -> None:
+    """The trials, rebuilt from refs and notes."""
+    from skylab.gitstore import run_branch
+    from skylab.history_view import history_rows, history_table, rows_as_json, write_legacy_tsv
+
+    store = _open(repo)
+    loaded = store.load()
+    if best:
+        tip = store.ref_target(run_branch(tag)) if tag else loaded.best
+        trials = loaded.kept_chain(tip)
+    else:
+        trials = loaded.for_tag(tag)
+    rows = history_rows(loaded, trials)
+    if export is not None:
+        write_legacy_tsv(rows, export)
+        err_console.print(f"wrote {len(rows)} trials to {export}")
+    if as_json:
+        # No indent: json's C encoder only handles compact output, 5x faster at 10,000 trials.
+        sys.stdout.write(json.dumps(rows_as_json(rows)) + "\n")
+        return
+    if export is not None:
+        return
+    for commit, problem in loaded.unreadable_notes.items():
+        err_console.print(f"[yellow]warning:[/] note on {commit[:10]} is not a Skylab note ({problem})")
+    if not rows:
+        what = f"run '{tag}'" if tag else "this repository"
+        console.print(f"No trials in {what} yet. Start one with `skylab run`.")
+        return
+    title = "Kept chain" if best else "Trials"
+    console.print(history_table(rows, f"{title}{f' of {tag}' if tag else ''} ({len(rows)})"))
+    kept = sum(r.decision == "keep" for r in rows)
+    console.print(f"{len(rows)} trials, {kept} kept. ★ marks the best.")
+
+
+@app.command()
+def show(
+    trial: Annotated[str, typer.Argument(help="TAG/N, N (with --tag), or a commit.")],
+    repo: RepoOption = Path("."),
+    tag: TagOption = None,
+) -> None:
+    """A trial's note and its diff against its parent."""
+    store = _open(repo)
+    found = store.resolve_trial(trial, tag)
+    console.print(f"[bold]trial {found.name}[/]  commit {found.commit}")
+    if found.note is None:
+        console.print("(no note: the trial was interrupted before its result was recorded)")
+    else:
+        console.print(found.note.format().rstrip(), markup=False)
+    diff = store.diff_against_parent(found)
+    console.print()
+    if console.is_terminal:
+        console.print(Syntax(diff or "(no changes)", "diff", theme="ansi_dark"))
+    else:
+        sys.stdout.write(diff or "(no changes)\n")
+
+
+@app.command()
+def push(
+    remote: Annotated[str | None, typer.Argument(help="Remote name or URL (default: origin).")] = None,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Share trials, run branches and notes (merged with the remote's, never overwritten)."""
+    from skylab.sync import default_remote
+    from skylab.sync import push as push_trials
+
+    store = _open(repo)
+    config = _experiment_for(store)
+    report = push_trials(store, remote or default_remote(store), config.is_better)
+    for line in report.lines():
+        console.print(f"• {line}", markup=False)
+    if report.rejected or report.trial_collisions:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pull(
+    remote: Annotated[str | None, typer.Argument(help="Remote name or URL (default: origin).")] = None,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Bring in teammates' trials; the best of both sides becomes the best."""
+    from skylab.sync import default_remote
+    from skylab.sync import pull as pull_trials
+
+    store = _open(repo)
+    config = _experiment_for(store)
+    report = pull_trials(store, remote or default_remote(store), config.is_better)
+    for line in report.lines():
+        console.print(f"• {line}", markup=False)
+    if report.trial_collisions:
+        raise typer.Exit(1)
+
+
+@hook_app.command("post-commit")
+def post_commit_hook(repo: RepoOption = Path(".")) -> None:
+    """Called by the post-commit hook when a commit lands on a Skylab run branch."""
+    store = _open(repo)
+    head = store.repo.head
+    tag = head.shorthand.removeprefix("skylab/")
+    err_console.print(
+        f"skylab: {str(head.target)[:10]} on run branch skylab/{tag} will be trained as a trial "
+        f"by `skylab run --tag {tag}`"
+    )
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except SkylabError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

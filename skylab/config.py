@@ -1,0 +1,371 @@
+"""Typed, validated loading of `experiment.toml`.
+
+Every problem is reported as one ConfigError naming the file, the dotted key and what is wrong, so a
+researcher fixes it in one go instead of reading a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from skylab.durations import parse_duration
+from skylab.errors import ConfigError
+from skylab.notes import RESERVED_KEYS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+CONFIG_NAME = "experiment.toml"
+
+Direction = Literal["minimize", "maximize"]
+SweepMode = Literal["grid", "random", "tpe"]
+Scalar = int | float | str | bool
+
+# A grid over an integer range larger than this is almost certainly a typo for a random/TPE search.
+MAX_GRID_POINTS_PER_PARAMETER = 10_000
+
+
+@dataclass(frozen=True)
+class ParameterSpace:
+    """Where one module-level constant may move: explicit values, or a numeric range."""
+
+    name: str
+    values: tuple[Scalar, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    num: int | None = None
+    is_int: bool = False
+
+    @property
+    def is_range(self) -> bool:
+        return self.values is None
+
+    def grid_points(self) -> list[Scalar]:
+        """Every value a grid search visits, in order. Ranges need `step`, `num`, or to be integers."""
+        if self.values is not None:
+            return list(self.values)
+        assert self.low is not None and self.high is not None
+        if self.num is not None:
+            return _spaced(self.low, self.high, self.num, self.log, self.is_int)
+        step = self.step if self.step is not None else (1 if self.is_int else None)
+        if step is None:
+            raise ValueError(f"{self.name}: a float range needs `step` or `num` for a grid")
+        points: list[Scalar] = []
+        k = 0
+        while True:
+            value = self.low + k * step
+            if value > self.high + 1e-12 * abs(self.high):
+                break
+            points.append(round(value) if self.is_int else round(value, 12))
+            k += 1
+        return points
+
+
+def _spaced(low: float, high: float, num: int, log: bool, is_int: bool) -> list[Scalar]:
+    if num == 1:
+        raw = [low]
+    elif log:
+        ratio = (high / low) ** (1 / (num - 1))
+        raw = [low * ratio**i for i in range(num)]
+    else:
+        raw = [low + (high - low) * i / (num - 1) for i in range(num)]
+    if is_int:
+        return list(dict.fromkeys(round(v) for v in raw))
+    return [float(f"{v:.12g}") for v in raw]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    mode: SweepMode
+    file: str
+    seed: int
+    parameters: tuple[ParameterSpace, ...]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: what may be edited, how a trial runs, and how it is judged."""
+
+    path: Path
+    name: str
+    editable_files: tuple[str, ...]
+    frozen_files: tuple[str, ...]
+    metric: str
+    direction: Direction
+    command: str
+    time_budget_seconds: float
+    max_vram_gb: float | None
+    max_trial_wall_time: float
+    description: str = ""
+    sweep: SweepConfig | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def is_better(self, candidate: float, incumbent: float | None) -> bool:
+        """Whether `candidate` strictly beats `incumbent` in this experiment's direction."""
+        if incumbent is None:
+            return True
+        return candidate < incumbent if self.direction == "minimize" else candidate > incumbent
+
+
+class _Table:
+    """A TOML table being read: checks types, remembers which keys were used, rejects the rest."""
+
+    def __init__(self, file: str, prefix: str, data: Any) -> None:
+        self.file = file
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            raise ConfigError(file, prefix, f"must be a table, not {_type_name(data)}")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        if not name:
+            return self.prefix
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), problem)
+
+    def get(self, name: str, kinds: tuple[type, ...], kind_name: str, default: Any = ..., /) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise self.error(name, "is required but missing")
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(name, f"must be {kind_name}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(name, f"must be {kind_name}, not {_type_name(value)}")
+        return value
+
+    def string(self, name: str, default: Any = ...) -> Any:
+        value = self.get(name, (str,), "a string", default)
+        if isinstance(value, str) and not value.strip():
+            raise self.error(name, "must not be empty")
+        return value
+
+    def positive(self, name: str, default: Any = ...) -> Any:
+        value = self.get(name, (int, float), "a number", default)
+        if value is not None and value is not default and value <= 0:
+            raise self.error(name, f"must be positive, not {value}")
+        return value
+
+    def duration(self, name: str, default: Any = ...) -> Any:
+        value = self.get(name, (int, float, str), "a number of seconds or a duration like '10m'", default)
+        if value is None or value is default:
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+
+    def string_list(self, name: str, default: Any = ...) -> Any:
+        value = self.get(name, (list,), "a list of strings", default)
+        for item in value:
+            if not isinstance(item, str):
+                raise self.error(name, f"must be a list of strings, but holds {_type_name(item)}")
+        return value
+
+    def table(self, name: str, required: bool = False) -> _Table | None:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise self.error(name, "table is required but missing")
+            return None
+        return _Table(self.file, self.key(name), self.data[name])
+
+    def finish(self) -> None:
+        for name in self.data:
+            if name not in self.used:
+                raise self.error(name, "unknown key")
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    names.update({list: "a list", dict: "a table"})
+    return names.get(type(value), type(value).__name__)
+
+
+def find_config(start: Path) -> Path:
+    """The experiment.toml of the experiment that contains `start` (itself, or a parent)."""
+    start = start.resolve()
+    for directory in [start, *start.parents]:
+        candidate = directory / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(CONFIG_NAME, "", f"no {CONFIG_NAME} in {start} or any parent directory")
+
+
+def load_config(path: Path | str) -> ExperimentConfig:
+    """Read and validate an experiment file; raise ConfigError naming the first problem found."""
+    path = Path(path)
+    display = str(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+        display = str(path)
+    if not path.is_file():
+        raise ConfigError(display, "", "file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(display, "", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(display, "", f"invalid TOML: {exc}") from None
+    return _parse(path.resolve(), display, raw)
+
+
+def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
+    top = _Table(display, "", raw)
+
+    experiment = top.table("experiment", required=True)
+    assert experiment is not None
+    name = experiment.string("name")
+    description = experiment.get("description", (str,), "a string", "")
+    experiment.finish()
+
+    search = top.table("search", required=True)
+    assert search is not None
+    editable = tuple(search.string_list("editable_files"))
+    frozen = tuple(search.string_list("frozen_files", []))
+    metric = search.string("metric", "val_bpb")
+    direction = search.string("direction", "minimize")
+    if metric in RESERVED_KEYS or metric.startswith(("param.", "summary.")) or not metric.isprintable():
+        raise search.error("metric", f'"{metric}" is reserved for the trial note; name the metric otherwise')
+    if direction not in ("minimize", "maximize"):
+        raise search.error("direction", f'must be "minimize" or "maximize", not "{direction}"')
+    search.finish()
+    if not editable:
+        raise search.error("editable_files", "must name at least one file")
+    _check_files(path.parent, search, "editable_files", editable)
+    _check_files(path.parent, search, "frozen_files", frozen)
+    for file in editable:
+        if file in frozen:
+            raise search.error("frozen_files", f"'{file}' is listed as both editable and frozen")
+
+    execution = top.table("execution", required=True)
+    assert execution is not None
+    command = execution.string("command")
+    time_budget = execution.duration("time_budget_seconds", 300.0)
+    execution.finish()
+
+    constraints = top.table("constraints")
+    max_vram_gb = None
+    max_wall = 2 * time_budget + 60
+    if constraints is not None:
+        max_vram_gb = constraints.positive("max_vram_gb", None)
+        max_wall = constraints.duration("max_trial_wall_time", max_wall)
+        constraints.finish()
+        if max_wall <= time_budget:
+            raise constraints.error(
+                "max_trial_wall_time",
+                f"must exceed execution.time_budget_seconds ({time_budget:g} s), not {max_wall:g} s",
+            )
+
+    sweep_table = top.table("sweep")
+    sweep = _parse_sweep(sweep_table, editable) if sweep_table is not None else None
+
+    # Later tools add their own tables ([llm], [slurm], ...); until they exist, they are unknown.
+    top.finish()
+    return ExperimentConfig(
+        path=path,
+        name=name,
+        description=description,
+        editable_files=editable,
+        frozen_files=frozen,
+        metric=metric,
+        direction=direction,
+        command=command,
+        time_budget_seconds=float(time_budget),
+        max_vram_gb=None if max_vram_gb is None else float(max_vram_gb),
+        max_trial_wall_time=float(max_wall),
+        sweep=sweep,
+    )
+
+
+def _check_files(root: Path, table: _Table, key: str, files: tuple[str, ...]) -> None:
+    seen: set[str] = set()
+    for file in files:
+        pure = PurePosixPath(file)
+        if pure.is_absolute() or file.startswith("\\") or (len(file) > 1 and file[1] == ":"):
+            raise table.error(key, f"'{file}' must be a path relative to the experiment directory")
+        if ".." in pure.parts:
+            raise table.error(key, f"'{file}' points outside the experiment directory")
+        if file in seen:
+            raise table.error(key, f"'{file}' is listed twice")
+        seen.add(file)
+        if not (root / file).is_file():
+            raise table.error(key, f"'{file}' does not exist in {root}")
+
+
+def _parse_sweep(table: _Table, editable: tuple[str, ...]) -> SweepConfig:
+    mode = table.string("mode", "random")
+    if mode not in ("grid", "random", "tpe"):
+        raise table.error("mode", f'must be "grid", "random" or "tpe", not "{mode}"')
+    default_file = next((f for f in editable if f.endswith(".py")), editable[0])
+    file = table.string("file", default_file)
+    if file not in editable:
+        raise table.error("file", f"'{file}' is not one of search.editable_files")
+    seed = table.get("seed", (int,), "an integer", 0)
+    params_table = table.table("parameters", required=True)
+    assert params_table is not None
+    table.finish()
+    parameters = tuple(_parse_parameter(params_table, name, mode) for name in params_table.data)
+    params_table.used.update(params_table.data)
+    if not parameters:
+        raise params_table.error("", "must define at least one parameter")
+    return SweepConfig(mode=mode, file=file, seed=seed, parameters=parameters)
+
+
+def _parse_parameter(params: _Table, name: str, mode: str) -> ParameterSpace:
+    if not name.isidentifier():
+        raise params.error(name, "is not a Python identifier, so it cannot name a constant")
+    spec = params.data[name]
+    if isinstance(spec, list):
+        if not spec:
+            raise params.error(name, "needs at least one value")
+        for value in spec:
+            if not isinstance(value, int | float | str | bool):
+                raise params.error(
+                    name, f"values must be numbers, strings or booleans, not {_type_name(value)}"
+                )
+        return ParameterSpace(name=name, values=tuple(spec))
+    rng = _Table(params.file, params.key(name), spec)
+    low = rng.get("low", (int, float), "a number")
+    high = rng.get("high", (int, float), "a number")
+    log = rng.get("log", (bool,), "a boolean", False)
+    step = rng.get("step", (int, float), "a number", None)
+    num = rng.get("num", (int,), "an integer", None)
+    rng.finish()
+    if not low < high:
+        raise rng.error("high", f"must be greater than low ({low}), not {high}")
+    if log and low <= 0:
+        raise rng.error("low", f"must be positive for a log range, not {low}")
+    if step is not None and step <= 0:
+        raise rng.error("step", f"must be positive, not {step}")
+    if step is not None and log:
+        raise rng.error("step", "cannot be combined with log = true (use num)")
+    if step is not None and num is not None:
+        raise rng.error("num", "cannot be combined with step")
+    if num is not None and num < 1:
+        raise rng.error("num", f"must be at least 1, not {num}")
+    is_int = isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int))
+    space = ParameterSpace(name=name, low=low, high=high, log=log, step=step, num=num, is_int=is_int)
+    if mode == "grid":
+        if not is_int and step is None and num is None:
+            raise rng.error("", "a float range needs `step` or `num` in grid mode")
+        count = num if num is not None else int((high - low) / (step or 1)) + 1
+        if count > MAX_GRID_POINTS_PER_PARAMETER:
+            raise rng.error("", f"has {count} grid points; use step/num or another mode")
+    return space

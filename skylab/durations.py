@@ -1,0 +1,43 @@
+"""Human durations ("90s", "30m", "8h", "1d", "1h30m") for budgets and time limits."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in `text`; a bare number is seconds. Raises ValueError with a usable message."""
+    if isinstance(text, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '30m'")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        cleaned = text.strip().lower().replace(" ", "")
+        try:
+            seconds = float(cleaned)
+        except ValueError:
+            parts = _PART.findall(cleaned)
+            if not parts or "".join(n + u for n, u in parts) != cleaned:
+                raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 30m, 8h, 1d, 1h30m)") from None
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: 45s, 12m30s, 8h05m."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"

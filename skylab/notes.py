@@ -1,0 +1,210 @@
+"""The trial note: `key: value` lines that read well in `git log --notes=skylab` and parse back exactly.
+
+A value that would not survive as a bare line (empty, padded with spaces, a newline or any other
+non-printable character, or a leading quote) is written as a JSON string; everything else is written
+as it is. Numbers are written with repr, so they parse back to the same float. Keys this version does
+not know are kept, so a note written by a newer Skylab survives a round trip through an older one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+FORMAT_VERSION = 1
+HEADER = "skylab-note"
+
+Scalar = int | float | str | bool
+
+
+class Status(str, Enum):
+    SUCCESS = "success"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+
+
+class Decision(str, Enum):
+    KEEP = "keep"
+    REVERT = "revert"
+
+
+# Keys with a fixed meaning; a metric may not be named after one of them.
+RESERVED_KEYS = frozenset(
+    {
+        HEADER,
+        "trial",
+        "tag",
+        "status",
+        "decision",
+        "metric",
+        "peak_vram_mb",
+        "strategy",
+        "parent",
+        "started_at",
+        "train_seconds",
+        "wall_seconds",
+        "description",
+    }
+)
+
+
+class NoteFormatError(ValueError):
+    """A note that is not a Skylab trial note (hand-edited, truncated, or from another tool)."""
+
+
+@dataclass
+class TrialNote:
+    trial: int
+    tag: str
+    status: Status
+    decision: Decision
+    metric: str
+    value: float | None = None
+    peak_vram_mb: float | None = None
+    strategy: str = ""
+    parent: str = ""
+    started_at: str = ""
+    train_seconds: float | None = None
+    wall_seconds: float | None = None
+    description: str = ""
+    params: dict[str, Scalar] = field(default_factory=dict)
+    summary: dict[str, Scalar] = field(default_factory=dict)
+    other: dict[str, str] = field(default_factory=dict)
+
+    def format(self) -> str:
+        """The note's text, one `key: value` per line, ending with a newline."""
+        lines = [
+            (HEADER, str(FORMAT_VERSION)),
+            ("trial", str(self.trial)),
+            ("tag", _encode_text(self.tag)),
+            ("status", self.status.value),
+            ("decision", self.decision.value),
+            ("metric", _encode_text(self.metric)),
+        ]
+        optional: list[tuple[str, str | float | None]] = [
+            (self.metric, self.value),
+            ("peak_vram_mb", self.peak_vram_mb),
+            ("strategy", self.strategy),
+            ("parent", self.parent),
+            ("started_at", self.started_at),
+            ("train_seconds", self.train_seconds),
+            ("wall_seconds", self.wall_seconds),
+        ]
+        for key, value in optional:
+            if isinstance(value, float | int):
+                lines.append((key, _encode_float(float(value))))
+            elif value:
+                lines.append((key, _encode_text(value)))
+        lines.append(("description", _encode_text(self.description)))
+        lines += [(f"param.{k}", _encode_scalar(v)) for k, v in self.params.items()]
+        lines += [(f"summary.{k}", _encode_scalar(v)) for k, v in self.summary.items()]
+        lines += list(self.other.items())
+        for key, _ in lines:
+            _check_key(key)
+        return "".join(f"{key}: {value}\n" for key, value in lines)
+
+    @classmethod
+    def parse(cls, text: str) -> TrialNote:
+        """Read a note written by `format`; raise NoteFormatError when it is not one."""
+        fields: dict[str, str] = {}
+        # split("\n"), not splitlines(): the latter also breaks on characters a bare value may hold.
+        for line in text.split("\n"):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition(": ")
+            if not sep:
+                if line.endswith(":"):
+                    key, value = line[:-1], ""
+                else:
+                    raise NoteFormatError(f"line {line[:60]!r} is not 'key: value'")
+            fields[key] = value
+        if HEADER not in fields:
+            raise NoteFormatError(f"no '{HEADER}' line: not a Skylab note")
+        try:
+            metric = _decode_text(_required(fields, "metric"))
+            note = cls(
+                trial=int(_required(fields, "trial")),
+                tag=_decode_text(_required(fields, "tag")),
+                status=Status(_required(fields, "status")),
+                decision=Decision(_required(fields, "decision")),
+                metric=metric,
+                value=_optional_float(fields.get(metric)),
+                peak_vram_mb=_optional_float(fields.get("peak_vram_mb")),
+                strategy=_decode_text(fields.get("strategy", "")),
+                parent=_decode_text(fields.get("parent", "")),
+                started_at=_decode_text(fields.get("started_at", "")),
+                train_seconds=_optional_float(fields.get("train_seconds")),
+                wall_seconds=_optional_float(fields.get("wall_seconds")),
+                description=_decode_text(fields.get("description", "")),
+            )
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise NoteFormatError(str(exc)) from None
+        known = RESERVED_KEYS | {metric}
+        for key, value in fields.items():
+            if key in known:
+                continue
+            if key.startswith("param."):
+                note.params[key[len("param.") :]] = _decode_scalar(value)
+            elif key.startswith("summary."):
+                note.summary[key[len("summary.") :]] = _decode_scalar(value)
+            else:
+                note.other[key] = value
+        return note
+
+
+def _required(fields: dict[str, str], key: str) -> str:
+    if key not in fields:
+        raise NoteFormatError(f"missing '{key}'")
+    return fields[key]
+
+
+def _check_key(key: str) -> None:
+    if not key or not key.isprintable() or ": " in key or key != key.strip() or key.endswith(":"):
+        raise ValueError(f"{key!r} cannot be a note key")
+
+
+def _needs_quoting(value: str) -> bool:
+    return value == "" or value != value.strip() or not value.isprintable() or value.startswith('"')
+
+
+def _encode_text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False) if _needs_quoting(value) else value
+
+
+def _decode_text(value: str) -> str:
+    if value.startswith('"'):
+        decoded = json.loads(value)
+        if not isinstance(decoded, str):
+            raise NoteFormatError(f"{value[:60]!r} is not a string")
+        return decoded
+    return value
+
+
+def _encode_float(value: float) -> str:
+    if math.isnan(value) or math.isinf(value):
+        return str(value)  # nan, inf, -inf: float() reads them back
+    return repr(float(value))
+
+
+def _optional_float(value: str | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _encode_scalar(value: Scalar) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return _encode_float(value)
+    return json.dumps(value)
+
+
+def _decode_scalar(value: str) -> Scalar:
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    decoded = json.loads(value)
+    if not isinstance(decoded, int | float | str | bool):
+        raise NoteFormatError(f"{value[:60]!r} is not a number, string or boolean")
+    return decoded

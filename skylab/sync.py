@@ -1,0 +1,200 @@
+"""`skylab push` / `skylab pull`: share trials, run branches and notes with teammates.
+
+The network part is plain `git fetch` / `git push`, so every remote and credential setup that works
+for the user's git works here too. Everything else (merging notes, adopting trial refs, choosing the
+shared best) is done locally through the store. Remote refs are fetched into a staging namespace
+first and integrated from there, so nothing of the teammate's ever overwrites ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pygit2
+
+from skylab.errors import StoreError
+from skylab.gitstore import (
+    BASELINE_REF,
+    BEST_REF,
+    BRANCH_PREFIX,
+    NOTES_REF,
+    TRIALS_PREFIX,
+    TrialStore,
+)
+
+STAGING_PREFIX = "refs/skylab-remotes/"
+
+
+@dataclass
+class SyncReport:
+    notes_added: int = 0
+    note_conflicts: list[str] = field(default_factory=list)
+    trials_added: int = 0
+    trial_collisions: list[str] = field(default_factory=list)
+    branches: list[str] = field(default_factory=list)
+    best: str | None = None
+    pushed: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.trials_added} new trials, {self.notes_added} new notes"]
+        out += self.branches
+        if self.best:
+            out.append(f"best is now {self.best}")
+        out += [f"note conflict on {c[:10]}: kept the local note" for c in self.note_conflicts]
+        out += [f"trial ref collision: {name}" for name in self.trial_collisions]
+        out += [f"pushed {ref}" for ref in self.pushed]
+        out += [f"rejected by the remote: {ref}" for ref in self.rejected]
+        return out
+
+
+def _git(store: TrialStore, *args: str) -> str:
+    workdir = store.repo.workdir or store.repo.path
+    result = subprocess.run(["git", "-C", workdir, *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0 and args[0] != "push":
+        detail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise StoreError(f"git {args[0]} failed: {detail}")
+    return result.stdout + result.stderr
+
+
+def _staging(store: TrialStore, remote: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9._-]+", remote) and remote in store.repo.remotes.names():
+        key = remote
+    else:
+        key = "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
+    return f"{STAGING_PREFIX}{key}/"
+
+
+def default_remote(store: TrialStore) -> str:
+    names = list(store.repo.remotes.names())
+    if "origin" in names:
+        return "origin"
+    if len(names) == 1 and names[0]:
+        return str(names[0])
+    raise StoreError("no remote given and no single default: name one, e.g. `skylab push origin`")
+
+
+def pull(store: TrialStore, remote: str, is_better: Callable[[float, float | None], bool]) -> SyncReport:
+    """Fetch a remote's trials and integrate them: notes merged, refs adopted, shared best chosen."""
+    staging = _staging(store, remote)
+    _git(
+        store,
+        "fetch",
+        "--no-tags",
+        "--prune",
+        remote,
+        f"+refs/notes/*:{staging}notes/*",
+        f"+refs/skylab/*:{staging}skylab/*",
+        f"+{BRANCH_PREFIX}*:{staging}branches/*",
+    )
+    report = SyncReport()
+    report.notes_added, report.note_conflicts = store.merge_notes(store.ref_target(f"{staging}notes/skylab"))
+    _adopt_trials(store, staging, report)
+    their_baseline = store.ref_target(f"{staging}skylab/baseline")
+    if store.baseline() is None and their_baseline:
+        store.set_baseline(their_baseline)
+    elif their_baseline and their_baseline != store.baseline():
+        report.branches.append(
+            f"the remote's baseline {their_baseline[:10]} is not ours: are these clones of one experiment?"
+        )
+    _adopt_branches(store, staging, report)
+    _choose_best(store, store.ref_target(f"{staging}skylab/best"), is_better, report)
+    return report
+
+
+def _staged(store: TrialStore, prefix: str) -> dict[str, str]:
+    refs = {}
+    for name in store.repo.listall_references():
+        if name.startswith(prefix):
+            target = store.ref_target(name)
+            if target:
+                refs[name[len(prefix) :]] = target
+    return refs
+
+
+def _adopt_trials(store: TrialStore, staging: str, report: SyncReport) -> None:
+    with store.writing():
+        for rest, commit in _staged(store, f"{staging}skylab/trials/").items():
+            local_name = TRIALS_PREFIX + rest
+            local = store.ref_target(local_name)
+            if local is None:
+                store.repo.create_reference_direct(
+                    local_name, pygit2.Oid(hex=commit), False, message="skylab: pull"
+                )
+                report.trials_added += 1
+            elif local != commit:
+                report.trial_collisions.append(
+                    f"{rest} is {local[:10]} here but {commit[:10]} there (use distinct run tags)"
+                )
+
+
+def _adopt_branches(store: TrialStore, staging: str, report: SyncReport) -> None:
+    repo = store.repo
+    checked_out = None if repo.head_is_unborn or repo.head_is_detached else repo.head.name
+    for tag, theirs in _staged(store, f"{staging}branches/").items():
+        name = BRANCH_PREFIX + tag
+        ours = store.ref_target(name)
+        if ours == theirs or (ours is not None and repo.descendant_of(ours, theirs)):
+            continue
+        if ours is not None and not repo.descendant_of(theirs, ours):
+            report.branches.append(f"skylab/{tag} has diverged from the remote's: left as it is")
+            continue
+        if name == checked_out:
+            report.branches.append(
+                f"skylab/{tag} is checked out: update it with `git merge --ff-only {theirs[:10]}`"
+            )
+            continue
+        repo.create_reference_direct(name, pygit2.Oid(hex=theirs), True, message="skylab: pull")
+        report.branches.append(f"skylab/{tag} {'fast-forwarded' if ours else 'created'} at {theirs[:10]}")
+
+
+def _choose_best(
+    store: TrialStore,
+    theirs: str | None,
+    is_better: Callable[[float, float | None], bool],
+    report: SyncReport,
+) -> None:
+    ours = store.best()
+    if theirs is None or theirs == ours:
+        return
+    history = store.load()
+    index = history.by_commit()
+    their_trial = index.get(theirs)
+    our_trial = index.get(ours or "")
+    if their_trial is None or their_trial.value is None:
+        return
+    our_value = our_trial.value if our_trial else None
+    if ours is None or is_better(their_trial.value, our_value):
+        with store.writing():
+            store.repo.create_reference_direct(
+                BEST_REF, pygit2.Oid(hex=theirs), True, message="skylab: pull best"
+            )
+        report.best = f"{their_trial.name} ({their_trial.value:.6f}, from the remote)"
+
+
+def push(store: TrialStore, remote: str, is_better: Callable[[float, float | None], bool]) -> SyncReport:
+    """Integrate the remote's trials first (so none of theirs is overwritten), then push ours."""
+    report = pull(store, remote, is_better)
+    specs = [f"{TRIALS_PREFIX}*:{TRIALS_PREFIX}*", f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*"]
+    if store.ref_target(NOTES_REF):
+        specs.append(f"{NOTES_REF}:{NOTES_REF}")
+    if store.baseline():
+        specs.append(f"{BASELINE_REF}:{BASELINE_REF}")
+    if store.best():
+        specs.append(f"+{BEST_REF}:{BEST_REF}")  # already the better of both sides
+    output = _git(store, "push", "--porcelain", remote, *specs)
+    for line in output.splitlines():
+        flag, _, rest = line.partition("\t")
+        ref = rest.split("\t")[0].split(":")[-1]
+        if flag in ("*", "+", " ", "-") and ref:
+            report.pushed.append(ref)
+        elif flag == "!" and ref:
+            reason = rest.split("\t")[1] if "\t" in rest else "rejected"
+            report.rejected.append(f"{ref} ({reason})")
+    if "fatal:" in output and not report.pushed and not report.rejected:
+        raise StoreError("git push failed: " + output.strip().splitlines()[-1])
+    return report

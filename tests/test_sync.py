@@ -1,0 +1,100 @@
+"""Two teammates, two clones, one bare remote on disk."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from skylab.gitstore import TrialStore
+from tests.conftest import git, run_skylab
+from tests.factory import add_trial
+
+
+@pytest.fixture
+def team(experiment: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp_path)
+    git("remote", "add", "origin", str(remote), cwd=experiment)
+    git("push", "-q", "origin", "main", cwd=experiment)
+    run_skylab("push", "-C", str(experiment), check=True)
+    bob = tmp_path / "bob"
+    git("clone", "-q", str(remote), str(bob), cwd=tmp_path)
+    run_skylab("init", str(bob), check=True)
+    return experiment, bob, remote
+
+
+def test_push_then_pull_shares_trials_notes_and_best(team: tuple[Path, Path, Path]) -> None:
+    alice, bob, _ = team
+    a = TrialStore.open(alice)
+    add_trial(a, "alice-1", 1.5)
+    best = add_trial(a, "alice-1", 1.2)
+    report = run_skylab("push", "-C", str(alice), check=True).stdout
+    assert "refs/notes/skylab" in report
+
+    run_skylab("pull", "-C", str(bob), check=True)
+    b = TrialStore.open(bob)
+    history = b.load()
+    assert [t.name for t in history.trials] == ["alice-1/1", "alice-1/2"]
+    assert b.best() == best.commit
+    assert git("rev-parse", "skylab/alice-1", cwd=bob).strip() == best.commit
+    assert "val_bpb: 1.2" in git("log", "-1", "skylab/alice-1", cwd=bob)
+
+
+def test_notes_from_both_sides_are_merged_not_overwritten(
+    team: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    alice, bob, remote = team
+    a, b = TrialStore.open(alice), TrialStore.open(bob)
+    add_trial(a, "alice-1", 1.4)
+    run_skylab("push", "-C", str(alice), check=True)
+    # Bob has not pulled: his notes history diverges from the remote's.
+    bobs = add_trial(b, "bob-1", 1.1)
+    run_skylab("push", "-C", str(bob), check=True)
+    run_skylab("pull", "-C", str(alice), check=True)
+
+    for side in (alice, bob):
+        names = sorted(t.name for t in TrialStore.open(side).load().trials)
+        assert names == ["alice-1/1", "bob-1/1"], side
+    assert TrialStore.open(alice).best() == bobs.commit  # 1.1 beats 1.4
+    # The remote holds both notes too, under one notes ref with both histories merged.
+    listing = git("ls-tree", "-r", "--name-only", "refs/notes/skylab", cwd=remote).split()
+    assert len(listing) == 2
+    parents = git("log", "-1", "--format=%P", "refs/notes/skylab", cwd=remote).split()
+    assert len(parents) == 2
+
+
+def test_pull_keeps_the_better_local_best(team: tuple[Path, Path, Path]) -> None:
+    alice, bob, _ = team
+    add_trial(TrialStore.open(alice), "alice-1", 1.4)
+    run_skylab("push", "-C", str(alice), check=True)
+    mine = add_trial(TrialStore.open(bob), "bob-1", 1.0)
+    run_skylab("pull", "-C", str(bob), check=True)
+    assert TrialStore.open(bob).best() == mine.commit
+
+
+def test_colliding_trial_refs_are_reported(team: tuple[Path, Path, Path]) -> None:
+    alice, bob, _ = team
+    add_trial(TrialStore.open(alice), "shared", 1.4)
+    run_skylab("push", "-C", str(alice), check=True)
+    add_trial(TrialStore.open(bob), "shared", 1.3)
+    result = run_skylab("pull", "-C", str(bob))
+    assert result.returncode == 1
+    assert "trial ref collision: shared/1" in result.stdout
+    assert "use distinct run tags" in result.stdout
+
+
+def test_push_to_unknown_remote_is_a_clear_error(experiment: Path) -> None:
+    result = run_skylab("push", "nowhere", "-C", str(experiment))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: git fetch failed")
+    assert "Traceback" not in result.stderr
+
+
+def test_pushed_trials_survive_gc_on_the_remote(team: tuple[Path, Path, Path]) -> None:
+    alice, _, remote = team
+    reverted = add_trial(TrialStore.open(alice), "alice-1", 9.9, keep=False)
+    run_skylab("push", "-C", str(alice), check=True)
+    subprocess.run(["git", "gc", "--prune=now", "-q"], cwd=remote, check=True)
+    assert git("cat-file", "-t", reverted.commit, cwd=remote).strip() == "commit"

@@ -31,10 +31,14 @@ typecheck:
 
 standardize: format lint typecheck
 
-# The main job on the embedded default: a fresh experiment from the tiny-bigram template.
+# The main job on the embedded default: the gpt-pretrain experiment on the offline demo corpus,
+# shrunk to CPU size, trained once for the CPU profile's 60-second budget.
+DEMO_CONSTANTS := DEPTH=4 ASPECT_RATIO=32 HEAD_DIM=64 DEVICE_BATCH_SIZE=16 TOTAL_BATCH_SIZE=4096
 demo:
-	$(BIN)/skylab init $(DEMO_DIR)
-	$(BIN)/skylab history -C $(DEMO_DIR)
+	$(BIN)/skylab init $(DEMO_DIR) --template gpt-pretrain
+	$(BIN)/skylab prepare --source demo -C $(DEMO_DIR)
+	$(BIN)/skylab constants -C $(DEMO_DIR) $(DEMO_CONSTANTS)
+	cd $(DEMO_DIR) && SKYLAB_PROFILE=cpu $(abspath $(BIN))/python train.py
 
 bench:
 	$(BIN)/python bench/history.py

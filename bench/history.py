@@ -27,7 +27,7 @@ from tests.factory import tree_with  # noqa: E402
 
 
 def build(directory: Path, trials: int) -> None:
-    init_experiment(directory)
+    init_experiment(directory, template="tiny-bigram")
     store = TrialStore.open(directory)
     rng = random.Random(0)
     best_commit, best_value = store.start_point(), None

@@ -169,6 +169,53 @@ def pull(
         raise typer.Exit(1)
 
 
+@app.command()
+def prepare(
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="climbmix (the default, downloads), demo, or text/parquet files."),
+    ] = None,
+    shards: Annotated[int, typer.Option("--shards", help="climbmix training shards to download.")] = 8,
+    experiment: Annotated[Path, typer.Option("--experiment", "-C", help="The experiment directory.")] = Path(
+        "."
+    ),
+) -> None:
+    """Run the experiment's data preparation (download, tokenizer, tokenisation) once."""
+    from skylab.preparation import run_prepare
+
+    run_prepare(experiment, source or ["climbmix"], shards, console)
+
+
+@app.command()
+def constants(
+    assignments: Annotated[list[str] | None, typer.Argument(help="NAME=VALUE pairs to set.")] = None,
+    file: Annotated[str | None, typer.Option("--file", help="Editable file (default: the sweep's).")] = None,
+    experiment: Annotated[Path, typer.Option("--experiment", "-C", help="The experiment directory.")] = Path(
+        "."
+    ),
+) -> None:
+    """List the module-level constants of an editable file, or set some (NAME=VALUE ...)."""
+    from skylab.config import load_config
+    from skylab.constants import parse_assignment, read_constants, set_constants
+
+    config = load_config(experiment)
+    name = file or (config.sweep.file if config.sweep else config.editable_files[0])
+    if name not in config.editable_files:
+        raise SkylabError(
+            f"{name} is not an editable file of {config.name} ({', '.join(config.editable_files)})"
+        )
+    path = config.root / name
+    source = path.read_text(encoding="utf-8")
+    if assignments:
+        values = dict(parse_assignment(a) for a in assignments)
+        path.write_text(set_constants(source, values, name), encoding="utf-8")
+        for key, value in values.items():
+            console.print(f"{name}: {key} = {value!r}", markup=False)
+        return
+    for key, value in read_constants(source, name).items():
+        console.print(f"{key} = {value!r}", markup=False)
+
+
 @hook_app.command("post-commit")
 def post_commit_hook(repo: RepoOption = Path(".")) -> None:
     """Called by the post-commit hook when a commit lands on a Skylab run branch."""

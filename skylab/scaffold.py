@@ -18,7 +18,7 @@ from skylab.errors import SkylabError
 from skylab.gitstore import NOTES_REF, TrialStore
 from skylab.resources import resource_dir, template_dir
 
-DEFAULT_TEMPLATE = "tiny-bigram"
+DEFAULT_TEMPLATE = "gpt-pretrain"
 HOOK_MARKER = "# skylab-hook: post-commit"
 CHAINED_HOOK = "post-commit.pre-skylab"
 WORK_DIR = ".skylab"  # logs and scratch space of a run, never committed

@@ -30,9 +30,9 @@ def git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def experiment(tmp_path: Path) -> Path:
-    """An initialised tiny-bigram experiment repository."""
+    """An initialised tiny-bigram experiment repository (numpy only: fast to copy and to run)."""
     directory = tmp_path / "exp"
-    init_experiment(directory)
+    init_experiment(directory, template="tiny-bigram")
     return directory
 
 

@@ -65,13 +65,13 @@ def test_kill_between_every_pair_of_writes(tmp_path: Path) -> None:
     from skylab.scaffold import init_experiment
 
     reference = tmp_path / "reference"
-    init_experiment(reference)
+    init_experiment(reference, template="tiny-bigram")
     writes = total_writes(reference)
     assert writes >= 10  # run branch, then per trial: trial ref, note, (branch, best when kept)
 
     for kill_at in range(1, writes + 1):
         experiment = tmp_path / f"kill-{kill_at}"
-        init_experiment(experiment)
+        init_experiment(experiment, template="tiny-bigram")
         result = run_writer(experiment, kill_at)
         assert result.returncode == -9, f"write {kill_at}: {result.stderr}"
 
@@ -134,7 +134,7 @@ def test_history_cli_reports_interrupted_trial(tmp_path: Path, kill_at: int) -> 
     from tests.conftest import run_skylab
 
     experiment = tmp_path / "exp"
-    init_experiment(experiment)
+    init_experiment(experiment, template="tiny-bigram")
     run_writer(experiment, kill_at)
     result = run_skylab("history", "-C", str(experiment), check=True)
     assert "interrupted" in result.stdout

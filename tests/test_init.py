@@ -28,8 +28,8 @@ def test_init_empty_dir_copies_template_and_commits_baseline(tmp_path: Path) -> 
     result = run_skylab("init", str(tmp_path / "exp"), check=True)
     exp = tmp_path / "exp"
     assert "baseline is" in result.stdout
-    assert (exp / "experiment.toml").is_file() and (exp / "train.py").is_file()
-    assert git("log", "--format=%s", cwd=exp).strip() == "skylab: baseline of tiny-bigram"
+    assert {p.name for p in exp.iterdir()} >= {"experiment.toml", "train.py", "prepare.py", "schedules.py"}
+    assert git("log", "--format=%s", cwd=exp).strip() == "skylab: baseline of gpt-pretrain"
     assert git("status", "--porcelain", cwd=exp) == ""
     store = TrialStore.open(exp)
     assert store.baseline() == git("rev-parse", "HEAD", cwd=exp).strip()
@@ -41,7 +41,7 @@ def test_init_empty_dir_copies_template_and_commits_baseline(tmp_path: Path) -> 
 
 def test_init_twice_changes_nothing(tmp_path: Path) -> None:
     exp = tmp_path / "exp"
-    init_experiment(exp)
+    init_experiment(exp, template="tiny-bigram")
     before = snapshot(exp)
     result = run_skylab("init", str(exp), check=True)
     assert "nothing to do" in result.stdout

@@ -1,0 +1,66 @@
+"""`skylab prepare`: run an experiment's own data preparation with a progress display.
+
+The experiment's prepare.py is frozen and self-contained; Skylab imports it from the experiment
+directory and calls its `prepare(sources, num_shards, progress)` function, drawing the progress it
+reports. Its own errors (a class named PrepareError) become one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from skylab.config import load_config
+from skylab.errors import SkylabError
+
+
+def load_prepare_module(root: Path) -> ModuleType:
+    path = root / "prepare.py"
+    if not path.is_file():
+        raise SkylabError(f"{root} has no prepare.py: this experiment has nothing to prepare")
+    spec = importlib.util.spec_from_file_location("prepare", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(root))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(root))
+    return module
+
+
+def run_prepare(experiment: Path, sources: list[str], shards: int, console: Console) -> None:
+    config = load_config(experiment)
+    module = load_prepare_module(config.root)
+    if not hasattr(module, "prepare"):
+        raise SkylabError(f"{config.root / 'prepare.py'} defines no prepare(): nothing to prepare")
+    error_type = getattr(module, "PrepareError", None)
+    tasks: dict[str, TaskID] = {}
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+
+        def report(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        try:
+            meta = module.prepare(sources, shards, report)
+        except Exception as exc:
+            if error_type is not None and isinstance(exc, error_type):
+                raise SkylabError(str(exc)) from None
+            raise
+    console.print(
+        f"prepared {meta['train_tokens']:,} train and {meta['val_tokens']:,} validation tokens "
+        f"from {meta['source']} in {module.DATA_DIR}"
+    )

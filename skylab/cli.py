@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import pygit2
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -216,16 +219,121 @@ def constants(
         console.print(f"{key} = {value!r}", markup=False)
 
 
+class StrategyName(str, Enum):
+    sweep = "sweep"
+
+
+class RunnerName(str, Enum):
+    local = "local"
+
+
+def default_tag() -> str:
+    """Today's date, the way the reference names its runs: nov25."""
+    return time.strftime("%b%d").lower()
+
+
+@app.command()
+def run(
+    strategy: Annotated[
+        StrategyName, typer.Option("--strategy", help="What proposes changes.")
+    ] = StrategyName.sweep,
+    budget: Annotated[str | None, typer.Option("--budget", help="Wall-clock budget: 30m, 8h, 1d.")] = None,
+    max_trials: Annotated[
+        int | None, typer.Option("--max-trials", min=1, help="Stop after N trials.")
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option("--tag", "-t", help="Run tag (default: today, e.g. nov25).")
+    ] = None,
+    runner: Annotated[RunnerName, typer.Option("--runner", help="Where trials train.")] = RunnerName.local,
+    gpu: Annotated[
+        str | None, typer.Option("--gpu", help="Pin trials to this GPU (CUDA_VISIBLE_DEVICES).")
+    ] = None,
+    queued_only: Annotated[bool, typer.Option("--queued-only", hidden=True)] = False,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Search unattended: propose, commit, train for the fixed budget, keep or revert."""
+    from skylab.config import load_config
+    from skylab.durations import parse_duration
+    from skylab.gitstore import check_tag
+    from skylab.orchestrator import Orchestrator
+    from skylab.progress import RunState, make_reporter
+    from skylab.runner.local import LocalRunner
+    from skylab.strategy import make_strategy
+
+    store = _open(repo)
+    config = load_config(Path(store.repo.workdir or "."))
+    tag = check_tag(tag or default_tag())
+    try:
+        seconds = parse_duration(budget) if budget is not None else None
+    except ValueError as exc:
+        raise SkylabError(f"--budget: {exc}") from None
+    _refuse_uncommitted_edits(store, config.editable_files)
+    chosen = None if queued_only else make_strategy(strategy.value, config)
+    state = RunState(tag=tag, strategy=strategy.value, metric=config.metric, budget=seconds)
+    with make_reporter(console, state) as reporter:
+        orchestrator = Orchestrator(
+            store,
+            config,
+            chosen,
+            LocalRunner(gpu=gpu),
+            tag,
+            reporter,
+            budget=seconds,
+            max_trials=max_trials,
+            queued_only=queued_only,
+        )
+        _print_plan(reporter, store, config, tag, strategy.value, seconds, max_trials, orchestrator)
+        outcome = orchestrator.run()
+        best = (
+            f"{outcome.best.value:.6f} ({outcome.best.name})"
+            if outcome.best and outcome.best.value
+            else "none"
+        )
+        reporter.say(
+            f"stopped: {outcome.stopped_because}. {outcome.trials} trials; best {config.metric} {best}"
+        )
+    if outcome.stopped_because == "interrupted":
+        raise typer.Exit(130)
+
+
+def _refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> None:
+    status = store.repo.status()
+    dirty = [path for path in editable if path in status and status[path] != pygit2.enums.FileStatus.IGNORED]
+    if dirty:
+        raise SkylabError(
+            f"{', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted changes: commit them "
+            "(they then become part of what the run starts from) or stash them, then run again"
+        )
+
+
+def _print_plan(reporter, store, config, tag, strategy, seconds, max_trials, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    from skylab.durations import format_duration
+    from skylab.gitstore import run_branch
+
+    existing = store.ref_target(run_branch(tag))
+    start = existing or store.start_point()
+    where = "resuming" if existing else "new run"
+    expected = orchestrator.expected_trial_seconds()
+    limit = (
+        "no time limit"
+        if seconds is None
+        else f"budget {format_duration(seconds)} (~{int(seconds // expected)} trials)"
+    )
+    trials = f", at most {max_trials} trials" if max_trials else ""
+    reporter.say(
+        f"skylab run {tag} ({where} from {start[:10]}) · strategy {strategy} · {limit}{trials} · "
+        f"~{format_duration(expected)} per trial · logs in .skylab/logs/{tag} · Ctrl-C stops after recording"
+    )
+
+
 @hook_app.command("post-commit")
 def post_commit_hook(repo: RepoOption = Path(".")) -> None:
-    """Called by the post-commit hook when a commit lands on a Skylab run branch."""
-    store = _open(repo)
-    head = store.repo.head
-    tag = head.shorthand.removeprefix("skylab/")
-    err_console.print(
-        f"skylab: {str(head.target)[:10]} on run branch skylab/{tag} will be trained as a trial "
-        f"by `skylab run --tag {tag}`"
-    )
+    """Called by the post-commit hook: queue a commit made on a Skylab run branch for training."""
+    from skylab.handcommits import on_post_commit
+
+    message = on_post_commit(_open(repo))
+    if message:
+        sys.stderr.write(message + "\n")
 
 
 def main() -> None:

@@ -357,22 +357,30 @@ class TrialStore:
                     continue
                 return TrialRef(tag, number, commit)
 
-    def finish_trial(self, trial: TrialRef, note: TrialNote) -> None:
-        """Record the result; a kept trial then becomes the run's tip and, if better, the best.
+    def finish_trial(self, trial: TrialRef, note: TrialNote, new_best: bool | None = None) -> None:
+        """Record the result; a kept trial then becomes the run's tip and, when `new_best`, the best.
 
-        The orchestrator decides keep/revert; the store only records it, note first.
+        The orchestrator decides keep/revert and whether the trial beats the best of all runs
+        (default: every kept trial does); the store only records it, note first.
         """
         if (note.tag, note.trial) != (trial.tag, trial.number):
             raise StoreError(f"note for {note.tag}/{note.trial} given to trial {trial.name}")
+        kept = note.decision is Decision.KEEP
         with self.writing():
             self._write_notes(
                 {trial.commit: note.format()}, f"skylab: trial {trial.name} {note.status.value}"
             )
-            if note.decision is Decision.KEEP:
+            if kept:
                 self._set_ref(run_branch(trial.tag), trial.commit, f"skylab: keep {trial.name}")
-                self._set_ref(BEST_REF, trial.commit, f"skylab: best is {trial.name}")
+                if new_best is None or new_best:
+                    self._set_ref(BEST_REF, trial.commit, f"skylab: best is {trial.name}")
         if trial.number % MAINTENANCE_EVERY == 0:
             self.maintain()
+
+    def move_run_branch(self, tag: str, commit: str, reason: str) -> None:
+        """Point a run branch at `commit`: a reverted hand commit leaves the kept chain this way."""
+        with self.writing():
+            self._set_ref(run_branch(tag), commit, f"skylab: {reason}")
 
     def maintain(self) -> None:
         """Let git pack loose objects and refs when it judges it worthwhile (`git gc --auto`).

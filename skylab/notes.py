@@ -21,9 +21,11 @@ Scalar = int | float | str | bool
 
 class Status(str, Enum):
     SUCCESS = "success"
-    CRASH = "crash"
-    TIMEOUT = "timeout"
-    INTERRUPTED = "interrupted"
+    CRASH = "crash"  # non-zero exit, no metric printed, or code that does not parse
+    TIMEOUT = "timeout"  # killed at the experiment's max_trial_wall_time
+    INTERRUPTED = "interrupted"  # Skylab stopped (Ctrl-C, kill) before the result was recorded
+    CONSTRAINT = "constraint"  # trained, but broke a constraint (max_vram_gb): reverted
+    NOOP = "noop"  # the proposal changed nothing: recorded, never trained
 
 
 class Decision(str, Enum):
@@ -47,6 +49,8 @@ RESERVED_KEYS = frozenset(
         "train_seconds",
         "wall_seconds",
         "description",
+        "reason",
+        "log_tail",
     }
 )
 
@@ -70,6 +74,8 @@ class TrialNote:
     train_seconds: float | None = None
     wall_seconds: float | None = None
     description: str = ""
+    reason: str = ""  # why a trial did not succeed, in one line
+    log_tail: str = ""  # the last lines of a failed trial's output
     params: dict[str, Scalar] = field(default_factory=dict)
     summary: dict[str, Scalar] = field(default_factory=dict)
     other: dict[str, str] = field(default_factory=dict)
@@ -99,6 +105,9 @@ class TrialNote:
             elif value:
                 lines.append((key, _encode_text(value)))
         lines.append(("description", _encode_text(self.description)))
+        lines += [
+            (k, _encode_text(v)) for k, v in (("reason", self.reason), ("log_tail", self.log_tail)) if v
+        ]
         lines += [(f"param.{k}", _encode_scalar(v)) for k, v in self.params.items()]
         lines += [(f"summary.{k}", _encode_scalar(v)) for k, v in self.summary.items()]
         lines += list(self.other.items())
@@ -139,6 +148,8 @@ class TrialNote:
                 train_seconds=_optional_float(fields.get("train_seconds")),
                 wall_seconds=_optional_float(fields.get("wall_seconds")),
                 description=_decode_text(fields.get("description", "")),
+                reason=_decode_text(fields.get("reason", "")),
+                log_tail=_decode_text(fields.get("log_tail", "")),
             )
         except (ValueError, json.JSONDecodeError) as exc:
             raise NoteFormatError(str(exc)) from None

@@ -241,6 +241,19 @@ def test_sliding_window_sdpa_matches_naive_attention(prepare: ModuleType) -> Non
     assert not torch.allclose(full, out, atol=1e-3)  # the window really limits what is seen
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_flex_attention_backend_agrees_with_sdpa(prepare: ModuleType) -> None:
+    import torch
+
+    train = load_module("train")
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 128, 2, 16) for _ in range(3))
+    for window in (32, 128):
+        assert torch.allclose(
+            train.attend(q, k, v, window, "flex"), train.attend(q, k, v, window, "sdpa"), atol=1e-5
+        )
+
+
 def test_muon_orthogonalisation_drives_singular_values_to_one(prepare: ModuleType) -> None:
     import torch
 

@@ -1,0 +1,132 @@
+"""What a researcher sees while `skylab run` works: a live panel on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from skylab.durations import format_duration
+
+PLAIN_LINE_EVERY = 30.0  # seconds between training lines echoed in plain mode
+
+
+@dataclass
+class RunState:
+    tag: str
+    strategy: str
+    metric: str
+    budget: float | None
+    started: float = field(default_factory=time.monotonic)
+    trials_done: int = 0
+    best: float | None = None
+    best_name: str = ""
+    current: str = ""
+    current_description: str = ""
+    current_started: float | None = None
+    current_expected: float = 0.0
+    last_line: str = ""
+    recent: list[str] = field(default_factory=list)
+
+    def time_left(self) -> float | None:
+        return None if self.budget is None else max(0.0, self.budget - (time.monotonic() - self.started))
+
+
+class Reporter:
+    """Plain timestamped lines; the base of the live view too."""
+
+    def __init__(self, console: Console, state: RunState) -> None:
+        self.console = console
+        self.state = state
+        self._last_plain = 0.0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def say(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.console.print(f"[dim]{stamp}[/] {text}", highlight=False, soft_wrap=True)
+
+    def trial_started(self, name: str, description: str, expected: float) -> None:
+        s = self.state
+        s.current, s.current_description = name, description
+        s.current_started, s.current_expected, s.last_line = time.monotonic(), expected, ""
+        self.say(f"trial {name}: {escape(description)}")
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self.state.last_line = text
+            now = time.monotonic()
+            if text.startswith("step") and now - self._last_plain >= PLAIN_LINE_EVERY:
+                self._last_plain = now
+                self.say(f"  {escape(text)}")
+
+    def trial_finished(self, summary: str, best: float | None, best_name: str) -> None:
+        s = self.state
+        s.trials_done += 1
+        s.best, s.best_name = best, best_name
+        s.current, s.current_started = "", None
+        s.recent = [*s.recent[-4:], summary]
+        self.say(summary)
+
+
+class LiveReporter(Reporter):
+    """The same events, drawn as a panel that refreshes twice a second."""
+
+    def __init__(self, console: Console, state: RunState) -> None:
+        super().__init__(console, state)
+        self.live = Live(console=console, get_renderable=self._render, refresh_per_second=2, transient=False)
+
+    def __enter__(self) -> LiveReporter:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def line(self, text: str) -> None:
+        self.state.last_line = text
+
+    def say(self, text: str) -> None:
+        self.live.console.print(text, highlight=False, soft_wrap=True)
+
+    def trial_started(self, name: str, description: str, expected: float) -> None:
+        s = self.state
+        s.current, s.current_description = name, description
+        s.current_started, s.current_expected, s.last_line = time.monotonic(), expected, ""
+
+    def _render(self) -> Group:
+        s = self.state
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        left = s.time_left()
+        best = f"{s.best:.6f} ({s.best_name})" if s.best is not None else "—"
+        table.add_row("run", f"{s.tag} · {s.strategy} · {s.trials_done} trials done")
+        table.add_row(f"best {s.metric}", best)
+        table.add_row("time left", "no limit" if left is None else format_duration(left))
+        if s.current and s.current_started is not None:
+            elapsed = time.monotonic() - s.current_started
+            table.add_row("trial", f"{s.current}: {escape(s.current_description)}")
+            table.add_row("elapsed", f"{format_duration(elapsed)} / ~{format_duration(s.current_expected)}")
+            table.add_row("", Text(s.last_line[-160:], style="dim"))
+        return Group(table)
+
+
+def make_reporter(console: Console, state: RunState) -> Reporter:
+    return (
+        LiveReporter(console, state)
+        if console.is_terminal and sys.stdout.isatty()
+        else Reporter(console, state)
+    )

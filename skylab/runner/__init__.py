@@ -1,0 +1,39 @@
+"""Runners execute one trial in a work tree and report what happened. They never touch refs and
+never decide: the orchestrator reads their result and judges it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from skylab.notes import Status
+
+LineSink = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    status: Status  # SUCCESS, CRASH or TIMEOUT; constraints are the orchestrator's call
+    value: float | None
+    peak_vram_mb: float | None
+    train_seconds: float | None
+    wall_seconds: float
+    summary: dict[str, float | str] = field(default_factory=dict)
+    log_path: Path | None = None
+    log_tail: str = ""
+    exit_code: int | None = None
+    reason: str = ""
+
+
+class Runner(Protocol):
+    def run(
+        self,
+        workdir: Path,
+        command: str,
+        metric: str,
+        wall_limit: float,
+        log_path: Path,
+        on_line: LineSink | None = None,
+    ) -> RunResult: ...

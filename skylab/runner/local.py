@@ -1,0 +1,140 @@
+"""Run a trial as a local subprocess, in its own process group, under a wall-clock limit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from skylab.notes import Status
+from skylab.runner import LineSink, RunResult
+from skylab.summary import parse_summary
+
+TAIL_LINES = 40  # kept in memory for the summary and, on a crash, for the note
+KILL_GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL
+
+
+def trial_environment(gpu: str | None) -> dict[str, str]:
+    """The caller's environment, with Skylab's interpreter first on PATH (so `python` has torch),
+    unbuffered output (so progress streams) and, when given, the GPU pinned."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+class LocalRunner:
+    def __init__(self, gpu: str | None = None, kill_grace: float = KILL_GRACE_SECONDS) -> None:
+        self.gpu = gpu
+        self.kill_grace = kill_grace
+
+    def run(
+        self,
+        workdir: Path,
+        command: str,
+        metric: str,
+        wall_limit: float,
+        log_path: Path,
+        on_line: LineSink | None = None,
+    ) -> RunResult:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        started = time.monotonic()
+        with open(log_path, "w", encoding="utf-8") as log:
+            process = subprocess.Popen(
+                command,
+                shell=True,
+                cwd=workdir,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: a kill reaches every child
+                env=trial_environment(self.gpu),
+                text=True,
+                errors="replace",
+            )
+            reader = threading.Thread(target=_pump, args=(process, log, tail, on_line), daemon=True)
+            reader.start()
+            timed_out = False
+            try:
+                process.wait(timeout=wall_limit)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                self._kill_group(process)
+            except BaseException:  # Ctrl-C or a signal: no training may outlive Skylab's decision
+                self._kill_group(process)
+                raise
+            else:
+                _signal_group(process.pid, signal.SIGKILL)  # children it left behind go with it
+            finally:
+                reader.join(timeout=5)
+        wall = time.monotonic() - started
+        return _result(process.returncode, timed_out, wall, wall_limit, metric, tail, log_path)
+
+    def _kill_group(self, process: subprocess.Popen[str]) -> None:
+        """SIGTERM to the whole group, a grace period, then SIGKILL to whatever is left."""
+        _signal_group(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=self.kill_grace)
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _pump(process: subprocess.Popen[str], log: object, tail: deque[str], on_line: LineSink | None) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        log.write(line)  # type: ignore[attr-defined]
+        log.flush()  # type: ignore[attr-defined]
+        stripped = line.rstrip("\n")
+        tail.append(stripped)
+        if on_line is not None:
+            on_line(stripped)
+
+
+def _result(
+    code: int | None,
+    timed_out: bool,
+    wall: float,
+    limit: float,
+    metric: str,
+    tail: deque[str],
+    log_path: Path,
+) -> RunResult:
+    lines = list(tail)
+    summary = parse_summary("\n".join(lines))
+    raw_value = summary.get(metric)
+    value = raw_value if isinstance(raw_value, float) else None
+    vram = summary.get("peak_vram_mb")
+    train = summary.get("training_seconds")
+    result = RunResult(
+        status=Status.SUCCESS,
+        value=value,
+        peak_vram_mb=vram if isinstance(vram, float) else None,
+        train_seconds=train if isinstance(train, float) else None,
+        wall_seconds=wall,
+        summary=summary,
+        log_path=log_path,
+        exit_code=code,
+    )
+    if timed_out:
+        result.status, result.reason = Status.TIMEOUT, f"killed after the {limit:.0f} s wall-time limit"
+    elif code != 0:
+        result.status, result.reason = Status.CRASH, f"exited with status {code}"
+    elif value is None:
+        result.status, result.reason = Status.CRASH, f"exited normally but printed no {metric}"
+    if result.status is not Status.SUCCESS:
+        result.log_tail = "\n".join(lines[-20:])
+    return result

@@ -1,0 +1,47 @@
+"""Strategies propose: given the experiment, its history and the current best, a strategy edits the
+editable files of a work tree and says in one line what it changed. It never runs training and
+never decides keep or revert; the orchestrator does both.
+
+A strategy is anything with `name` and `propose(context) -> Proposal | None` (None: exhausted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from skylab.config import ExperimentConfig
+from skylab.gitstore import History, Trial
+
+Scalar = int | float | str | bool
+
+
+@dataclass
+class Proposal:
+    description: str
+    params: dict[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass
+class ProposalContext:
+    config: ExperimentConfig
+    history: History
+    tag: str
+    tip: str  # the commit the proposal starts from: the run's best so far
+    tip_trial: Trial | None
+    workdir: Path  # a work tree checked out at `tip`; the strategy edits files here
+
+
+class Strategy(Protocol):
+    name: str
+
+    def propose(self, context: ProposalContext) -> Proposal | None: ...
+
+
+def make_strategy(name: str, config: ExperimentConfig) -> Strategy:
+    if name == "sweep":
+        from skylab.strategy.sweep import SweepStrategy
+
+        return SweepStrategy(config)
+    raise ValueError(f"unknown strategy {name!r}")

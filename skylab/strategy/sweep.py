@@ -1,0 +1,166 @@
+"""Sweeps over module-level constants: grid, seeded random, or Optuna's TPE.
+
+Each proposal rewrites just the named assignments of the sweep file (skylab.constants), so the
+trial's diff is one line per parameter. History is the memory: points already tried in any run of
+this experiment are skipped (grid, random), and TPE's study is rebuilt from the notes, so a resumed
+or restarted search keeps learning.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import Any
+
+from skylab.config import ExperimentConfig, ParameterSpace, SweepConfig
+from skylab.constants import read_constants, set_constants
+from skylab.errors import ConfigError
+from skylab.notes import Status
+from skylab.strategy import Proposal, ProposalContext, Scalar
+
+MAX_RANDOM_DRAWS = 10_000  # draws before random search says the space is used up
+
+
+def describe(params: dict[str, Scalar]) -> str:
+    return " ".join(f"{name}={value!r}" for name, value in params.items())
+
+
+def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
+
+
+class SweepStrategy:
+    name = "sweep"
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        if config.sweep is None:
+            raise ConfigError(str(config.path), "sweep", "the sweep strategy needs a [sweep] table")
+        self.config = config
+        self.sweep: SweepConfig = config.sweep
+        self.names = [p.name for p in self.sweep.parameters]
+        self._check_constants()
+        self._study: Any = None
+        self._told: set[str] = set()
+
+    def _check_constants(self) -> None:
+        path = self.config.root / self.sweep.file
+        constants = read_constants(path.read_text(encoding="utf-8"), self.sweep.file)
+        missing = [name for name in self.names if name not in constants]
+        if missing:
+            raise ConfigError(
+                str(self.config.path),
+                "sweep.parameters",
+                f"{', '.join(missing)} not found as a literal module-level constant in {self.sweep.file}",
+            )
+
+    def propose(self, context: ProposalContext) -> Proposal | None:
+        tried = self._tried(context)
+        if self.sweep.mode == "grid":
+            params = self._next_grid(tried)
+        elif self.sweep.mode == "random":
+            params = self._next_random(tried)
+        else:
+            params = self._next_tpe(context)
+        if params is None:
+            return None
+        path = context.workdir / self.sweep.file
+        path.write_text(
+            set_constants(path.read_text(encoding="utf-8"), params, self.sweep.file), encoding="utf-8"
+        )
+        return Proposal(description=describe(params), params=params)
+
+    def _tried(self, context: ProposalContext) -> set[tuple[tuple[str, Any], ...]]:
+        return {
+            _key({k: v for k, v in t.note.params.items() if k in self.names})
+            for t in context.history.trials
+            if t.note is not None and set(self.names) <= set(t.note.params)
+        }
+
+    def _next_grid(self, tried: set[tuple[tuple[str, Any], ...]]) -> dict[str, Scalar] | None:
+        axes = [p.grid_points() for p in self.sweep.parameters]
+        for values in itertools.product(*axes):
+            params = dict(zip(self.names, values, strict=True))
+            if _key(params) not in tried:
+                return params
+        return None
+
+    def _next_random(self, tried: set[tuple[tuple[str, Any], ...]]) -> dict[str, Scalar] | None:
+        # The same seed always yields the same sequence; a resumed run skips what is already done.
+        rng = random.Random(self.sweep.seed)
+        for _ in range(MAX_RANDOM_DRAWS):
+            params = {p.name: _sample(p, rng) for p in self.sweep.parameters}
+            if _key(params) not in tried:
+                return params
+        return None
+
+    def _next_tpe(self, context: ProposalContext) -> dict[str, Scalar]:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        distributions = {p.name: _distribution(p) for p in self.sweep.parameters}
+        if self._study is None:
+            sampler = optuna.samplers.TPESampler(seed=self.sweep.seed)
+            self._study = optuna.create_study(direction=self.config.direction, sampler=sampler)
+        for trial in context.history.trials:  # rebuilt from the notes, then kept in step
+            note = trial.note
+            if note is None or trial.commit in self._told or not set(self.names) <= set(note.params):
+                continue
+            self._told.add(trial.commit)
+            params = {name: note.params[name] for name in self.names}
+            if note.status is Status.SUCCESS and note.value is not None and math.isfinite(note.value):
+                state, value = optuna.trial.TrialState.COMPLETE, note.value
+            elif note.status in (Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT):
+                state, value = optuna.trial.TrialState.FAIL, None
+            else:
+                continue
+            try:
+                frozen = optuna.trial.create_trial(
+                    params=params, distributions=distributions, value=value, state=state
+                )
+            except ValueError:
+                continue  # a point from an older search space
+            self._study.add_trial(frozen)
+        asked = self._study.ask(distributions)
+        params = {name: _plain(asked.params[name]) for name in self.names}
+        # The orchestrator reports the result through the notes; this ask stays open in the study.
+        return params
+
+
+def _sample(space: ParameterSpace, rng: random.Random) -> Scalar:
+    if space.values is not None:
+        return rng.choice(space.values)
+    assert space.low is not None and space.high is not None
+    if space.is_int:
+        if space.log:
+            return round(math.exp(rng.uniform(math.log(space.low), math.log(space.high))))
+        step = int(space.step or 1)
+        return rng.randrange(int(space.low), int(space.high) + 1, step)
+    if space.log:
+        value = math.exp(rng.uniform(math.log(space.low), math.log(space.high)))
+    elif space.step:
+        value = space.low + space.step * rng.randrange(0, int((space.high - space.low) / space.step) + 1)
+    else:
+        value = rng.uniform(space.low, space.high)
+    return float(f"{value:.4g}")  # four significant digits: readable, and plenty for a sweep
+
+
+def _distribution(space: ParameterSpace) -> Any:
+    import optuna
+
+    if space.values is not None:
+        return optuna.distributions.CategoricalDistribution(list(space.values))
+    if space.is_int:
+        step = int(space.step or 1) if not space.log else 1
+        return optuna.distributions.IntDistribution(
+            int(space.low or 0), int(space.high or 0), log=space.log, step=step
+        )
+    return optuna.distributions.FloatDistribution(
+        space.low or 0.0, space.high or 0.0, log=space.log, step=space.step
+    )
+
+
+def _plain(value: Any) -> Scalar:
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    return value  # type: ignore[no-any-return]

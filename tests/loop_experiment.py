@@ -1,0 +1,84 @@
+"""A cheap experiment for the research loop: train.py is a quadratic of its constants, printed in
+the same summary format as the real one, with knobs to sleep, crash, use 'VRAM' or leave a child."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skylab.scaffold import init_experiment
+
+TRAIN = """\
+import subprocess
+import sys
+import time
+
+X = 0
+Y = 0
+SLEEP = 0.0
+CRASH = False
+VRAM_MB = 1000.0
+SPAWN_CHILD = False
+
+if SPAWN_CHILD:
+    subprocess.Popen(["sleep", "301.25"])  # a process that must not outlive the trial
+for step in range(3):
+    print(f"step {step:05d} | loss {10 - step:.4f}", flush=True)
+    time.sleep(SLEEP / 3)
+if CRASH:
+    print("RuntimeError: CUDA out of memory", file=sys.stderr)
+    sys.exit(1)
+print("---")
+print(f"val_bpb:          {(X - 3) ** 2 + (Y + 1) ** 2 + 1:.6f}")
+print(f"training_seconds: {SLEEP:.1f}")
+print(f"peak_vram_mb:     {VRAM_MB:.1f}")
+print("mfu_percent:      12.5")
+"""
+
+CONFIG = """\
+[experiment]
+name = "quadratic"
+
+[search]
+editable_files = ["train.py"]
+frozen_files = ["prepare.py"]
+metric = "val_bpb"
+direction = "{direction}"
+
+[execution]
+command = "python train.py"
+time_budget_seconds = 1
+
+[constraints]
+max_vram_gb = 10
+max_trial_wall_time = {wall}
+
+[sweep]
+mode = "{mode}"
+seed = 7
+[sweep.parameters]
+{parameters}
+"""
+
+GRID = "X = [0, 1, 2, 3]\nY = [-1, 0]"
+
+
+def make_loop_experiment(
+    directory: Path,
+    *,
+    mode: str = "grid",
+    direction: str = "minimize",
+    wall: float = 30,
+    parameters: str = GRID,
+    **constants: object,
+) -> Path:
+    directory.mkdir(parents=True)
+    train = TRAIN
+    for name, value in constants.items():
+        train = train.replace(f"\n{name} = ", f"\n{name} = {value!r}  # was ", 1)
+    (directory / "train.py").write_text(train)
+    (directory / "prepare.py").write_text('"""Nothing to prepare: the data is the constants."""\n')
+    (directory / "experiment.toml").write_text(
+        CONFIG.format(mode=mode, direction=direction, wall=wall, parameters=parameters)
+    )
+    init_experiment(directory)
+    return directory

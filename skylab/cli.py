@@ -136,39 +136,31 @@ def show(
         sys.stdout.write(diff or "(no changes)\n")
 
 
+RemoteArgument = Annotated[str | None, typer.Argument(help="Remote name or URL (default: origin).")]
+
+
 @app.command()
-def push(
-    remote: Annotated[str | None, typer.Argument(help="Remote name or URL (default: origin).")] = None,
-    repo: RepoOption = Path("."),
-) -> None:
+def push(remote: RemoteArgument = None, repo: RepoOption = Path(".")) -> None:
     """Share trials, run branches and notes (merged with the remote's, never overwritten)."""
-    from skylab.sync import default_remote
-    from skylab.sync import push as push_trials
+    _sync("push", remote, repo)
+
+
+@app.command()
+def pull(remote: RemoteArgument = None, repo: RepoOption = Path(".")) -> None:
+    """Bring in teammates' trials; the best of both sides becomes the best."""
+    _sync("pull", remote, repo)
+
+
+def _sync(direction: str, remote: str | None, repo: Path) -> None:
+    from skylab import sync
 
     store = _open(repo)
     config = _experiment_for(store)
-    report = push_trials(store, remote or default_remote(store), config.is_better)
+    operation = sync.push if direction == "push" else sync.pull
+    report = operation(store, remote or sync.default_remote(store), config.is_better)
     for line in report.lines():
         console.print(f"• {line}", markup=False)
     if report.rejected or report.trial_collisions:
-        raise typer.Exit(1)
-
-
-@app.command()
-def pull(
-    remote: Annotated[str | None, typer.Argument(help="Remote name or URL (default: origin).")] = None,
-    repo: RepoOption = Path("."),
-) -> None:
-    """Bring in teammates' trials; the best of both sides becomes the best."""
-    from skylab.sync import default_remote
-    from skylab.sync import pull as pull_trials
-
-    store = _open(repo)
-    config = _experiment_for(store)
-    report = pull_trials(store, remote or default_remote(store), config.is_better)
-    for line in report.lines():
-        console.print(f"• {line}", markup=False)
-    if report.trial_collisions:
         raise typer.Exit(1)
 
 

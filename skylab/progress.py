@@ -113,7 +113,9 @@ class LiveReporter(Reporter):
         table.add_column()
         left = s.time_left()
         best = f"{s.best:.6f} ({s.best_name})" if s.best is not None else "—"
-        table.add_row("run", f"{s.tag} · {s.strategy} · {s.trials_done} trials done")
+        table.add_row(
+            "run", f"{s.tag} · {s.strategy} · {s.trials_done} trial{'' if s.trials_done == 1 else 's'} done"
+        )
         table.add_row(f"best {s.metric}", best)
         table.add_row("time left", "no limit" if left is None else format_duration(left))
         if s.current and s.current_started is not None:

@@ -269,14 +269,19 @@ def test_muon_orthogonalisation_drives_singular_values_to_one(prepare: ModuleTyp
         assert after.max() / after.median() < 1.2 and after.min() > 0.75  # ...the update is not
 
 
+def tiny_workdir(prepare: ModuleType, corpus: list[Path], target: Path, **changes: int) -> Path:
+    """Prepared data and a copy of the template shrunk to CPU size."""
+    prepare.prepare([str(p) for p in corpus])
+    shutil.copytree(TEMPLATE, target)
+    source = (target / "train.py").read_text()
+    (target / "train.py").write_text(set_constants(source, {**TINY_CONSTANTS, **changes}, "train.py"))
+    return target
+
+
 def test_tiny_training_run_learns_and_prints_the_summary(
     prepare: ModuleType, corpus_files: list[Path], tmp_path: Path
 ) -> None:
-    prepare.prepare([str(p) for p in corpus_files])
-    workdir = tmp_path / "run"
-    shutil.copytree(TEMPLATE, workdir)
-    source = (workdir / "train.py").read_text()
-    (workdir / "train.py").write_text(set_constants(source, TINY_CONSTANTS, "train.py"))
+    workdir = tiny_workdir(prepare, corpus_files, tmp_path / "run")
     result = subprocess.run(
         [sys.executable, "train.py"], cwd=workdir, capture_output=True, text=True, timeout=120
     )
@@ -301,13 +306,7 @@ def test_summary_parser_reads_the_last_block() -> None:
 def test_torchrun_two_processes_on_cpu_agree_and_finish(
     prepare: ModuleType, corpus_files: list[Path], tmp_path: Path
 ) -> None:
-    prepare.prepare([str(p) for p in corpus_files])
-    workdir = tmp_path / "run"
-    shutil.copytree(TEMPLATE, workdir)
-    constants = {**TINY_CONSTANTS, "DEVICE_BATCH_SIZE": 4}
-    (workdir / "train.py").write_text(
-        set_constants((workdir / "train.py").read_text(), constants, "train.py")
-    )
+    workdir = tiny_workdir(prepare, corpus_files, tmp_path / "run", DEVICE_BATCH_SIZE=4)
     torchrun = str(Path(sys.executable).parent / "torchrun")
     result = subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node=2", "train.py"],

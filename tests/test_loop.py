@@ -310,3 +310,10 @@ def test_kill_9_at_any_moment_loses_no_finished_trial(tmp_path: Path, kill_after
     assert git("-C", str(exp / ".skylab" / "worktrees" / "t"), "status", "--porcelain", cwd=exp) == ""
     successes = [r for r in rows if r["status"] == "success"]
     assert len(successes) >= len([r for r in finished_before.values() if r["status"] == "success"]) + 2
+
+
+def test_sweep_over_a_missing_constant_is_a_clear_error(tmp_path: Path) -> None:
+    exp = make_loop_experiment(tmp_path / "q", parameters="WIDTH = [1, 2]")
+    result = run_skylab("run", "--max-trials", "1", "-C", str(exp))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "WIDTH not found as a literal module-level constant in train.py" in result.stderr

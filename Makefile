@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= skylab-demo
 
-.PHONY: sync test test-all lint format typecheck standardize demo bench
+.PHONY: sync test quick lint format typecheck standardize demo bench
 
 # torch is pinned in pyproject.toml: plain pip then takes the CPU wheel a machine already has.
 sync:
@@ -12,11 +12,12 @@ sync:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 
+# Everything, the slow tests too (what CI runs). `make quick` skips those marked slow.
 test:
-	$(BIN)/python -m pytest
-
-test-all:
 	$(BIN)/python -m pytest -m ''
+
+quick:
+	$(BIN)/python -m pytest
 
 lint:
 	$(BIN)/ruff check .
@@ -31,14 +32,12 @@ typecheck:
 
 standardize: format lint typecheck
 
-# The main job on the embedded default: the gpt-pretrain experiment on the offline demo corpus,
-# shrunk to CPU size, trained once for the CPU profile's 60-second budget.
-DEMO_CONSTANTS := DEPTH=4 ASPECT_RATIO=32 HEAD_DIM=64 DEVICE_BATCH_SIZE=16 TOTAL_BATCH_SIZE=4096
+# The main job on the embedded default: `skylab demo` (offline corpus, CPU-sized GPT, a short sweep
+# through the real loop, history and the HTML report), in ./skylab-demo.
 demo:
-	$(BIN)/skylab init $(DEMO_DIR) --template gpt-pretrain
-	$(BIN)/skylab prepare --source demo -C $(DEMO_DIR)
-	$(BIN)/skylab constants -C $(DEMO_DIR) $(DEMO_CONSTANTS)
-	cd $(DEMO_DIR) && SKYLAB_PROFILE=cpu $(abspath $(BIN))/python train.py
+	$(BIN)/skylab demo $(DEMO_DIR)
 
 bench:
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/report.py

@@ -262,6 +262,13 @@ def run(
     _refuse_uncommitted_edits(store, config.editable_files)
     chosen = None if queued_only else make_strategy(strategy.value, config)
     state = RunState(tag=tag, strategy=strategy.value, metric=config.metric, budget=seconds)
+    report_path = default_report_path(store, tag)
+
+    def refresh_report(live: bool = True) -> None:
+        from skylab.report import generate
+
+        generate(store, config, report_path, tag=tag, live=live)
+
     with make_reporter(console, state) as reporter:
         orchestrator = Orchestrator(
             store,
@@ -273,19 +280,55 @@ def run(
             budget=seconds,
             max_trials=max_trials,
             queued_only=queued_only,
+            after_trial=refresh_report,
         )
         _print_plan(reporter, store, config, tag, strategy.value, seconds, max_trials, orchestrator)
+        reporter.say(f"live report: {report_path}")
         outcome = orchestrator.run()
-        best = (
-            f"{outcome.best.value:.6f} ({outcome.best.name})"
-            if outcome.best and outcome.best.value
-            else "none"
-        )
-        reporter.say(
-            f"stopped: {outcome.stopped_because}. {outcome.trials} trials; best {config.metric} {best}"
-        )
+        refresh_report(live=False)
+        best = "none"
+        if outcome.best is not None and outcome.best.value is not None:
+            best = f"{outcome.best.value:.6f} ({outcome.best.name})"
+        count = f"{outcome.trials} trial{'' if outcome.trials == 1 else 's'}"
+        reporter.say(f"stopped: {outcome.stopped_because}. {count} this run; best {config.metric} {best}")
     if outcome.stopped_because == "interrupted":
         raise typer.Exit(130)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Where to build it (default: a new temp dir).")
+    ] = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to run, the baseline included.")] = 5,
+) -> None:
+    """Everything end to end on CPU: demo corpus, a CPU-sized GPT experiment, a short sweep, the report."""
+    from skylab.demo import run_demo
+
+    report_path = run_demo(directory, trials, console)
+    history(repo=report_path.parents[2], tag="demo", best=False, as_json=False, export=None)
+    console.print(f"report: {report_path}", markup=False, soft_wrap=True)
+
+
+def default_report_path(store: TrialStore, tag: str | None) -> Path:
+    from skylab.scaffold import WORK_DIR
+
+    return Path(store.repo.workdir or ".") / WORK_DIR / "reports" / f"{tag or 'all'}.html"
+
+
+@app.command()
+def report(
+    repo: RepoOption = Path("."),
+    tag: TagOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None,
+) -> None:
+    """Write the self-contained HTML report of the trials (one file, no network needed to view it)."""
+    from skylab.report import generate
+
+    store = _open(repo)
+    config = _experiment_for(store)
+    path = generate(store, config, output or default_report_path(store, tag), tag=tag)
+    console.print(f"report: {path.resolve()}", markup=False, soft_wrap=True)
 
 
 def _refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> None:

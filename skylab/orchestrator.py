@@ -11,7 +11,7 @@ import ast
 import signal
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,7 @@ class Orchestrator:
         budget: float | None = None,
         max_trials: int | None = None,
         queued_only: bool = False,
+        after_trial: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -80,6 +81,7 @@ class Orchestrator:
         self.budget = budget
         self.max_trials = max_trials
         self.queued_only = queued_only
+        self.after_trial = after_trial  # e.g. rewrite the live report
         self.root = Path(store.repo.workdir or ".")
         self.log_dir = self.root / WORK_DIR / "logs" / tag
 
@@ -285,6 +287,8 @@ class Orchestrator:
         new_best = note.decision is Decision.KEEP and self.config.is_better(note.value or 0.0, best_value)
         self.store.finish_trial(trial, note, new_best=new_best)
         self.reporter.trial_finished(self._summary_line(trial, note, parent_value), *self._best_for_display())
+        if self.after_trial is not None:
+            self.after_trial()
         return note
 
     def _static_problem(self, changed: list[str], is_baseline: bool) -> tuple[Status, str] | None:

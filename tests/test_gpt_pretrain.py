@@ -303,6 +303,7 @@ def test_summary_parser_reads_the_last_block() -> None:
     assert parse_summary("Traceback (most recent call last):\n  boom\n") == {}
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu_agree_and_finish(
     prepare: ModuleType, corpus_files: list[Path], tmp_path: Path
 ) -> None:

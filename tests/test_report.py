@@ -1,0 +1,182 @@
+"""The HTML report: the data the template gets, and the page itself in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skylab.config import load_config
+from skylab.gitstore import TrialStore
+from skylab.notes import Status
+from skylab.report import build_report_data, generate, render_report
+from tests.browser import chromium, screenshot
+from tests.conftest import SKYLAB, run_skylab
+from tests.factory import add_trial
+
+XSS_DESCRIPTION = '"><img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+XSS_CODE = "# </script><script>window.__xss=3</script>\nLR = 1\n"
+
+
+def populate(store: TrialStore) -> None:
+    add_trial(store, "mar28", 3.50, description="baseline")
+    add_trial(store, "mar28", 3.60, description="higher LR")
+    add_trial(store, "mar28", None, status=Status.CRASH, description="DEPTH=64")
+    add_trial(store, "mar28", 3.30, description=XSS_DESCRIPTION, files={"train.py": XSS_CODE})
+    add_trial(store, "mar28", 3.40, description="wider")
+    add_trial(store, "mar28", 3.10, description="longer warmdown")
+
+
+def test_report_data_headline_chart_and_chain(store: TrialStore, experiment: Path) -> None:
+    populate(store)
+    data = build_report_data(store, load_config(experiment))
+    h = data.headline
+    assert (h.best, h.best_trial, h.baseline) == (3.10, "mar28/6", 3.50)
+    assert h.improvement == pytest.approx(0.40) and h.improvement_pct == pytest.approx(100 * 0.40 / 3.50)
+    assert (h.trials, h.kept, h.reverted, h.failed) == (6, 3, 2, 1)
+    assert [p.kind for p in data.chart.points] == ["kept", "reverted", "failed", "kept", "reverted", "kept"]
+    xs = [p.x for p in data.chart.points]
+    assert xs == sorted(xs) and len(set(xs)) == 6
+    kept_y = [p.y for p in data.chart.points if p.kind == "kept"]
+    assert kept_y == sorted(kept_y)  # lower val_bpb is drawn lower... and each kept one is lower still
+    assert data.chart.best_path.startswith("M") and data.chart.best_path.count("V") == 2
+    assert [step["trial"] for step in data.chain] == ["mar28/1", "mar28/4", "mar28/6"]
+    details = json.loads(data.details_json)
+    assert "<" not in data.details_json and "</script>" in details["mar28/4"]["diff"]
+
+
+def test_everything_from_trials_is_escaped_in_the_html(store: TrialStore, experiment: Path) -> None:
+    populate(store)
+    html = render_report(build_report_data(store, load_config(experiment)))
+    assert "<script>window.__xss" not in html and "<img src=x" not in html
+    assert "&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in html or "&lt;img src=x" in html
+    assert html.count("<script") == 2  # the JSON block and our own script, nothing else
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no CDN
+
+
+def test_report_cli_writes_one_self_contained_file(
+    store: TrialStore, experiment: Path, tmp_path: Path
+) -> None:
+    populate(store)
+    target = tmp_path / "out" / "report.html"
+    result = run_skylab("report", "-o", str(target), "-C", str(experiment), check=True)
+    assert str(target) in result.stdout.replace("\n", "")
+    assert target.read_text().startswith("<!doctype html>")
+    default = run_skylab("report", "--tag", "mar28", "-C", str(experiment), check=True)
+    assert ".skylab/reports/mar28.html" in default.stdout.replace("\n", "")
+
+
+def test_live_report_refreshes_itself_and_the_final_one_does_not(store: TrialStore, experiment: Path) -> None:
+    populate(store)
+    config = load_config(experiment)
+    live = render_report(build_report_data(store, config, live=True))
+    final = render_report(build_report_data(store, config, live=False))
+    assert "location.reload" in live and "live · refreshes" in live
+    assert "location.reload" not in final
+
+
+def browser_errors(driver: Any) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_report_in_chromium(store: TrialStore, experiment: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    populate(store)
+    path = generate(store, load_config(experiment), tmp_path / "report.html")
+    with chromium(tmp_path / "profile") as driver:
+        d: Any = driver
+        d.get(path.as_uri())
+        assert browser_errors(d) == []
+        assert d.execute_script("return window.__xss === undefined")
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart .point")) == 6
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart path.failed")) == 1
+        rows = d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")
+        assert XSS_DESCRIPTION in [r.find_elements(By.TAG_NAME, "td")[-1].text for r in rows]
+
+        d.find_element(By.CSS_SELECTOR, 'th[data-key="value"]').click()
+        order = [r.get_attribute("data-trial") for r in d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")]
+        assert order == ["mar28/6", "mar28/4", "mar28/5", "mar28/1", "mar28/2", "mar28/3"]  # crash last
+        d.find_element(By.CSS_SELECTOR, 'th[data-key="value"]').click()
+        order = [r.get_attribute("data-trial") for r in d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")]
+        assert order[:2] == ["mar28/2", "mar28/1"]
+
+        Select(d.find_element(By.ID, "status-filter")).select_by_value("crash")
+        visible = [r for r in d.find_elements(By.CSS_SELECTOR, "#trials tbody tr") if r.is_displayed()]
+        assert [r.get_attribute("data-trial") for r in visible] == ["mar28/3"]
+        assert d.find_element(By.ID, "shown-count").text == "1 of 1 matching, 6 trials"
+        Select(d.find_element(By.ID, "status-filter")).select_by_value("")
+
+        d.find_element(By.CSS_SELECTOR, 'tr[data-trial="mar28/4"]').click()
+        diff = d.find_element(By.ID, "details-diff").text
+        assert "+# </script><script>window.__xss=3</script>" in diff
+        assert d.execute_script("return window.__xss === undefined")
+        assert d.find_elements(By.CSS_SELECTOR, "#details-diff .d-add")
+        screenshot(d, "report-details.png")
+        assert browser_errors(d) == []
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shortened demo, run once: smoke profile (5 s trials), three trials."""
+    directory = tmp_path_factory.mktemp("demo") / "exp"
+    env = {**os.environ, "SKYLAB_PROFILE": "smoke", "COLUMNS": "200"}
+    env.setdefault("SKYLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    result = subprocess.run(
+        [SKYLAB, "demo", str(directory), "--trials", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = directory / ".skylab" / "reports" / "demo.html"
+    assert f"report: {report}" in result.stdout.replace("\n", "")
+    assert "3 trials" in result.stdout and "demo/3" in result.stdout
+    return report
+
+
+@pytest.mark.slow
+def test_demo_runs_the_real_loop_end_to_end(demo_report: Path) -> None:
+    directory = demo_report.parents[2]
+    rows = json.loads(run_skylab("history", "--json", "-C", str(directory), check=True).stdout)
+    assert len(rows) == 3 and all(r["status"] == "success" for r in rows)
+    assert rows[0]["description"].startswith("baseline") and rows[0]["decision"] == "keep"
+    assert all(r["params"] for r in rows)
+    train = (directory / "train.py").read_text()
+    assert "\nDEPTH = 4" in train  # the CPU-sized constants are the committed baseline
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=directory, capture_output=True, text=True).stdout
+        == ""
+    )
+
+
+@pytest.mark.slow
+def test_demo_report_in_chromium(demo_report: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    with chromium(tmp_path / "profile") as driver:
+        d: Any = driver
+        d.get(demo_report.as_uri())
+        assert browser_errors(d) == []
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart .point")) == 3
+        assert re.match(r"\d\.\d{6}", d.find_element(By.ID, "best-value").text)
+        shot = screenshot(d, "demo-report.png")
+        assert shot.stat().st_size > 10_000
+
+
+def test_report_of_a_run_is_written_after_each_trial(tmp_path: Path) -> None:
+    from tests.loop_experiment import make_loop_experiment
+
+    exp = make_loop_experiment(tmp_path / "q")
+    result = run_skylab("run", "--tag", "t", "--max-trials", "2", "-C", str(exp), check=True)
+    report = exp / ".skylab" / "reports" / "t.html"
+    assert f"live report: {report}" in result.stdout.replace("\n", "")
+    html = report.read_text()
+    assert html.count('class="row"') == 2 and "location.reload" not in html  # final: not live

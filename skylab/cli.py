@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -111,7 +112,9 @@ def history(
     title = "Kept chain" if best else "Trials"
     console.print(history_table(rows, f"{title}{f' of {tag}' if tag else ''} ({len(rows)})"))
     kept = sum(r.decision == "keep" for r in rows)
-    console.print(f"{len(rows)} trials, {kept} kept. ★ marks the best.")
+    tokens = sum(r.llm_tokens for r in rows)
+    spent = f" LLM tokens used: {tokens:,}." if tokens else ""
+    console.print(f"{len(rows)} trials, {kept} kept.{spent} ★ marks the best.")
 
 
 @app.command()
@@ -213,6 +216,12 @@ def constants(
 
 class StrategyName(str, Enum):
     sweep = "sweep"
+    llm = "llm"
+
+
+class AgentName(str, Enum):
+    api = "api"
+    claude_code = "claude-code"
 
 
 class RunnerName(str, Enum):
@@ -237,6 +246,16 @@ def run(
         str | None, typer.Option("--tag", "-t", help="Run tag (default: today, e.g. nov25).")
     ] = None,
     runner: Annotated[RunnerName, typer.Option("--runner", help="Where trials train.")] = RunnerName.local,
+    agent: Annotated[
+        AgentName | None, typer.Option("--agent", help="llm backend (default: [llm] agent).")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="llm model (default: [llm] model).")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="llm tokens per response.")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0.0, max=1.0, help="llm sampling temperature.")
+    ] = None,
     gpu: Annotated[
         str | None, typer.Option("--gpu", help="Pin trials to this GPU (CUDA_VISIBLE_DEVICES).")
     ] = None,
@@ -254,6 +273,15 @@ def run(
 
     store = _open(repo)
     config = load_config(Path(store.repo.workdir or "."))
+    overrides = {
+        "agent": agent.value if agent else None,
+        "model": model,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    chosen_llm = {key: value for key, value in overrides.items() if value is not None}
+    if chosen_llm:
+        config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, **chosen_llm))  # type: ignore[arg-type]
     tag = check_tag(tag or default_tag())
     try:
         seconds = parse_duration(budget) if budget is not None else None

@@ -90,6 +90,21 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
+class LLMConfig:
+    """How the LLM strategy talks to its model ([llm] in experiment.toml; flags override)."""
+
+    model: str = "claude-sonnet-5-5"
+    max_tokens: int = 8192  # per model response
+    temperature: float | None = None  # sent only when set: newer models choose their own
+    max_turns: int = 40  # model responses per proposal
+    max_proposal_tokens: int = 600_000  # input + output tokens per proposal
+    context_chars: int = 240_000  # the opening message's size, about 60,000 tokens
+    retries: int = 4  # run-level retries of a proposal after the SDK's own, on 429/5xx/timeouts
+    retry_backoff_seconds: float = 15.0
+    agent: Literal["api", "claude-code"] = "api"
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: what may be edited, how a trial runs, and how it is judged."""
 
@@ -105,7 +120,7 @@ class ExperimentConfig:
     max_trial_wall_time: float
     description: str = ""
     sweep: SweepConfig | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
     @property
     def root(self) -> Path:
@@ -275,8 +290,9 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
 
     sweep_table = top.table("sweep")
     sweep = _parse_sweep(sweep_table, editable) if sweep_table is not None else None
+    llm_table = top.table("llm")
+    llm = _parse_llm(llm_table) if llm_table is not None else LLMConfig()
 
-    # Later tools add their own tables ([llm], [slurm], ...); until they exist, they are unknown.
     top.finish()
     return ExperimentConfig(
         path=path,
@@ -291,7 +307,40 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
         max_vram_gb=None if max_vram_gb is None else float(max_vram_gb),
         max_trial_wall_time=float(max_wall),
         sweep=sweep,
+        llm=llm,
     )
+
+
+def _parse_llm(table: _Table) -> LLMConfig:
+    defaults = LLMConfig()
+    agent = table.string("agent", defaults.agent)
+    if agent not in ("api", "claude-code"):
+        raise table.error("agent", f'must be "api" or "claude-code", not "{agent}"')
+    temperature = table.get("temperature", (int, float), "a number", None)
+    if temperature is not None and not 0 <= temperature <= 1:
+        raise table.error("temperature", f"must be between 0 and 1, not {temperature}")
+    counts = {}
+    for key in ("max_tokens", "max_turns", "max_proposal_tokens", "context_chars"):
+        value = table.get(key, (int,), "an integer", getattr(defaults, key))
+        if value < 1:
+            raise table.error(key, f"must be at least 1, not {value}")
+        counts[key] = value
+    retries = table.get("retries", (int,), "an integer", defaults.retries)
+    if retries < 0:
+        raise table.error("retries", f"must not be negative, not {retries}")
+    backoff = table.get("retry_backoff_seconds", (int, float), "a number", defaults.retry_backoff_seconds)
+    if backoff < 0:
+        raise table.error("retry_backoff_seconds", f"must not be negative, not {backoff}")
+    llm = LLMConfig(
+        model=table.string("model", defaults.model),
+        temperature=None if temperature is None else float(temperature),
+        retries=retries,
+        retry_backoff_seconds=float(backoff),
+        agent=agent,
+        **counts,
+    )
+    table.finish()
+    return llm
 
 
 def _check_files(root: Path, table: _Table, key: str, files: tuple[str, ...]) -> None:

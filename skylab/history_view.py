@@ -32,6 +32,7 @@ class HistoryRow:
     wall_seconds: float | None
     params: dict[str, Any]
     is_best: bool
+    llm_tokens: int = 0
 
 
 def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
@@ -63,9 +64,14 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
                 wall_seconds=note.wall_seconds if note else None,
                 params=dict(note.params) if note else {},
                 is_best=trial.commit == history.best,
+                llm_tokens=_tokens(note.other) if note else 0,
             )
         )
     return rows
+
+
+def _tokens(other: dict[str, str]) -> int:
+    return sum(int(other[k]) for k in ("tokens_in", "tokens_out") if other.get(k, "").isdigit())
 
 
 def rows_as_json(rows: list[HistoryRow]) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ class Status(str, Enum):
     INTERRUPTED = "interrupted"  # Skylab stopped (Ctrl-C, kill) before the result was recorded
     CONSTRAINT = "constraint"  # trained, but broke a constraint (max_vram_gb): reverted
     NOOP = "noop"  # the proposal changed nothing: recorded, never trained
+    DUPLICATE = "duplicate"  # the same change as an earlier trial: recorded, never trained
 
 
 class Decision(str, Enum):

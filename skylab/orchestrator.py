@@ -159,7 +159,15 @@ class Orchestrator:
             proposal = Proposal("baseline: the starting point, unchanged", self._current_params())
         else:
             assert self.strategy is not None
-            context = ProposalContext(self.config, history, self.tag, tip, tip_trial, self.worktree.path)
+            context = ProposalContext(
+                self.config,
+                history,
+                self.tag,
+                tip,
+                tip_trial,
+                self.worktree.path,
+                self.store.diff_against_parent,
+            )
             found = self.strategy.propose(context)
             if found is None:
                 return None
@@ -171,10 +179,22 @@ class Orchestrator:
             self.worktree.reset(tip)
             return "discarded"
         tree = self.worktree.snapshot(changed)
+        duplicate = self._same_change(history, tree) if changed else None
         trial = self.store.create_trial(self.tag, tree, tip, proposal.description)
         self.worktree.reset(trial.commit)
-        self._judge(trial, tip, proposal, changed, history, is_baseline=tip_trial is None)
+        self._judge(
+            trial, tip, proposal, changed, history, is_baseline=tip_trial is None, duplicate_of=duplicate
+        )
         return "ran"
+
+    def _same_change(self, history: History, tree: pygit2.Oid) -> Trial | None:
+        """An earlier trial whose files were exactly these: training it again would tell nothing new."""
+        repo = self.store.repo
+        for trial in history.trials:
+            commit = repo.get(trial.commit)
+            if isinstance(commit, pygit2.Commit) and commit.tree_id == tree:
+                return trial
+        return None
 
     def _current_params(self) -> dict[str, int | float | str | bool]:
         """The sweep parameters' values in the tip: the baseline is a point of the search too."""
@@ -240,6 +260,7 @@ class Orchestrator:
         history: History,
         strategy: str | None = None,
         is_baseline: bool = False,
+        duplicate_of: Trial | None = None,
     ) -> TrialNote:
         by_commit = history.by_commit()
         parent_trial = by_commit.get(parent)
@@ -256,9 +277,13 @@ class Orchestrator:
             description=proposal.description,
             params=dict(proposal.params),
         )
+        note.other.update({key: str(value) for key, value in proposal.usage.items()})
         problem = self._static_problem(changed, is_baseline)
+        if problem is None and duplicate_of is not None:
+            problem = Status.DUPLICATE, f"the same change as trial {duplicate_of.name}: not trained again"
         expected = self.expected_trial_seconds()
         self.reporter.trial_started(trial.name, proposal.description, expected)
+        self.reporter.add_tokens(sum(proposal.usage.values()))
         if problem is not None:
             note.status, note.reason = problem
         else:

@@ -33,6 +33,7 @@ class RunState:
     current_started: float | None = None
     current_expected: float = 0.0
     last_line: str = ""
+    llm_tokens: int = 0
     recent: list[str] = field(default_factory=list)
 
     def time_left(self) -> float | None:
@@ -57,6 +58,11 @@ class Reporter:
     def say(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         self.console.print(f"[dim]{stamp}[/] {text}", highlight=False, soft_wrap=True)
+
+    def add_tokens(self, count: int) -> None:
+        if count:
+            self.state.llm_tokens += count
+            self.say(f"  LLM tokens: {count:,} for this proposal, {self.state.llm_tokens:,} this run")
 
     def trial_started(self, name: str, description: str, expected: float) -> None:
         s = self.state
@@ -98,6 +104,9 @@ class LiveReporter(Reporter):
     def line(self, text: str) -> None:
         self.state.last_line = text
 
+    def add_tokens(self, count: int) -> None:
+        self.state.llm_tokens += count
+
     def say(self, text: str) -> None:
         self.live.console.print(text, highlight=False, soft_wrap=True)
 
@@ -118,6 +127,8 @@ class LiveReporter(Reporter):
         )
         table.add_row(f"best {s.metric}", best)
         table.add_row("time left", "no limit" if left is None else format_duration(left))
+        if s.llm_tokens:
+            table.add_row("LLM tokens", f"{s.llm_tokens:,}")
         if s.current and s.current_started is not None:
             elapsed = time.monotonic() - s.current_started
             table.add_row("trial", f"{s.current}: {escape(s.current_description)}")

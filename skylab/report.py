@@ -117,12 +117,7 @@ def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentCon
     if best is not None and baseline is not None:
         improvement = baseline - best if config.direction == "minimize" else best - baseline
         pct = 100 * improvement / abs(baseline) if baseline else None
-    tokens = 0
-    for trial in trials:
-        if trial.note is not None:
-            for key in ("tokens_in", "tokens_out", "llm_tokens"):
-                raw = trial.note.other.get(key, "0")
-                tokens += int(raw) if raw.isdigit() else 0
+    tokens = sum(r.llm_tokens for r in rows)
     return Headline(
         best=best,
         best_trial=best_row.trial if best_row else "",

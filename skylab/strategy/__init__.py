@@ -7,6 +7,7 @@ A strategy is anything with `name` and `propose(context) -> Proposal | None` (No
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,11 @@ Scalar = int | float | str | bool
 class Proposal:
     description: str
     params: dict[str, Scalar] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)  # e.g. LLM tokens_in / tokens_out
+
+
+def _no_diff(trial: Trial) -> str:
+    return ""
 
 
 @dataclass
@@ -31,6 +37,7 @@ class ProposalContext:
     tip: str  # the commit the proposal starts from: the run's best so far
     tip_trial: Trial | None
     workdir: Path  # a work tree checked out at `tip`; the strategy edits files here
+    diff_of: Callable[[Trial], str] = _no_diff  # a past trial's change, read-only access to the store
 
 
 class Strategy(Protocol):
@@ -44,4 +51,8 @@ def make_strategy(name: str, config: ExperimentConfig) -> Strategy:
         from skylab.strategy.sweep import SweepStrategy
 
         return SweepStrategy(config)
+    if name == "llm":
+        from skylab.strategy.llm import make_llm_strategy
+
+        return make_llm_strategy(config)
     raise ValueError(f"unknown strategy {name!r}")

@@ -1,0 +1,86 @@
+"""The files an agent may touch, and the checks that keep it to them.
+
+Every path the model names is checked here: absolute paths, `..`, symlinks that lead out of the
+work tree, frozen files and anything not editable are refused, and the refusal goes back to the
+model as a tool error it can read and correct.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from skylab.config import ExperimentConfig
+
+MAX_READ_CHARS = 200_000
+
+
+class ToolError(Exception):
+    """A refused or failed tool call, said to the model."""
+
+
+class Workspace:
+    def __init__(self, root: Path, config: ExperimentConfig) -> None:
+        self.root = root.resolve()
+        self.editable = set(config.editable_files)
+        self.frozen = set(config.frozen_files)
+
+    def _path(self, name: str, for_writing: bool) -> Path:
+        if not isinstance(name, str) or not name.strip():
+            raise ToolError("give a file path relative to the experiment, e.g. train.py")
+        pure = PurePosixPath(name)
+        if pure.is_absolute() or name.startswith("~"):
+            raise ToolError(f"{name}: absolute paths are not allowed; use a path relative to the experiment")
+        if ".." in pure.parts:
+            raise ToolError(f"{name}: '..' is not allowed; only files of this experiment can be used")
+        relative = str(pure)
+        path = self.root / relative
+        resolved = path.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise ToolError(f"{name}: leads outside the experiment (a symbolic link?)")
+        if for_writing:
+            if relative in self.frozen:
+                raise ToolError(
+                    f"{name} is frozen (read-only): it defines the rules every trial is judged by"
+                )
+            if relative not in self.editable:
+                raise ToolError(f"{name} is not editable; editable files: {', '.join(sorted(self.editable))}")
+            if path.is_symlink():
+                raise ToolError(f"{name} is a symbolic link; it cannot be edited")
+        elif relative not in self.editable | self.frozen:
+            readable = ", ".join(sorted(self.editable | self.frozen))
+            raise ToolError(f"{name} is not part of the experiment; readable files: {readable}")
+        return path
+
+    def list_files(self) -> str:
+        lines = []
+        for name in sorted(self.editable | self.frozen):
+            role = "editable" if name in self.editable else "frozen, read-only"
+            size = (self.root / name).stat().st_size if (self.root / name).is_file() else 0
+            lines.append(f"{name} ({role}, {size} bytes)")
+        return "\n".join(lines)
+
+    def read_file(self, name: str) -> str:
+        path = self._path(name, for_writing=False)
+        if not path.is_file():
+            raise ToolError(f"{name}: no such file")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if len(text) > MAX_READ_CHARS:
+            return text[:MAX_READ_CHARS] + f"\n... [truncated: {len(text) - MAX_READ_CHARS} more characters]"
+        return text
+
+    def replace_in_file(self, name: str, old: str, new: str) -> str:
+        path = self._path(name, for_writing=True)
+        text = path.read_text(encoding="utf-8")
+        count = text.count(old) if old else 0
+        if count != 1:
+            where = "not found" if count == 0 else f"found {count} times"
+            raise ToolError(
+                f"{name}: old_string {where}; it must match exactly one place (include more context)"
+            )
+        path.write_text(text.replace(old, new, 1), encoding="utf-8")
+        return f"{name}: replaced 1 occurrence"
+
+    def write_file(self, name: str, content: str) -> str:
+        path = self._path(name, for_writing=True)
+        path.write_text(content, encoding="utf-8")
+        return f"{name}: wrote {len(content)} characters"

@@ -1,0 +1,230 @@
+"""The LLM strategy through the real anthropic SDK against a local Messages API server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SKYLAB
+from tests.fake_anthropic import FakeMessagesAPI, error, text, tool, turn
+from tests.loop_experiment import make_loop_experiment
+
+LLM_TABLE = '\n[llm]\nmodel = "claude-test"\nretries = 2\nretry_backoff_seconds = 0.01\nmax_turns = 8\n'
+
+
+@pytest.fixture
+def api() -> Any:
+    server = FakeMessagesAPI()
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def exp(tmp_path: Path) -> Path:
+    directory = make_loop_experiment(tmp_path / "q")
+    with open(directory / "experiment.toml", "a") as handle:
+        handle.write(LLM_TABLE)
+    subprocess.run(["git", "commit", "-qam", "llm settings"], cwd=directory, check=True)
+    subprocess.run(["git", "update-ref", "refs/skylab/baseline", "HEAD"], cwd=directory, check=True)
+    return directory
+
+
+def run_llm(exp: Path, api: FakeMessagesAPI, *args: str, env: dict[str, str] | None = None) -> Any:
+    environment = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": api.url, "COLUMNS": "200"}
+    environment.update(env or {})
+    command = [SKYLAB, "run", "--strategy", "llm", "--tag", "t", "-C", str(exp), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
+
+
+def history(exp: Path) -> list[dict[str, Any]]:
+    out = subprocess.run([SKYLAB, "history", "--json", "-C", str(exp)], capture_output=True, text=True, check=True)
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
+
+
+def edit(old: str, new: str, description: str) -> list[dict[str, Any]]:
+    return [
+        turn(text("Let me look."), tool("read_file", path="train.py")),
+        turn(tool("replace_in_file", path="train.py", old_string=old, new_string=new)),
+        turn(tool("finish", description=description, hypothesis="closer to the optimum")),
+    ]
+
+
+def test_successful_edit_is_trained_and_kept(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = edit("\nX = 0\n", "\nX = 3\n", "move X to 3")
+    result = run_llm(exp, api, "--max-trials", "2")
+    assert result.returncode == 0, result.stderr
+    rows = history(exp)
+    assert [r["decision"] for r in rows] == ["keep", "keep"]
+    assert rows[1]["value"] == 2.0 and rows[1]["strategy"] == "llm"
+    assert rows[1]["description"] == "move X to 3 — hypothesis: closer to the optimum"
+    assert rows[1]["llm_tokens"] == 3 * 1100
+    first = api.requests[0]
+    assert first["model"] == "claude-test" and {t["name"] for t in first["tools"]} >= {"read_file", "finish"}
+    opening = first["messages"][0]["content"]
+    assert "experiment.toml" in opening and "SPAWN_CHILD = False" in opening and "baseline" in opening
+    assert "fixed 1s of wall-clock time" in first["system"]
+    assert "X = 0" in api.tool_results(1)[0]["content"]  # read_file's answer went back to the model
+    sent = api.headers[0]
+    assert sent.get("x-api-key") == "sk-test" or sent.get("Authorization") == "Bearer sk-test"
+    assert "LLM tokens used: 3,300" in subprocess.run(
+        [SKYLAB, "history", "-C", str(exp)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    ).stdout
+
+
+def test_regression_is_reverted(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = edit("\nY = 0\n", "\nY = 5\n", "push Y up")
+    assert run_llm(exp, api, "--max-trials", "2").returncode == 0
+    rows = history(exp)
+    assert rows[1]["decision"] == "revert" and rows[1]["value"] == 46.0  # (0-3)^2 + (5+1)^2 + 1
+    assert subprocess.run(["git", "rev-parse", "skylab/t"], cwd=exp, capture_output=True, text=True).stdout.strip() \
+        == rows[0]["commit"]
+
+
+def test_edits_outside_the_editable_files_are_refused_as_tool_errors(exp: Path, api: FakeMessagesAPI) -> None:
+    outside = exp.parent / "x"
+    api.script = [
+        turn(tool("replace_in_file", path="prepare.py", old_string='"""', new_string="# hacked")),
+        turn(tool("write_file", path="../x", content="escaped")),
+        turn(tool("write_file", path=str(exp / "train.py"), content="X = 9\n")),
+        turn(tool("read_file", path="/etc/passwd")),
+        turn(tool("finish", description="tried the forbidden files", hypothesis="none")),
+    ]
+    assert run_llm(exp, api, "--max-trials", "2").returncode == 0
+    errors = [api.tool_results(i)[0] for i in range(1, 5)]
+    assert all(e["is_error"] for e in errors)
+    assert "frozen (read-only)" in errors[0]["content"]
+    assert "'..' is not allowed" in errors[1]["content"]
+    assert "absolute paths are not allowed" in errors[2]["content"]
+    assert "absolute paths are not allowed" in errors[3]["content"]
+    assert not outside.exists()
+    rows = history(exp)
+    assert rows[1]["status"] == "noop"  # nothing changed, nothing trained
+    assert "hacked" not in (exp / ".skylab" / "worktrees" / "t" / "prepare.py").read_text()
+
+
+def test_symlink_out_of_the_tree_is_refused(exp: Path, api: FakeMessagesAPI, tmp_path: Path) -> None:
+    from skylab.config import load_config
+    from skylab.strategy.workspace import ToolError, Workspace
+
+    target = tmp_path / "secret.txt"
+    target.write_text("secret")
+    (exp / "train.py").unlink()
+    (exp / "train.py").symlink_to(target)
+    workspace = Workspace(exp, load_config(exp))
+    with pytest.raises(ToolError, match="leads outside the experiment"):
+        workspace.read_file("train.py")
+    with pytest.raises(ToolError, match="leads outside the experiment"):
+        workspace.write_file("train.py", "X = 1\n")
+    assert target.read_text() == "secret"
+
+
+def test_syntax_error_is_a_crash_without_training(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [
+        turn(tool("write_file", path="train.py", content="X = (\n")),
+        turn(tool("finish", description="broken", hypothesis="none")),
+    ]
+    assert run_llm(exp, api, "--max-trials", "2").returncode == 0
+    rows = history(exp)
+    assert rows[1]["status"] == "crash" and rows[1]["wall_seconds"] is None
+    assert not (exp / ".skylab" / "logs" / "t" / "2.log").exists()
+
+
+def test_same_change_twice_is_recorded_as_duplicate(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = edit("\nY = 0\n", "\nY = 5\n", "push Y up") + edit("\nY = 0\n", "\nY = 5\n", "push Y up again")
+    assert run_llm(exp, api, "--max-trials", "3").returncode == 0
+    rows = history(exp)
+    assert [r["status"] for r in rows] == ["success", "success", "duplicate"]
+    assert not (exp / ".skylab" / "logs" / "t" / "3.log").exists()
+
+
+def test_rate_limits_and_server_errors_are_retried(exp: Path, api: FakeMessagesAPI) -> None:
+    overloaded = [error(429, "rate_limit_error", "slow down"), error(500, "api_error", "oops")]
+    # The SDK's own retries take three failures; the fourth fails the attempt, the run-level policy retries.
+    api.script = overloaded * 2 + edit("\nX = 0\n", "\nX = 2\n", "X to 2")
+    result = run_llm(exp, api, "--max-trials", "2")
+    assert result.returncode == 0, result.stderr
+    rows = history(exp)
+    assert rows[1]["value"] == 3.0 and rows[1]["decision"] == "keep"
+    assert len(api.requests) == 4 + 3
+
+
+def test_persistent_failure_stops_the_run_with_one_line(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [error(529, "overloaded_error", "Overloaded")] * 20
+    result = run_llm(exp, api, "--max-trials", "3")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the Anthropic API kept failing after 3")
+    assert "Traceback" not in result.stderr
+
+
+def test_auth_failure_stops_the_run_with_one_line(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [error(401, "authentication_error", "invalid x-api-key")]
+    result = run_llm(exp, api, "--max-trials", "3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: the Anthropic API rejected the key (HTTP 401): invalid x-api-key"
+    assert len(api.requests) == 1  # never retried
+    assert [r["status"] for r in history(exp)] == ["success"]  # the baseline, trained before asking
+
+
+def test_missing_api_key_is_a_clear_error(exp: Path, api: FakeMessagesAPI) -> None:
+    result = run_llm(exp, api, "--max-trials", "1", env={"ANTHROPIC_API_KEY": ""})
+    assert result.returncode == 2 and "ANTHROPIC_API_KEY is not set" in result.stderr
+
+
+FAKE_CLAUDE = """#!{python}
+import json, sys
+from pathlib import Path
+Path({log!r}).write_text(json.dumps(sys.argv[1:]))
+target = Path("{target}")
+source = target.read_text()
+target.write_text(source.replace("\\nX = 0\\n", "\\nX = 1\\n") if "X = 0" in source else source + "# edited\\n")
+print(json.dumps({{"type": "result", "subtype": "success",
+                  "result": "Moved X.\\nDESCRIPTION: X to 1 — hypothesis: nearer 3",
+                  "usage": {{"input_tokens": 500, "output_tokens": 40, "cache_read_input_tokens": 100}}}}))
+"""
+
+
+def install_fake_claude(bin_dir: Path, log: Path, target: str) -> None:
+    import sys
+
+    bin_dir.mkdir()
+    script = bin_dir / "claude"
+    script.write_text(FAKE_CLAUDE.format(python=sys.executable, log=str(log), target=target))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def test_claude_code_backend_command_line_and_diff(exp: Path, api: FakeMessagesAPI, tmp_path: Path) -> None:
+    """The CLI itself cannot reach a model here: a stand-in `claude` checks what Skylab asks of it."""
+    log = tmp_path / "argv.json"
+    install_fake_claude(tmp_path / "bin", log, "train.py")
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    result = run_llm(exp, api, "--agent", "claude-code", "--model", "claude-x", "--max-trials", "2", env=env)
+    assert result.returncode == 0, result.stderr
+    argv = json.loads(log.read_text())
+    assert argv[0] == "-p" and "You may edit only: train.py" in argv[1]
+    assert argv[argv.index("--model") + 1] == "claude-x"
+    assert argv[argv.index("--allowedTools") + 1] == "Read,Edit,Write,Glob,Grep"
+    assert "Bash" in argv[argv.index("--disallowedTools") + 1]
+    rows = history(exp)
+    assert rows[1]["description"] == "X to 1 — hypothesis: nearer 3" and rows[1]["value"] == 6.0
+    assert rows[1]["llm_tokens"] == 640
+
+
+def test_claude_code_edit_of_a_frozen_file_is_discarded(exp: Path, api: FakeMessagesAPI, tmp_path: Path) -> None:
+    install_fake_claude(tmp_path / "bin", tmp_path / "argv.json", "prepare.py")
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    result = run_llm(exp, api, "--agent", "claude-code", "--max-trials", "2", env=env)
+    assert result.returncode == 2
+    assert "discarded a proposal that changed non-editable files: prepare.py" in result.stdout
+    assert len(history(exp)) == 1
+
+
+def test_claude_code_not_installed_is_a_clear_error(exp: Path, api: FakeMessagesAPI) -> None:
+    result = run_llm(exp, api, "--agent", "claude-code", "--max-trials", "1", env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and "Claude Code CLI (`claude`) is not installed" in result.stderr

@@ -190,7 +190,10 @@ class Orchestrator:
     def _same_change(self, history: History, tree: pygit2.Oid) -> Trial | None:
         """An earlier trial whose files were exactly these: training it again would tell nothing new."""
         repo = self.store.repo
+        judged = (Status.SUCCESS, Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT)
         for trial in history.trials:
+            if trial.note is None or trial.note.status not in judged:
+                continue  # an interrupted trial's change deserves its run
             commit = repo.get(trial.commit)
             if isinstance(commit, pygit2.Commit) and commit.tree_id == tree:
                 return trial

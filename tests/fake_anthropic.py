@@ -44,7 +44,11 @@ def turn(*blocks: dict[str, Any], input_tokens: int = 1000, output_tokens: int =
 
 
 def error(status: int, kind: str, message: str) -> dict[str, Any]:
-    return {"kind": "error", "status": status, "body": {"type": "error", "error": {"type": kind, "message": message}}}
+    return {
+        "kind": "error",
+        "status": status,
+        "body": {"type": "error", "error": {"type": kind, "message": message}},
+    }
 
 
 class FakeMessagesAPI:
@@ -62,7 +66,9 @@ class FakeMessagesAPI:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not self.path.split("?")[0].endswith("/v1/messages"):
-                    self._send(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+                    self._send(
+                        404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}}
+                    )
                     return
                 server.requests.append(body)
                 server.headers.append(dict(self.headers))
@@ -72,7 +78,9 @@ class FakeMessagesAPI:
                 else:
                     self._send(200, step["body"])
 
-            def _send(self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

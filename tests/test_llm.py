@@ -36,14 +36,21 @@ def exp(tmp_path: Path) -> Path:
 
 
 def run_llm(exp: Path, api: FakeMessagesAPI, *args: str, env: dict[str, str] | None = None) -> Any:
-    environment = {**os.environ, "ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": api.url, "COLUMNS": "200"}
+    environment = {
+        **os.environ,
+        "ANTHROPIC_API_KEY": "sk-test",
+        "ANTHROPIC_BASE_URL": api.url,
+        "COLUMNS": "200",
+    }
     environment.update(env or {})
     command = [SKYLAB, "run", "--strategy", "llm", "--tag", "t", "-C", str(exp), *args]
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
 
 
 def history(exp: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([SKYLAB, "history", "--json", "-C", str(exp)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [SKYLAB, "history", "--json", "-C", str(exp)], capture_output=True, text=True, check=True
+    )
     rows: list[dict[str, Any]] = json.loads(out.stdout)
     return rows
 
@@ -73,9 +80,15 @@ def test_successful_edit_is_trained_and_kept(exp: Path, api: FakeMessagesAPI) ->
     assert "X = 0" in api.tool_results(1)[0]["content"]  # read_file's answer went back to the model
     sent = api.headers[0]
     assert sent.get("x-api-key") == "sk-test" or sent.get("Authorization") == "Bearer sk-test"
-    assert "LLM tokens used: 3,300" in subprocess.run(
-        [SKYLAB, "history", "-C", str(exp)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
-    ).stdout
+    assert (
+        "LLM tokens used: 3,300"
+        in subprocess.run(
+            [SKYLAB, "history", "-C", str(exp)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        ).stdout
+    )
 
 
 def test_regression_is_reverted(exp: Path, api: FakeMessagesAPI) -> None:
@@ -83,8 +96,12 @@ def test_regression_is_reverted(exp: Path, api: FakeMessagesAPI) -> None:
     assert run_llm(exp, api, "--max-trials", "2").returncode == 0
     rows = history(exp)
     assert rows[1]["decision"] == "revert" and rows[1]["value"] == 46.0  # (0-3)^2 + (5+1)^2 + 1
-    assert subprocess.run(["git", "rev-parse", "skylab/t"], cwd=exp, capture_output=True, text=True).stdout.strip() \
+    assert (
+        subprocess.run(
+            ["git", "rev-parse", "skylab/t"], cwd=exp, capture_output=True, text=True
+        ).stdout.strip()
         == rows[0]["commit"]
+    )
 
 
 def test_edits_outside_the_editable_files_are_refused_as_tool_errors(exp: Path, api: FakeMessagesAPI) -> None:
@@ -137,7 +154,9 @@ def test_syntax_error_is_a_crash_without_training(exp: Path, api: FakeMessagesAP
 
 
 def test_same_change_twice_is_recorded_as_duplicate(exp: Path, api: FakeMessagesAPI) -> None:
-    api.script = edit("\nY = 0\n", "\nY = 5\n", "push Y up") + edit("\nY = 0\n", "\nY = 5\n", "push Y up again")
+    api.script = edit("\nY = 0\n", "\nY = 5\n", "push Y up") + edit(
+        "\nY = 0\n", "\nY = 5\n", "push Y up again"
+    )
     assert run_llm(exp, api, "--max-trials", "3").returncode == 0
     rows = history(exp)
     assert [r["status"] for r in rows] == ["success", "success", "duplicate"]
@@ -183,7 +202,8 @@ from pathlib import Path
 Path({log!r}).write_text(json.dumps(sys.argv[1:]))
 target = Path("{target}")
 source = target.read_text()
-target.write_text(source.replace("\\nX = 0\\n", "\\nX = 1\\n") if "X = 0" in source else source + "# edited\\n")
+edited = source.replace("\\nX = 0\\n", "\\nX = 1\\n") if "X = 0" in source else source + "# edited\\n"
+target.write_text(edited)
 print(json.dumps({{"type": "result", "subtype": "success",
                   "result": "Moved X.\\nDESCRIPTION: X to 1 — hypothesis: nearer 3",
                   "usage": {{"input_tokens": 500, "output_tokens": 40, "cache_read_input_tokens": 100}}}}))
@@ -216,7 +236,9 @@ def test_claude_code_backend_command_line_and_diff(exp: Path, api: FakeMessagesA
     assert rows[1]["llm_tokens"] == 640
 
 
-def test_claude_code_edit_of_a_frozen_file_is_discarded(exp: Path, api: FakeMessagesAPI, tmp_path: Path) -> None:
+def test_claude_code_edit_of_a_frozen_file_is_discarded(
+    exp: Path, api: FakeMessagesAPI, tmp_path: Path
+) -> None:
     install_fake_claude(tmp_path / "bin", tmp_path / "argv.json", "prepare.py")
     env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
     result = run_llm(exp, api, "--agent", "claude-code", "--max-trials", "2", env=env)

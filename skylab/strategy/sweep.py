@@ -20,6 +20,7 @@ from skylab.notes import Status
 from skylab.strategy import Proposal, ProposalContext, Scalar
 
 MAX_RANDOM_DRAWS = 10_000  # draws before random search says the space is used up
+TPE_ASKS = 50  # asks in a row that only return known points before TPE says the space is used up
 
 
 def describe(params: dict[str, Scalar]) -> str:
@@ -61,7 +62,7 @@ class SweepStrategy:
         elif self.sweep.mode == "random":
             params = self._next_random(tried)
         else:
-            params = self._next_tpe(context)
+            params = self._next_tpe(context, tried)
         if params is None:
             return None
         path = context.workdir / self.sweep.file
@@ -94,7 +95,9 @@ class SweepStrategy:
                 return params
         return None
 
-    def _next_tpe(self, context: ProposalContext) -> dict[str, Scalar]:
+    def _next_tpe(
+        self, context: ProposalContext, tried: set[tuple[tuple[str, Any], ...]]
+    ) -> dict[str, Scalar] | None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -121,10 +124,14 @@ class SweepStrategy:
             except ValueError:
                 continue  # a point from an older search space
             self._study.add_trial(frozen)
-        asked = self._study.ask(distributions)
-        params = {name: _plain(asked.params[name]) for name in self.names}
-        # The orchestrator reports the result through the notes; this ask stays open in the study.
-        return params
+        for _ in range(TPE_ASKS):
+            asked = self._study.ask(distributions)
+            params = {name: _plain(asked.params[name]) for name in self.names}
+            if _key(params) not in tried:
+                # The result comes back through the notes at the next proposal; this ask stays open.
+                return params
+            self._study.tell(asked, state=optuna.trial.TrialState.PRUNED)  # known: ask again
+        return None  # every point TPE still wants has been tried: the space is used up
 
 
 def _sample(space: ParameterSpace, rng: random.Random) -> Scalar:

@@ -22,6 +22,7 @@ from skylab.errors import SkylabError
 if TYPE_CHECKING:
     from skylab.config import ExperimentConfig
     from skylab.gitstore import TrialStore
+    from skylab.runner import Runner
 
 app = typer.Typer(
     help="Autonomous pretraining research, with every trial a git commit.",
@@ -41,6 +42,30 @@ RepoOption = Annotated[
     Path, typer.Option("--repo", "-C", help="The experiment repository (default: the current directory).")
 ]
 TagOption = Annotated[str | None, typer.Option("--tag", "-t", help="Only this run tag.")]
+
+
+class RunnerName(str, Enum):
+    local = "local"
+    remote = "remote"
+
+
+def make_runner(kind: RunnerName, root: Path, gpu: str | None, remote_config: Path | None) -> Runner:
+    """The runner, connected and checked now, so a bad remote.toml fails before any trial starts."""
+    from skylab.runner.local import LocalRunner
+
+    if kind is RunnerName.local:
+        return LocalRunner(gpu=gpu)
+    from skylab.remote_config import REMOTE_CONFIG_NAME, load_remote_config
+    from skylab.runner.remote import RemoteRunner
+
+    runner = RemoteRunner(load_remote_config(remote_config or root / REMOTE_CONFIG_NAME))
+    runner.connect(attempts=1)
+    return runner
+
+
+RemoteConfigOption = Annotated[
+    Path | None, typer.Option("--remote-config", help="remote.toml to use (default: the experiment's).")
+]
 
 
 def _open(repo: Path) -> TrialStore:
@@ -177,11 +202,22 @@ def prepare(
     experiment: Annotated[Path, typer.Option("--experiment", "-C", help="The experiment directory.")] = Path(
         "."
     ),
+    runner: Annotated[RunnerName, typer.Option("--runner", help="Prepare here, or on the remote host.")] = (
+        RunnerName.local
+    ),
+    remote_config: RemoteConfigOption = None,
 ) -> None:
     """Run the experiment's data preparation (download, tokenizer, tokenisation) once."""
-    from skylab.preparation import run_prepare
+    from skylab.preparation import run_prepare, run_remote_prepare
 
-    run_prepare(experiment, source or ["climbmix"], shards, console)
+    sources = source or ["climbmix"]
+    if runner is RunnerName.local:
+        run_prepare(experiment, sources, shards, console)
+        return
+    remote = make_runner(runner, experiment.resolve(), None, remote_config)
+    code = run_remote_prepare(remote, experiment, sources, shards, console)  # type: ignore[arg-type]
+    if code != 0:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -224,10 +260,6 @@ class AgentName(str, Enum):
     claude_code = "claude-code"
 
 
-class RunnerName(str, Enum):
-    local = "local"
-
-
 def default_tag() -> str:
     """Today's date, the way the reference names its runs: nov25."""
     return time.strftime("%b%d").lower()
@@ -260,6 +292,7 @@ def run(
         str | None, typer.Option("--gpu", help="Pin trials to this GPU (CUDA_VISIBLE_DEVICES).")
     ] = None,
     queued_only: Annotated[bool, typer.Option("--queued-only", hidden=True)] = False,
+    remote_config: RemoteConfigOption = None,
     repo: RepoOption = Path("."),
 ) -> None:
     """Search unattended: propose, commit, train for the fixed budget, keep or revert."""
@@ -268,7 +301,6 @@ def run(
     from skylab.gitstore import check_tag
     from skylab.orchestrator import Orchestrator
     from skylab.progress import RunState, make_reporter
-    from skylab.runner.local import LocalRunner
     from skylab.strategy import make_strategy
 
     store = _open(repo)
@@ -302,7 +334,7 @@ def run(
             store,
             config,
             chosen,
-            LocalRunner(gpu=gpu),
+            make_runner(runner, Path(store.repo.workdir or "."), gpu, remote_config),
             tag,
             reporter,
             budget=seconds,

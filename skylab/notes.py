@@ -27,6 +27,7 @@ class Status(str, Enum):
     CONSTRAINT = "constraint"  # trained, but broke a constraint (max_vram_gb): reverted
     NOOP = "noop"  # the proposal changed nothing: recorded, never trained
     DUPLICATE = "duplicate"  # the same change as an earlier trial: recorded, never trained
+    INFRA = "infra"  # the machine failed, not the code (a lost connection): reverted, not a crash
 
 
 class Decision(str, Enum):

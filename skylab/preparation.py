@@ -7,16 +7,22 @@ reports. Its own errors (a class named PrepareError) become one line and exit st
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from skylab.config import load_config
 from skylab.errors import SkylabError
+
+if TYPE_CHECKING:
+    from skylab.runner.remote import RemoteRunner
 
 
 def load_prepare_module(root: Path) -> ModuleType:
@@ -64,3 +70,30 @@ def run_prepare(experiment: Path, sources: list[str], shards: int, console: Cons
         f"prepared {meta['train_tokens']:,} train and {meta['val_tokens']:,} validation tokens "
         f"from {meta['source']} in {module.DATA_DIR}"
     )
+
+
+def run_remote_prepare(
+    runner: RemoteRunner, experiment: Path, sources: list[str], shards: int, console: Console
+) -> int:
+    """Prepare the data once on the remote host: sync the experiment there, run its prepare.py.
+
+    Source paths name files on the remote host; the cache is the host's ($SKYLAB_CACHE from
+    remote.toml's [remote.env], else its ~/.cache/skylab), so trials never re-send the data.
+    """
+    config = load_config(experiment)
+    root = config.root
+    files = [name for name in (*config.editable_files, *config.frozen_files, "experiment.toml")]
+    remote_dir = runner.workdir_for(root) + "-prepare"
+    runner.connect()
+    runner.sync(root, files, remote_dir)
+    command = ["python", "prepare.py", "--source", *sources, "--shards", str(shards)]
+    from skylab.runner.remote import remote_shell_command, training_argv
+
+    single = dataclasses.replace(runner.remote, num_gpus=1)
+    shell = remote_shell_command(runner.remote, remote_dir, training_argv(single, shlex.join(command)))
+    console.print(f"preparing on {runner.remote.host} in {remote_dir}")
+    code, output = runner.execute(shell)
+    for line in output.splitlines():
+        if not line.startswith("skylab-pgid "):
+            console.print(line, markup=False, highlight=False)
+    return code

@@ -1,0 +1,95 @@
+"""`remote.toml`: where the remote runner trains, validated like experiment.toml (one clear line)."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skylab.config import _Table
+from skylab.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+REMOTE_CONFIG_NAME = "remote.toml"
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    path: Path
+    host: str
+    user: str
+    port: int = 22
+    key_path: Path | None = None
+    num_gpus: int = 1
+    workdir: str = "skylab"  # on the remote host; relative paths start at the login directory
+    python: str = "python3"  # the interpreter that replaces `python` in the experiment's command
+    host_key_checking: bool = True
+    known_hosts: Path | None = None
+    connect_timeout: float = 15.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+def load_remote_config(path: Path) -> RemoteConfig:
+    display = str(path)
+    if not path.is_file():
+        raise ConfigError(display, "", f"file not found (the remote runner reads {REMOTE_CONFIG_NAME})")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(display, "", f"invalid TOML: {exc}") from None
+    top = _Table(display, "", raw)
+    table = top.table("remote", required=True)
+    assert table is not None
+    host = table.string("host")
+    user = table.string("user")
+    port = table.get("port", (int,), "an integer", 22)
+    if not 0 < port < 65536:
+        raise table.error("port", f"must be a TCP port (1-65535), not {port}")
+    key = table.string("key_path", None)
+    key_path = Path(key).expanduser() if key else None
+    if key_path is not None:
+        if not key_path.is_file():
+            raise table.error("key_path", f"{key_path} does not exist")
+        if key_path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise table.error("key_path", f"{key_path} is readable by others: run `chmod 600 {key_path}`")
+    num_gpus = table.get("num_gpus", (int,), "an integer", 1)
+    if num_gpus < 1:
+        raise table.error("num_gpus", f"must be at least 1, not {num_gpus}")
+    workdir = table.string("workdir", "skylab")
+    python = table.string("python", "python3")
+    checking = table.get("host_key_checking", (bool,), "a boolean", True)
+    known = table.string("known_hosts", None)
+    timeout = table.positive("connect_timeout", 15.0)
+    env_table = table.table("env")
+    env: dict[str, str] = {}
+    if env_table is not None:
+        for name in env_table.data:
+            if not name.isidentifier():
+                raise env_table.error(name, "is not a valid environment variable name")
+            env[name] = str(env_table.get(name, (str, int, float), "a string or number"))
+        env_table.finish()
+    table.finish()
+    top.finish()
+    return RemoteConfig(
+        path=path,
+        host=host,
+        user=user,
+        port=port,
+        key_path=key_path,
+        num_gpus=num_gpus,
+        workdir=workdir,
+        python=python,
+        host_key_checking=checking,
+        known_hosts=Path(known).expanduser() if known else None,
+        connect_timeout=float(timeout),
+        env=env,
+    )

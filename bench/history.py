@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +67,31 @@ def build(directory: Path, trials: int) -> None:
             print(f"  built {i + 1}/{trials} trials ({rate:.0f} trials/s)", flush=True)
 
 
+@contextmanager
+def bench_repository(trials: int, keep: Path | None) -> Iterator[Path]:
+    """A repository of `trials` trials: built (or reused) in `keep`, else in a temporary folder."""
+    directory = keep or Path(tempfile.mkdtemp(prefix="skylab-bench-")) / "repo"
+    try:
+        if not (directory / ".git").exists():
+            print(f"building {trials} trials in {directory}")
+            start = time.perf_counter()
+            build(directory, trials)
+            print(f"built in {time.perf_counter() - start:.1f} s")
+        yield directory
+    finally:
+        if keep is None:
+            shutil.rmtree(directory.parent, ignore_errors=True)
+
+
+def bench_arguments(doc: str | None, *extra: tuple[str, int]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=10_000)
+    for name, default in extra:
+        parser.add_argument(name, type=int, default=default)
+    parser.add_argument("--keep", type=Path, help="build (or reuse) the repository here and keep it")
+    return parser.parse_args()
+
+
 def best_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(repeat):
@@ -75,21 +102,8 @@ def best_of(repeat: int, fn) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--trials", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--keep", type=Path, help="build (or reuse) the repository here and keep it")
-    args = parser.parse_args()
-
-    directory = args.keep or Path(tempfile.mkdtemp(prefix="skylab-bench-")) / "repo"
-    try:
-        if not (directory / ".git").exists():
-            print(f"building {args.trials} trials in {directory}")
-            start = time.perf_counter()
-            build(directory, args.trials)
-            print(f"built in {time.perf_counter() - start:.1f} s")
+    args = bench_arguments(__doc__, ("--repeat", 5))
+    with bench_repository(args.trials, args.keep) as directory:
         store = TrialStore.open(directory)
         count = len(store.load().trials)
         load_s = best_of(args.repeat, lambda: TrialStore.open(directory).load())
@@ -100,9 +114,6 @@ def main() -> None:
         print(f"store load:              {load_s * 1000:.0f} ms (best of {args.repeat})")
         print(f"skylab history --json:   {cli_s * 1000:.0f} ms (best of {args.repeat}, whole process)")
         print("goal: <= 1000 ms for 10,000 trials:", "met" if cli_s <= 1.0 else "NOT met")
-    finally:
-        if args.keep is None:
-            shutil.rmtree(directory.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

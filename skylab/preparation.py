@@ -92,8 +92,4 @@ def run_remote_prepare(
     single = dataclasses.replace(runner.remote, num_gpus=1)
     shell = remote_shell_command(runner.remote, remote_dir, training_argv(single, shlex.join(command)))
     console.print(f"preparing on {runner.remote.host} in {remote_dir}")
-    code, output = runner.execute(shell)
-    for line in output.splitlines():
-        if not line.startswith("skylab-pgid "):
-            console.print(line, markup=False, highlight=False)
-    return code
+    return runner.execute(shell, lambda line: console.print(line, markup=False, highlight=False))

@@ -9,6 +9,7 @@ from quoted words: no file name or environment value reaches a shell unquoted.
 
 from __future__ import annotations
 
+import io
 import select
 import shlex
 import subprocess
@@ -49,6 +50,28 @@ def remote_shell_command(remote: RemoteConfig, workdir: str, argv: list[str]) ->
     env = {**remote.env, "PYTHONUNBUFFERED": "1"}
     assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     return f"cd {shlex.quote(workdir)} && echo {PGID_MARKER}$$ && exec env {assignments} {shlex.join(argv)}"
+
+
+class _Lines(io.TextIOBase):
+    """A writable stream that hands complete lines on, minus the process-group marker."""
+
+    def __init__(self, sink: LineSink) -> None:
+        self.sink = sink
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *complete, self.pending = self.pending.split("\n")
+        for line in complete:
+            if not line.startswith(PGID_MARKER):
+                self.sink(line.rstrip("\r"))
+        return len(text)
+
+    def close(self) -> None:
+        if self.pending:
+            self.sink(self.pending)
+            self.pending = ""
+        super().close()
 
 
 class RemoteRunner:
@@ -124,11 +147,13 @@ class RemoteRunner:
             self.connection.close()
             self.connection = None
 
-    def execute(self, command: str) -> tuple[int, str]:
-        """A short remote command's exit status and output."""
+    def execute(self, command: str, on_line: LineSink) -> int:
+        """Run a remote command to its end, each output line to `on_line` as it comes; its exit status."""
         self.connect()
-        result = self.connection.run(command, hide=True, warn=True, in_stream=False)
-        return int(result.exited), str(result.stdout) + str(result.stderr)
+        lines = _Lines(on_line)
+        result = self.connection.run(command, warn=True, in_stream=False, out_stream=lines, err_stream=lines)
+        lines.close()
+        return int(result.exited)
 
     def _kill_group(self, pgid: int) -> None:
         script = (

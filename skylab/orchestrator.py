@@ -101,18 +101,19 @@ class Orchestrator:
                     if self.max_trials is not None and done >= self.max_trials:
                         reason = f"reached --max-trials {self.max_trials}"
                         break
-                    expected = self.expected_trial_seconds()
+                    history = self.store.load()  # once per trial: it is the slow read at 10,000 trials
+                    expected = self.expected_trial_seconds(history)
                     if self.budget is not None and self.budget - (time.monotonic() - started) < expected:
                         reason = f"the budget left is shorter than a trial (~{format_duration(expected)})"
                         break
                     hand = handcommits.pop(self.store, self.tag)
                     if hand is not None:
-                        done += self._hand_trial(hand)
+                        done += self._hand_trial(hand, history)
                         continue
                     if self.queued_only or self.strategy is None:
                         reason = "no queued commits left"
                         break
-                    outcome = self._proposed_trial()
+                    outcome = self._proposed_trial(history)
                     if outcome is None:
                         break
                     if outcome == "discarded":
@@ -137,11 +138,11 @@ class Orchestrator:
         assert tip is not None
         return tip
 
-    def expected_trial_seconds(self) -> float:
+    def expected_trial_seconds(self, history: History | None = None) -> float:
         """A trial's wall time so far in this experiment (median of recent successes), else a guess."""
         walls = [
             t.note.wall_seconds
-            for t in self.store.load().trials
+            for t in (history or self.store.load()).trials
             if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds
         ][-10:]
         if walls:
@@ -150,8 +151,7 @@ class Orchestrator:
 
     # ----- proposed trials ---------------------------------------------------------------------------
 
-    def _proposed_trial(self) -> str | None:
-        history = self.store.load()
+    def _proposed_trial(self, history: History) -> str | None:
         tip = self._tip()
         tip_trial = history.by_commit().get(tip)
         self.worktree.reset(tip)
@@ -210,8 +210,7 @@ class Orchestrator:
 
     # ----- hand-made commits -------------------------------------------------------------------------
 
-    def _hand_trial(self, commit: str) -> int:
-        history = self.store.load()
+    def _hand_trial(self, commit: str, history: History) -> int:
         if commit in history.by_commit() or self.store.repo.get(commit) is None:
             return 0
         obj = self.store.repo[commit].peel(pygit2.Commit)
@@ -284,7 +283,7 @@ class Orchestrator:
         problem = self._static_problem(changed, is_baseline)
         if problem is None and duplicate_of is not None:
             problem = Status.DUPLICATE, f"the same change as trial {duplicate_of.name}: not trained again"
-        expected = self.expected_trial_seconds()
+        expected = self.expected_trial_seconds(history)
         self.reporter.trial_started(trial.name, proposal.description, expected)
         self.reporter.add_tokens(sum(proposal.usage.values()))
         if problem is not None:
@@ -302,7 +301,8 @@ class Orchestrator:
             except KeyboardInterrupt:
                 note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
                 self.store.finish_trial(trial, note, new_best=False)
-                self.reporter.trial_finished(f"trial {trial.name}: interrupted", *self._best_for_display())
+                best = self._best_for_display(by_commit)
+                self.reporter.trial_finished(f"trial {trial.name}: interrupted", *best)
                 raise
             self._apply(note, result)
             if (
@@ -314,7 +314,8 @@ class Orchestrator:
         best_value = self._value(by_commit, self.store.best())
         new_best = note.decision is Decision.KEEP and self.config.is_better(note.value or 0.0, best_value)
         self.store.finish_trial(trial, note, new_best=new_best)
-        self.reporter.trial_finished(self._summary_line(trial, note, parent_value), *self._best_for_display())
+        best = (note.value, trial.name) if new_best else self._best_for_display(by_commit)
+        self.reporter.trial_finished(self._summary_line(trial, note, parent_value), *best)
         if self.after_trial is not None:
             self.after_trial()
         return note
@@ -353,9 +354,8 @@ class Orchestrator:
         trial = by_commit.get(commit or "")
         return trial.value if trial else None
 
-    def _best_for_display(self) -> tuple[float | None, str]:
-        history = self.store.load()
-        best = history.by_commit().get(history.best or "")
+    def _best_for_display(self, by_commit: dict[str, Trial]) -> tuple[float | None, str]:
+        best = by_commit.get(self.store.best() or "")
         return (best.value, best.name) if best else (None, "")
 
     def _summary_line(self, trial: TrialRef, note: TrialNote, parent_value: float | None) -> str:

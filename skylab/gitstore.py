@@ -20,6 +20,7 @@ import fcntl
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -148,6 +149,7 @@ class TrialStore:
         self.repo = repo
         self.skylab_dir = Path(repo.path) / "skylab"
         self._lock_depth = 0
+        self._thread_lock = threading.RLock()
         self._last_number: dict[str, int] = {}  # per tag, so numbering a trial is not a full ref scan
 
     @classmethod
@@ -280,23 +282,28 @@ class TrialStore:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the store's write lock: one writer at a time across processes (re-entrant)."""
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        self.skylab_dir.mkdir(exist_ok=True)
-        with open(self.skylab_dir / "store.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            self._lock_depth = 1
-            try:
-                yield
-            finally:
-                self._lock_depth = 0
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """Hold the store's write lock: one writer at a time across processes and threads (re-entrant).
+
+        The thread lock orders writers inside one process (an flock is per open file, not per
+        thread); the flock orders processes.
+        """
+        with self._thread_lock:
+            if self._lock_depth:
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
+            self.skylab_dir.mkdir(exist_ok=True)
+            with open(self.skylab_dir / "store.lock", "a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                self._lock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth = 0
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     def signature(self) -> pygit2.Signature:
         try:

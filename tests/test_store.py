@@ -137,3 +137,29 @@ def test_best_survives_reopening(store: TrialStore, experiment: Path) -> None:
 def test_open_outside_a_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not in a git repository"):
         TrialStore.open(tmp_path)
+
+
+def test_concurrent_writers_never_collide(store: TrialStore, experiment: Path) -> None:
+    """Threads sharing one store and threads with stores of their own (as separate processes would
+    have): every trial gets its own number, note and commit."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(own_store: bool) -> None:
+        try:
+            target = TrialStore.open(experiment) if own_store else store
+            for _ in range(25):
+                add_trial(target, "par", 1.0, keep=False)
+        except BaseException as exc:  # reported below, with the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    trials = store.load().trials
+    assert sorted(t.number for t in trials) == list(range(1, 101))
+    assert all(t.note is not None for t in trials) and len({t.commit for t in trials}) == 100

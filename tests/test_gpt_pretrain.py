@@ -321,6 +321,7 @@ def test_torchrun_two_processes_on_cpu_agree_and_finish(
     assert float(parse_summary(result.stdout)["val_bpb"]) > 0
 
 
+@pytest.mark.slow
 def test_demo_source_comes_from_the_package_index(prepare: ModuleType) -> None:
     meta = prepare.prepare(["demo"])
     names = [Path(p).name for p in meta["val_files"]]

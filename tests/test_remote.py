@@ -81,6 +81,7 @@ def test_crash_over_ssh(tmp_path: Path, sshd: SSHServer) -> None:
     assert row["status"] == "crash"
 
 
+@pytest.mark.slow
 def test_timeout_leaves_no_remote_process(tmp_path: Path, sshd: SSHServer) -> None:
     exp = remote_experiment(tmp_path, sshd, SLEEP=60.0, SPAWN_CHILD=True, wall=3)
     started = time.monotonic()
@@ -93,6 +94,7 @@ def test_timeout_leaves_no_remote_process(tmp_path: Path, sshd: SSHServer) -> No
     assert remote_processes(sshd, str(tmp_path / "remote-work")) == ""
 
 
+@pytest.mark.slow
 def test_dropped_connection_is_an_infra_failure_and_the_loop_goes_on(tmp_path: Path, sshd: SSHServer) -> None:
     exp = remote_experiment(tmp_path, sshd, SLEEP=4.0)
     log = exp / ".skylab" / "logs" / "t" / "1.log"
@@ -210,6 +212,7 @@ def test_host_key_checking_can_be_turned_off_explicitly(tmp_path: Path, sshd: SS
     assert [r["status"] for r in history(exp)] == ["success"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_kills_the_remote_process_group(tmp_path: Path, sshd: SSHServer) -> None:
     import signal
 

@@ -43,10 +43,6 @@ class ParameterSpace:
     num: int | None = None
     is_int: bool = False
 
-    @property
-    def is_range(self) -> bool:
-        return self.values is None
-
     def grid_points(self) -> list[Scalar]:
         """Every value a grid search visits, in order. Ranges need `step`, `num`, or to be integers."""
         if self.values is not None:

@@ -47,6 +47,7 @@ TagOption = Annotated[str | None, typer.Option("--tag", "-t", help="Only this ru
 class RunnerName(str, Enum):
     local = "local"
     remote = "remote"
+    slurm = "slurm"
 
 
 def make_runner(kind: RunnerName, root: Path, gpu: str | None, remote_config: Path | None) -> Runner:
@@ -55,6 +56,8 @@ def make_runner(kind: RunnerName, root: Path, gpu: str | None, remote_config: Pa
 
     if kind is RunnerName.local:
         return LocalRunner(gpu=gpu)
+    if kind is RunnerName.slurm:
+        raise SkylabError("prepare runs here or over SSH (--runner local or remote), not as a Slurm job")
     from skylab.remote_config import REMOTE_CONFIG_NAME, load_remote_config
     from skylab.runner.remote import RemoteRunner
 
@@ -291,6 +294,14 @@ def run(
     gpu: Annotated[
         str | None, typer.Option("--gpu", help="Pin trials to this GPU (CUDA_VISIBLE_DEVICES).")
     ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option("--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each pinned to its GPU)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=1, help="Trials at once (default: one per GPU or slot, else 1)."),
+    ] = None,
     queued_only: Annotated[bool, typer.Option("--queued-only", hidden=True)] = False,
     remote_config: RemoteConfigOption = None,
     repo: RepoOption = Path("."),
@@ -302,6 +313,7 @@ def run(
     from skylab.orchestrator import Orchestrator
     from skylab.progress import RunState, make_reporter
     from skylab.strategy import make_strategy
+    from skylab.workers import make_runners, parse_gpus
 
     store = _open(repo)
     config = load_config(Path(store.repo.workdir or "."))
@@ -320,6 +332,11 @@ def run(
     except ValueError as exc:
         raise SkylabError(f"--budget: {exc}") from None
     _refuse_uncommitted_edits(store, config.editable_files)
+    if gpu is not None and gpus is not None:
+        raise SkylabError("give --gpu or --gpus, not both")
+    chosen_gpus = gpus or gpu
+    gpu_list = parse_gpus(chosen_gpus) if chosen_gpus else []
+    runners = make_runners(runner.value, config, workers, gpu_list, remote_config)
     chosen = None if queued_only else make_strategy(strategy.value, config)
     state = RunState(tag=tag, strategy=strategy.value, metric=config.metric, budget=seconds)
     report_path = default_report_path(store, tag)
@@ -334,7 +351,7 @@ def run(
             store,
             config,
             chosen,
-            make_runner(runner, Path(store.repo.workdir or "."), gpu, remote_config),
+            runners,
             tag,
             reporter,
             budget=seconds,
@@ -409,14 +426,16 @@ def _print_plan(reporter, store, config, tag, strategy, seconds, max_trials, orc
     start = existing or store.start_point()
     where = "resuming" if existing else "new run"
     expected = orchestrator.expected_trial_seconds()
+    workers = len(orchestrator.runners)
     limit = (
         "no time limit"
         if seconds is None
-        else f"budget {format_duration(seconds)} (~{int(seconds // expected)} trials)"
+        else f"budget {format_duration(seconds)} (~{int(seconds // expected) * workers} trials)"
     )
     trials = f", at most {max_trials} trials" if max_trials else ""
+    parallel = f" · {workers} workers" if workers > 1 else ""
     reporter.say(
-        f"skylab run {tag} ({where} from {start[:10]}) · strategy {strategy} · {limit}{trials} · "
+        f"skylab run {tag} ({where} from {start[:10]}){parallel} · strategy {strategy} · {limit}{trials} · "
         f"~{format_duration(expected)} per trial · logs in .skylab/logs/{tag} · Ctrl-C stops after recording"
     )
 

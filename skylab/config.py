@@ -101,6 +101,20 @@ class LLMConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """How the Slurm runner submits a trial ([slurm] in experiment.toml)."""
+
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_trial: int = 0  # --gpus; 0 asks for none (a CPU trial)
+    cpus_per_trial: int | None = None  # --cpus-per-task
+    memory: str | None = None  # --mem, e.g. "64G"
+    options: tuple[str, ...] = ()  # more sbatch options, passed as given: ["--qos=high"]
+    poll_seconds: float = 2.0  # between squeue checks
+    retries: int = 2  # resubmissions after an infrastructure failure (NODE_FAIL, PREEMPTED, ...)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: what may be edited, how a trial runs, and how it is judged."""
 
@@ -117,6 +131,7 @@ class ExperimentConfig:
     description: str = ""
     sweep: SweepConfig | None = None
     llm: LLMConfig = field(default_factory=LLMConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     @property
     def root(self) -> Path:
@@ -288,6 +303,8 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     sweep = _parse_sweep(sweep_table, editable) if sweep_table is not None else None
     llm_table = top.table("llm")
     llm = _parse_llm(llm_table) if llm_table is not None else LLMConfig()
+    slurm_table = top.table("slurm")
+    slurm = _parse_slurm(slurm_table) if slurm_table is not None else SlurmConfig()
 
     top.finish()
     return ExperimentConfig(
@@ -304,7 +321,39 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
         max_trial_wall_time=float(max_wall),
         sweep=sweep,
         llm=llm,
+        slurm=slurm,
     )
+
+
+def _parse_slurm(table: _Table) -> SlurmConfig:
+    defaults = SlurmConfig()
+    gpus = table.get("gpus_per_trial", (int,), "an integer", 0)
+    if gpus < 0:
+        raise table.error("gpus_per_trial", f"must not be negative, not {gpus}")
+    cpus = table.get("cpus_per_trial", (int,), "an integer", None)
+    if cpus is not None and cpus < 1:
+        raise table.error("cpus_per_trial", f"must be at least 1, not {cpus}")
+    options = tuple(table.string_list("options", []))
+    for option in options:
+        if not option.startswith("-"):
+            raise table.error("options", f"'{option}' is not an sbatch option (write it as --name=value)")
+        if option.split("=")[0] in ("--wrap", "--output", "--error", "--chdir", "--parsable", "--time"):
+            raise table.error("options", f"'{option}' is set by Skylab itself")
+    retries = table.get("retries", (int,), "an integer", defaults.retries)
+    if retries < 0:
+        raise table.error("retries", f"must not be negative, not {retries}")
+    slurm = SlurmConfig(
+        partition=table.string("partition", None),
+        account=table.string("account", None),
+        gpus_per_trial=gpus,
+        cpus_per_trial=cpus,
+        memory=table.string("memory", None),
+        options=options,
+        poll_seconds=float(table.positive("poll_seconds", defaults.poll_seconds)),
+        retries=retries,
+    )
+    table.finish()
+    return slurm
 
 
 def _parse_llm(table: _Table) -> LLMConfig:

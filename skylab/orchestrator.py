@@ -3,6 +3,10 @@
 Every trial goes through the same path, whether a strategy proposed it or a researcher committed it
 by hand on the run branch. Order of writes (see gitstore): the trial ref exists before training
 starts, so a kill at any moment leaves either a finished trial or an interrupted one, never a lost one.
+
+With several workers, each has its own work tree, runner (pinned to its GPU or host) and store
+handle, and trains in its own thread. Proposals are made one at a time and see the trials in
+flight; decisions are made one at a time against the run's best at the moment a trial finishes.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import ast
 import signal
 import statistics
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -30,11 +36,13 @@ from skylab.progress import Reporter
 from skylab.runlock import RunLock
 from skylab.runner import Runner, RunResult
 from skylab.scaffold import WORK_DIR
-from skylab.strategy import Proposal, ProposalContext, Strategy
-from skylab.worktree import TrialWorktree
+from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
+from skylab.worktree import TrialWorktree, remove_extra_worktrees
 
 STARTUP_ALLOWANCE = 30.0  # seconds a trial needs beyond its training budget, until history says better
 MAX_DISCARDS_IN_A_ROW = 3
+WAIT_POLL_SECONDS = 0.5  # a worker with nothing to start yet looks again this often
+MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward
 
 
 @dataclass
@@ -44,9 +52,33 @@ class RunOutcome:
     best: Trial | None
 
 
+@dataclass
+class Worker:
+    """One trial at a time: a work tree, a runner pinned to its GPU or host, a store handle."""
+
+    index: int
+    store: TrialStore
+    worktree: TrialWorktree
+    runner: Runner
+
+
+@dataclass
+class Job:
+    """A trial committed and about to train (or to be recorded without training)."""
+
+    trial: TrialRef
+    parent: str
+    proposal: Proposal
+    changed: list[str]
+    strategy: str
+    problem: tuple[Status, str] | None = None  # set: recorded as is, never trained
+    hand_made: bool = False
+    extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """`kill PID` stops a run the way Ctrl-C does: the current trial is recorded, then it exits."""
+    """`kill PID` stops a run the way Ctrl-C does: the current trials are recorded, then it exits."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -64,7 +96,7 @@ class Orchestrator:
         store: TrialStore,
         config: ExperimentConfig,
         strategy: Strategy | None,
-        runner: Runner,
+        runner: Runner | Sequence[Runner],
         tag: str,
         reporter: Reporter,
         budget: float | None = None,
@@ -75,7 +107,9 @@ class Orchestrator:
         self.store = store
         self.config = config
         self.strategy = strategy
-        self.runner = runner
+        self.runners: list[Runner] = list(runner) if isinstance(runner, Sequence) else [runner]
+        if not self.runners:
+            raise SkylabError("a run needs at least one worker")
         self.tag = tag
         self.reporter = reporter
         self.budget = budget
@@ -84,6 +118,15 @@ class Orchestrator:
         self.after_trial = after_trial  # e.g. rewrite the live report
         self.root = Path(store.repo.workdir or ".")
         self.log_dir = self.root / WORK_DIR / "logs" / tag
+        self._propose_lock = threading.Lock()  # one proposal at a time, seeing every trial in flight
+        self._state = threading.Condition()  # guards the counters below; decisions happen under it
+        self._stop = threading.Event()
+        self._pending: dict[int, tuple[PendingTrial, str]] = {}  # worker -> (trial, tree id)
+        self._forward: deque[Job] = deque()  # merge-forward trials, trained before new proposals
+        self._claimed = self._done = self._discards = 0
+        self._reason = "the strategy has nothing left to propose"
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
 
     # ----- the loop --------------------------------------------------------------------------------
 
@@ -92,49 +135,74 @@ class Orchestrator:
             for line in self.store.repair(self.config.metric, self.config.is_better):
                 self.reporter.say(f"repaired: {line}")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
-            self.worktree = TrialWorktree(self.store.repo, self.tag)
-            self.worktree.reset(self._tip())  # undoes whatever a killed run left half-applied
-            started = time.monotonic()
-            done, discards, reason = 0, 0, "the strategy has nothing left to propose"
+            for name in remove_extra_worktrees(self.store.repo, self.tag, len(self.runners)):
+                self.reporter.say(f"removed the work tree of a worker this run does not have: {name}")
+            workers = [self._make_worker(index, runner) for index, runner in enumerate(self.runners)]
+            self.worktree = workers[0].worktree
+            for worker in workers:
+                worker.worktree.reset(self._tip())  # undoes whatever a killed run left half-applied
+            self._started = time.monotonic()
+            finished = [threading.Event() for _ in workers]
             try:
-                while True:
-                    if self.max_trials is not None and done >= self.max_trials:
-                        reason = f"reached --max-trials {self.max_trials}"
-                        break
-                    history = self.store.load()  # once per trial: it is the slow read at 10,000 trials
-                    expected = self.expected_trial_seconds(history)
-                    if self.budget is not None and self.budget - (time.monotonic() - started) < expected:
-                        reason = f"the budget left is shorter than a trial (~{format_duration(expected)})"
-                        break
-                    hand = handcommits.pop(self.store, self.tag)
-                    if hand is not None:
-                        done += self._hand_trial(hand, history)
-                        continue
-                    if self.queued_only or self.strategy is None:
-                        reason = "no queued commits left"
-                        break
-                    outcome = self._proposed_trial(history)
-                    if outcome is None:
-                        break
-                    if outcome == "discarded":
-                        discards += 1
-                        if discards >= MAX_DISCARDS_IN_A_ROW:
-                            raise SkylabError(
-                                "the strategy's proposals kept changing files that are not editable"
-                            )
-                        continue
-                    discards = 0
-                    done += 1
+                for worker, done in zip(workers, finished, strict=True):
+                    name = f"skylab-worker-{worker.index}"
+                    threading.Thread(target=self._work, args=(worker, done), name=name).start()
+                _wait_all(finished)
             except KeyboardInterrupt:
-                reason = "interrupted"
+                self._interrupt(finished)
             finally:
-                self.worktree.reset(self._tip())
+                for worker in workers:
+                    worker.worktree.reset(self._tip())
+        if self._error is not None:
+            raise self._error
         history = self.store.load()
         best = history.by_commit().get(history.best or "")
-        return RunOutcome(done, reason, best)
+        return RunOutcome(self._done, self._reason, best)
 
-    def _tip(self) -> str:
-        tip = self.store.ref_target(run_branch(self.tag))
+    def _make_worker(self, index: int, runner: Runner) -> Worker:
+        store = self.store if index == 0 else TrialStore(pygit2.Repository(self.store.repo.path))
+        return Worker(index, store, TrialWorktree(store.repo, self.tag, index), runner)
+
+    def _interrupt(self, finished: list[threading.Event]) -> None:
+        """Stop every worker: each records its trial as interrupted before its thread ends."""
+        self._reason = "interrupted"
+        self._stop.set()
+        while True:
+            try:
+                _wait_all(finished)
+                return
+            except KeyboardInterrupt:
+                continue  # a second Ctrl-C: the workers are already stopping
+
+    def _work(self, worker: Worker, finished: threading.Event) -> None:
+        try:
+            self._work_until_done(worker)
+        finally:
+            finished.set()
+
+    def _work_until_done(self, worker: Worker) -> None:
+        try:
+            while not self._stop.is_set():
+                job = self._next_job(worker)
+                if job is None:
+                    return
+                note = self._execute(worker, job)
+                if note is None:
+                    return  # interrupted
+                self._decide(worker, job, note)
+        except BaseException as exc:  # an error stops new proposals; trials in flight still finish
+            with self._state:
+                if self._error is None and not isinstance(exc, KeyboardInterrupt):
+                    self._error = exc
+                    if self._pending:
+                        self.reporter.say(
+                            f"error: {exc}; waiting for {len(self._pending)} trial(s) in flight "
+                            "(Ctrl-C stops them)"
+                        )
+                self._state.notify_all()
+
+    def _tip(self, store: TrialStore | None = None) -> str:
+        tip = (store or self.store).ref_target(run_branch(self.tag))
         assert tip is not None
         return tip
 
@@ -149,14 +217,77 @@ class Orchestrator:
             return float(statistics.median(walls))
         return self.config.time_budget_seconds + STARTUP_ALLOWANCE
 
-    # ----- proposed trials ---------------------------------------------------------------------------
+    # ----- choosing the next trial -------------------------------------------------------------------
 
-    def _proposed_trial(self, history: History) -> str | None:
-        tip = self._tip()
+    def _next_job(self, worker: Worker) -> Job | None:
+        """The next trial for `worker`, committed and registered as in flight; None: this worker stops."""
+        while True:
+            with self._propose_lock:
+                if self._stop.is_set() or self._error is not None:
+                    return None
+                with self._state:
+                    if self.max_trials is not None and self._claimed >= self.max_trials:
+                        self._reason = f"reached --max-trials {self.max_trials}"
+                        return None
+                with self._state:  # history and trials in flight as of one moment: none falls between
+                    history = worker.store.load()  # once per trial: the slow read at 10,000 trials
+                    pending = list(self._pending.values())
+                expected = self.expected_trial_seconds(history)
+                if self.budget is not None and self.budget - (time.monotonic() - self._started) < expected:
+                    self._reason = f"the budget left is shorter than a trial (~{format_duration(expected)})"
+                    return None
+                job = self._choose(worker, history, pending)
+                if isinstance(job, Job):
+                    with self._state:
+                        self._claimed += 1
+                        tree = str(worker.store.repo[job.trial.commit].peel(pygit2.Commit).tree_id)
+                        started = PendingTrial(job.trial.name, job.proposal.description, job.proposal.params)
+                        self._pending[worker.index] = (started, tree)
+                    return job
+                if job == "stop":
+                    return None
+            with self._state:  # "wait": another worker's result decides what comes next
+                self._state.wait(WAIT_POLL_SECONDS)
+
+    def _choose(self, worker: Worker, history: History, pending: list[tuple[PendingTrial, str]]) -> Job | str:
+        """A job, "wait" (retry when a trial finishes) or "stop"."""
+        with self._state:
+            forward = self._forward.popleft() if self._forward else None
+        if forward is not None:
+            return forward
+        hand = handcommits.pop(worker.store, self.tag)
+        if hand is not None:
+            return self._hand_job(worker, hand, history) or "wait"
+        if self.queued_only or self.strategy is None:
+            self._reason = "no queued commits left"
+            return "stop"
+        tip = self._tip(worker.store)
         tip_trial = history.by_commit().get(tip)
-        self.worktree.reset(tip)
+        if tip_trial is None and pending:
+            return "wait"  # the starting point is being measured: proposals start from its result
+        outcome = self._proposed_job(worker, history, pending, tip, tip_trial)
+        if outcome == "discarded":
+            self._discards += 1
+            if self._discards >= MAX_DISCARDS_IN_A_ROW:
+                raise SkylabError("the strategy's proposals kept changing files that are not editable")
+            return "wait"
+        self._discards = 0
+        if outcome is None:
+            return "stop"
+        return outcome
+
+    def _proposed_job(
+        self,
+        worker: Worker,
+        history: History,
+        pending: list[tuple[PendingTrial, str]],
+        tip: str,
+        tip_trial: Trial | None,
+    ) -> Job | str | None:
+        tree_dir = worker.worktree
+        tree_dir.reset(tip)
         if tip_trial is None:  # the run starts from a commit never measured: measure it first
-            proposal = Proposal("baseline: the starting point, unchanged", self._current_params())
+            proposal = Proposal("baseline: the starting point, unchanged", self._current_params(tree_dir))
         else:
             assert self.strategy is not None
             context = ProposalContext(
@@ -165,162 +296,223 @@ class Orchestrator:
                 self.tag,
                 tip,
                 tip_trial,
-                self.worktree.path,
-                self.store.diff_against_parent,
+                tree_dir.path,
+                worker.store.diff_against_parent,
+                tuple(trial for trial, _ in pending),
             )
             found = self.strategy.propose(context)
             if found is None:
                 return None
             proposal = found
-        changed = self.worktree.changed_files()
+        changed = tree_dir.changed_files()
         outside = [path for path in changed if path not in self.config.editable_files]
         if outside:
             self.reporter.say(f"discarded a proposal that changed non-editable files: {', '.join(outside)}")
-            self.worktree.reset(tip)
+            tree_dir.reset(tip)
             return "discarded"
-        tree = self.worktree.snapshot(changed)
-        duplicate = self._same_change(history, tree) if changed else None
-        trial = self.store.create_trial(self.tag, tree, tip, proposal.description)
-        self.worktree.reset(trial.commit)
-        self._judge(
-            trial, tip, proposal, changed, history, is_baseline=tip_trial is None, duplicate_of=duplicate
-        )
-        return "ran"
+        tree = tree_dir.snapshot(changed)
+        problem = self._static_problem(tree_dir.path, changed, is_baseline=tip_trial is None)
+        if problem is None and changed:
+            problem = self._same_change(worker.store, history, pending, tree)
+        trial = worker.store.create_trial(self.tag, tree, tip, proposal.description)
+        name = self.strategy.name if self.strategy else "manual"
+        return Job(trial, tip, proposal, changed, name, problem=problem)
 
-    def _same_change(self, history: History, tree: pygit2.Oid) -> Trial | None:
-        """An earlier trial whose files were exactly these: training it again would tell nothing new."""
-        repo = self.store.repo
+    def _same_change(
+        self, store: TrialStore, history: History, pending: list[tuple[PendingTrial, str]], tree: pygit2.Oid
+    ) -> tuple[Status, str] | None:
+        """An earlier or in-flight trial with exactly these files: training it again tells nothing new."""
+        for in_flight, in_flight_tree in pending:
+            if in_flight_tree == str(tree):
+                return Status.DUPLICATE, f"the same change as trial {in_flight.name}, in flight: not trained"
         judged = (Status.SUCCESS, Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT)
         for trial in history.trials:
             if trial.note is None or trial.note.status not in judged:
                 continue  # an interrupted trial's change deserves its run
-            commit = repo.get(trial.commit)
+            commit = store.repo.get(trial.commit)
             if isinstance(commit, pygit2.Commit) and commit.tree_id == tree:
-                return trial
+                return Status.DUPLICATE, f"the same change as trial {trial.name}: not trained again"
         return None
 
-    def _current_params(self) -> dict[str, int | float | str | bool]:
-        """The sweep parameters' values in the tip: the baseline is a point of the search too."""
+    def _current_params(self, worktree: TrialWorktree) -> dict[str, int | float | str | bool]:
+        """The sweep parameters' values in the work tree: the baseline is a point of the search too."""
         sweep = self.config.sweep
         if sweep is None:
             return {}
-        constants = read_constants((self.worktree.path / sweep.file).read_text(encoding="utf-8"), sweep.file)
+        constants = read_constants((worktree.path / sweep.file).read_text(encoding="utf-8"), sweep.file)
         names = {p.name for p in sweep.parameters}
         return {k: v for k, v in constants.items() if k in names and isinstance(v, int | float | str | bool)}
 
-    # ----- hand-made commits -------------------------------------------------------------------------
-
-    def _hand_trial(self, commit: str, history: History) -> int:
-        if commit in history.by_commit() or self.store.repo.get(commit) is None:
-            return 0
-        obj = self.store.repo[commit].peel(pygit2.Commit)
+    def _hand_job(self, worker: Worker, commit: str, history: History) -> Job | None:
+        repo = worker.store.repo
+        if commit in history.by_commit() or repo.get(commit) is None:
+            return None
+        obj = repo[commit].peel(pygit2.Commit)
         if not obj.parent_ids:
-            return 0
+            return None
         parent = str(obj.parent_ids[0])
-        changed = sorted(self._diff_paths(parent, commit))
-        trial = self.store.begin_trial(self.tag, commit)
-        self.worktree.reset(commit)
+        changed = sorted(_diff_paths(repo, parent, commit))
+        trial = worker.store.begin_trial(self.tag, commit)
+        worker.worktree.reset(commit)
         proposal = Proposal(obj.message.strip().split("\n")[0] or "hand-made commit")
-        note = self._judge(trial, parent, proposal, changed, history, strategy="manual")
-        tip = self._tip()
-        if note.decision is Decision.REVERT and tip == commit:
-            self.store.move_run_branch(self.tag, parent, f"revert hand commit {trial.name}")
-            self._follow_in_checkout(commit, parent)
-        return 1
+        problem = self._static_problem(worker.worktree.path, changed, is_baseline=False)
+        return Job(trial, parent, proposal, changed, "manual", problem=problem, hand_made=True)
 
-    def _follow_in_checkout(self, reverted: str, parent: str) -> None:
-        """If the researcher's checkout sat clean on the reverted commit, bring it back with the branch."""
-        repo = self.store.repo
-        if repo.head_is_detached or repo.head.name != run_branch(self.tag):
-            return
-        tree = repo[reverted].peel(pygit2.Commit).tree
-        index_tree = repo.index.write_tree()
-        dirty = [p for p, f in repo.status().items() if f != pygit2.enums.FileStatus.IGNORED]
-        # The branch already moved, so "clean" means: files and index still hold the reverted commit.
-        if index_tree == tree.id and set(dirty) <= set(self._diff_paths(parent, reverted)):
-            force = pygit2.enums.CheckoutStrategy.FORCE
-            repo.checkout_tree(repo[parent].peel(pygit2.Tree), strategy=force)  # type: ignore[no-untyped-call]
-            repo.index.read_tree(repo[parent].peel(pygit2.Tree))
-            repo.index.write()
-            self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch back to {parent[:10]}")
+    # ----- training ----------------------------------------------------------------------------------
 
-    def _diff_paths(self, a: str, b: str) -> set[str]:
-        diff = self.store.repo[a].peel(pygit2.Tree).diff_to_tree(self.store.repo[b].peel(pygit2.Tree))
-        paths = set()
-        for delta in diff.deltas:
-            paths |= {delta.new_file.path, delta.old_file.path}
-        return paths
-
-    # ----- judging ---------------------------------------------------------------------------------
-
-    def _judge(
-        self,
-        trial: TrialRef,
-        parent: str,
-        proposal: Proposal,
-        changed: list[str],
-        history: History,
-        strategy: str | None = None,
-        is_baseline: bool = False,
-        duplicate_of: Trial | None = None,
-    ) -> TrialNote:
-        by_commit = history.by_commit()
-        parent_trial = by_commit.get(parent)
-        parent_value = parent_trial.value if parent_trial else None
+    def _execute(self, worker: Worker, job: Job) -> TrialNote | None:
+        """Train the job's commit (unless it has a problem); None when the run was stopped meanwhile."""
+        trial = job.trial
+        worker.worktree.reset(trial.commit)
+        if job.strategy == MERGE_FORWARD:
+            job.proposal.params = dict(self._current_params(worker.worktree))
         note = TrialNote(
             trial=trial.number,
             tag=self.tag,
             status=Status.SUCCESS,
             decision=Decision.REVERT,
             metric=self.config.metric,
-            strategy=strategy or (self.strategy.name if self.strategy else "manual"),
-            parent=parent,
+            strategy=job.strategy,
+            parent=job.parent,
             started_at=utc_now(),
-            description=proposal.description,
-            params=dict(proposal.params),
+            description=job.proposal.description,
+            params=dict(job.proposal.params),
         )
-        note.other.update({key: str(value) for key, value in proposal.usage.items()})
-        problem = self._static_problem(changed, is_baseline)
-        if problem is None and duplicate_of is not None:
-            problem = Status.DUPLICATE, f"the same change as trial {duplicate_of.name}: not trained again"
-        expected = self.expected_trial_seconds(history)
-        self.reporter.trial_started(trial.name, proposal.description, expected)
-        self.reporter.add_tokens(sum(proposal.usage.values()))
-        if problem is not None:
-            note.status, note.reason = problem
-        else:
-            try:
-                result = self.runner.run(
-                    self.worktree.path,
-                    self.config.command,
-                    self.config.metric,
-                    self.config.max_trial_wall_time,
-                    self.log_dir / f"{trial.number}.log",
-                    self.reporter.line,
-                )
-            except KeyboardInterrupt:
-                note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
-                self.store.finish_trial(trial, note, new_best=False)
-                best = self._best_for_display(by_commit)
-                self.reporter.trial_finished(f"trial {trial.name}: interrupted", *best)
-                raise
-            self._apply(note, result)
+        note.other.update({key: str(value) for key, value in job.proposal.usage.items()})
+        note.other.update(job.extra)
+        if len(self.runners) > 1:
+            note.other["worker"] = str(worker.index)
+        self.reporter.trial_started(trial.name, job.proposal.description, self.expected_trial_seconds())
+        self.reporter.add_tokens(sum(job.proposal.usage.values()))
+        if job.problem is not None:
+            note.status, note.reason = job.problem
+            return note
+        try:
+            result = worker.runner.run(
+                worker.worktree.path,
+                self.config.command,
+                self.config.metric,
+                self.config.max_trial_wall_time,
+                self.log_dir / f"{trial.number}.log",
+                self.reporter.line,
+                stop=self._stop,
+            )
+        except KeyboardInterrupt:
+            note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
+            worker.store.finish_trial(trial, note, new_best=False)
+            with self._state:
+                self._pending.pop(worker.index, None)
+                best = self._best_for_display(worker.store)
+            self.reporter.trial_finished(f"trial {trial.name}: interrupted", *best)
+            return None
+        self._apply(note, result)
+        return note
+
+    # ----- judging ---------------------------------------------------------------------------------
+
+    def _decide(self, worker: Worker, job: Job, note: TrialNote) -> None:
+        """Keep or revert against the run's best now, record it, and carry an overtaken best forward."""
+        store, trial = worker.store, job.trial
+        with self._state, store.writing():
+            by_commit = store.load().by_commit()
+            tip = self._tip(store)
+            reference = self._reference(store, tip, trial.commit, by_commit)
+            reference_value = reference.value if reference else None
             if (
                 note.status is Status.SUCCESS
                 and note.value is not None
-                and self.config.is_better(note.value, parent_value)
+                and self.config.is_better(note.value, reference_value)
             ):
                 note.decision = Decision.KEEP
-        best_value = self._value(by_commit, self.store.best())
-        new_best = note.decision is Decision.KEEP and self.config.is_better(note.value or 0.0, best_value)
-        self.store.finish_trial(trial, note, new_best=new_best)
-        best = (note.value, trial.name) if new_best else self._best_for_display(by_commit)
-        self.reporter.trial_finished(self._summary_line(trial, note, parent_value), *best)
-        if self.after_trial is not None:
-            self.after_trial()
-        return note
+            if reference is not None and reference.commit != job.parent:
+                note.other["judged_against"] = reference.name  # the best had moved on while it trained
+            overtaken = note.decision is Decision.KEEP and tip not in (job.parent, trial.commit)
+            if overtaken:
+                note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
+            best_value = _value(by_commit, store.best())
+            new_best = note.decision is Decision.KEEP and self.config.is_better(note.value or 0.0, best_value)
+            store.finish_trial(trial, note, new_best=new_best)
+            if job.hand_made and note.decision is Decision.REVERT and tip == trial.commit:
+                store.move_run_branch(self.tag, job.parent, f"revert hand commit {trial.name}")
+                self._follow_in_checkout(store, trial.commit, job.parent)
+            if overtaken:
+                self._merge_forward(store, job, tip, by_commit)
+            self._pending.pop(worker.index, None)
+            self._done += 1
+            best = (note.value, trial.name) if new_best else self._best_for_display(store)
+            self.reporter.trial_finished(self._summary_line(trial, note, reference_value), *best)
+            if self.after_trial is not None:
+                self.after_trial()
+            self._state.notify_all()
 
-    def _static_problem(self, changed: list[str], is_baseline: bool) -> tuple[Status, str] | None:
+    def _reference(
+        self, store: TrialStore, tip: str, commit: str, by_commit: dict[str, Trial]
+    ) -> Trial | None:
+        """The run's best now: the newest measured success on the run branch, other than `commit`."""
+        current: str | None = tip
+        for _ in range(10_000):
+            if current is None:
+                return None
+            known = by_commit.get(current)
+            measured = known is not None and known.status is Status.SUCCESS and known.value is not None
+            if current != commit and measured:
+                return known
+            obj = store.repo.get(current)
+            parents: list[pygit2.Oid] = list(obj.parent_ids) if isinstance(obj, pygit2.Commit) else []
+            current = str(parents[0]) if parents else None
+        return None
+
+    def _merge_forward(self, store: TrialStore, job: Job, old_tip: str, by_commit: dict[str, Trial]) -> None:
+        """The kept trial overtook a best it never saw: carry that best's change forward onto it.
+
+        The run branch moves to the trial (its chain is its real ancestry, every link measured), and
+        what the overtaken best had added since the trial's parent is merged onto it as a new trial,
+        trained next like any other. A conflicting change is reported and left out.
+        """
+        repo = store.repo
+        base, ours, theirs = (
+            repo[c].peel(pygit2.Commit).tree for c in (job.parent, job.trial.commit, old_tip)
+        )
+        index = repo.merge_trees(base, ours, theirs)
+        overtaken = by_commit[old_tip].name if old_tip in by_commit else old_tip[:10]
+        if index.conflicts is not None:
+            paths = sorted({(entry or their).path for entry, _, their in index.conflicts if entry or their})
+            self.reporter.say(
+                f"trial {job.trial.name} overtook {overtaken}; its change conflicts with "
+                f"{overtaken}'s in {', '.join(paths)}, so it is not carried forward"
+            )
+            return
+        tree = index.write_tree(repo)
+        if tree == ours.id:
+            return  # nothing of the overtaken best is missing from the trial
+        description = f"merge forward: {overtaken}'s change onto {job.trial.name}"
+        trial = store.create_trial(self.tag, tree, job.trial.commit, description)
+        changed = sorted(_diff_paths(repo, job.trial.commit, trial.commit))
+        extra = {"merged_from": overtaken}
+        self._forward.append(
+            Job(trial, job.trial.commit, Proposal(description), changed, MERGE_FORWARD, extra=extra)
+        )
+        self.reporter.say(f"trial {trial.name} queued: {description}")
+
+    def _follow_in_checkout(self, store: TrialStore, reverted: str, parent: str) -> None:
+        """If the researcher's checkout sat clean on the reverted commit, bring it back with the branch."""
+        repo = store.repo
+        if repo.head_is_detached or repo.head.name != run_branch(self.tag):
+            return
+        tree = repo[reverted].peel(pygit2.Commit).tree
+        index_tree = repo.index.write_tree()
+        dirty = [p for p, f in repo.status().items() if f != pygit2.enums.FileStatus.IGNORED]
+        # The branch already moved, so "clean" means: files and index still hold the reverted commit.
+        if index_tree == tree.id and set(dirty) <= _diff_paths(repo, parent, reverted):
+            force = pygit2.enums.CheckoutStrategy.FORCE
+            repo.checkout_tree(repo[parent].peel(pygit2.Tree), strategy=force)  # type: ignore[no-untyped-call]
+            repo.index.read_tree(repo[parent].peel(pygit2.Tree))
+            repo.index.write()
+            self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch back to {parent[:10]}")
+
+    def _static_problem(
+        self, workdir: Path, changed: list[str], is_baseline: bool
+    ) -> tuple[Status, str] | None:
         """Reasons not to spend compute on a trial at all."""
         outside = [p for p in changed if p not in self.config.editable_files]
         if outside:
@@ -328,7 +520,7 @@ class Orchestrator:
         if not changed and not is_baseline:
             return Status.NOOP, "the proposal changed nothing"
         for path in changed:
-            file = self.worktree.path / path
+            file = workdir / path
             if path.endswith(".py") and file.exists():
                 try:
                     ast.parse(file.read_text(encoding="utf-8"), filename=path)
@@ -350,13 +542,10 @@ class Orchestrator:
             note.reason = f"peak VRAM {note.peak_vram_mb / 1024:.1f} GB is over max_vram_gb = {limit:g}"
 
     @staticmethod
-    def _value(by_commit: dict[str, Trial], commit: str | None) -> float | None:
-        trial = by_commit.get(commit or "")
-        return trial.value if trial else None
-
-    def _best_for_display(self, by_commit: dict[str, Trial]) -> tuple[float | None, str]:
-        best = by_commit.get(self.store.best() or "")
-        return (best.value, best.name) if best else (None, "")
+    def _best_for_display(store: TrialStore) -> tuple[float | None, str]:
+        best = store.best()
+        note = store.note_for(best) if best else None
+        return (note.value, f"{note.tag}/{note.trial}") if note else (None, "")
 
     def _summary_line(self, trial: TrialRef, note: TrialNote, parent_value: float | None) -> str:
         if note.value is None:
@@ -366,3 +555,23 @@ class Orchestrator:
             f"trial {trial.name}: {note.status.value} {self.config.metric} {note.value:.6f}{delta} → "
             f"{note.decision.value}"
         )
+
+
+def _wait_all(events: list[threading.Event]) -> None:
+    """Wait in short sleeps, not Thread.join: a Ctrl-C inside join can make Python 3.11 believe a
+    running thread ended, and exit while it still trains."""
+    while not all(event.is_set() for event in events):
+        time.sleep(0.1)
+
+
+def _value(by_commit: dict[str, Trial], commit: str | None) -> float | None:
+    trial = by_commit.get(commit or "")
+    return trial.value if trial else None
+
+
+def _diff_paths(repo: pygit2.Repository, a: str, b: str) -> set[str]:
+    diff = repo[a].peel(pygit2.Tree).diff_to_tree(repo[b].peel(pygit2.Tree))
+    paths = set()
+    for delta in diff.deltas:
+        paths |= {delta.new_file.path, delta.old_file.path}
+    return paths

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from skylab.config import _Table
@@ -32,6 +32,20 @@ class RemoteConfig:
     known_hosts: Path | None = None
     connect_timeout: float = 15.0
     env: dict[str, str] = field(default_factory=dict)
+    hosts: tuple[str, ...] = ()  # every host trials may use (host is the first); one worker per slot
+    gpus: tuple[str, ...] = ()  # GPU ids on each host to pin workers to, num_gpus per worker
+
+    def slots(self) -> list[RemoteConfig]:
+        """One config per worker: each host × each group of num_gpus GPUs, pinned by CUDA_VISIBLE_DEVICES."""
+        groups = [self.gpus[i : i + self.num_gpus] for i in range(0, len(self.gpus), self.num_gpus)]
+        result = []
+        for host in self.hosts or (self.host,):
+            for group in groups or [()]:
+                env = dict(self.env)
+                if group:
+                    env["CUDA_VISIBLE_DEVICES"] = ",".join(group)
+                result.append(replace(self, host=host, env=env))
+        return result
 
     @property
     def destination(self) -> str:
@@ -49,7 +63,8 @@ def load_remote_config(path: Path) -> RemoteConfig:
     top = _Table(display, "", raw)
     table = top.table("remote", required=True)
     assert table is not None
-    host = table.string("host")
+    hosts = _hosts(table)
+    host = hosts[0]
     user = table.string("user")
     port = table.get("port", (int,), "an integer", 22)
     if not 0 < port < 65536:
@@ -64,6 +79,11 @@ def load_remote_config(path: Path) -> RemoteConfig:
     num_gpus = table.get("num_gpus", (int,), "an integer", 1)
     if num_gpus < 1:
         raise table.error("num_gpus", f"must be at least 1, not {num_gpus}")
+    gpus = tuple(str(g) for g in table.get("gpus", (list,), "a list of GPU ids, e.g. [0, 1, 2, 3]", []))
+    if not all(g.isdigit() or g.startswith(("GPU-", "MIG-")) for g in gpus):
+        raise table.error("gpus", "must list GPU indices (0, 1, ...) or GPU/MIG UUIDs")
+    if gpus and len(gpus) % num_gpus:
+        raise table.error("gpus", f"lists {len(gpus)} GPUs, not a multiple of num_gpus = {num_gpus}")
     workdir = table.string("workdir", "skylab")
     python = table.string("python", "python3")
     checking = table.get("host_key_checking", (bool,), "a boolean", True)
@@ -92,4 +112,18 @@ def load_remote_config(path: Path) -> RemoteConfig:
         known_hosts=Path(known).expanduser() if known else None,
         connect_timeout=float(timeout),
         env=env,
+        hosts=tuple(hosts),
+        gpus=gpus,
     )
+
+
+def _hosts(table: _Table) -> list[str]:
+    """`host = "a"` or `hosts = ["a", "b"]`: the same user, port and key on each."""
+    if "hosts" in table.data:
+        if "host" in table.data:
+            raise table.error("hosts", "give host or hosts, not both")
+        hosts = table.get("hosts", (list,), "a list of host names")
+        if not hosts or not all(isinstance(h, str) and h for h in hosts):
+            raise table.error("hosts", "must be a non-empty list of host names")
+        return list(hosts)
+    return [table.string("host")]

@@ -6,7 +6,10 @@ reset it to the run's tip: that is how an interrupted trial's half-applied edit 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -16,11 +19,71 @@ from skylab.errors import SkylabError
 from skylab.scaffold import WORK_DIR
 
 
+def worktree_name(tag: str, worker: int) -> str:
+    """Worker 0 keeps the plain tag; others get `tag+N` ('+' never appears in a tag, so no clash)."""
+    return tag if worker == 0 else f"{tag}+{worker}"
+
+
+def worktrees_root(main: pygit2.Repository) -> Path:
+    return Path(main.workdir or main.path) / WORK_DIR / "worktrees"
+
+
+def group_file(workdir: Path) -> Path:
+    """Where a local runner records the process group training in `workdir` (for kill -9 recovery)."""
+    return workdir.parent / f".{workdir.name}.pgid"
+
+
+def kill_leftover_training(workdir: Path) -> bool:
+    """Kill a training process group that a killed Skylab left running in `workdir`; True if one was.
+
+    The group id alone could have been reused by now, so it is only killed while its leader still
+    runs in this very work tree.
+    """
+    record = group_file(workdir)
+    try:
+        pgid = int(record.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    record.unlink(missing_ok=True)
+    try:
+        cwd = Path(os.readlink(f"/proc/{pgid}/cwd"))
+    except OSError:
+        return False
+    if cwd != workdir.resolve():
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+        return True
+    return False
+
+
+def remove_extra_worktrees(main: pygit2.Repository, tag: str, workers: int) -> list[str]:
+    """Remove this run's worker trees beyond `workers` (left by a larger or killed run)."""
+    removed: list[str] = []
+    root = worktrees_root(main)
+    if not root.is_dir():
+        return removed
+    for path in sorted(root.glob(f"{tag}+*")):
+        number = path.name.rpartition("+")[2]
+        if path.is_dir() and number.isdigit() and int(number) >= workers:
+            kill_leftover_training(path)
+            shutil.rmtree(path)
+            removed.append(path.name)
+    if removed:
+        _prune(Path(main.workdir or main.path))
+    return removed
+
+
+def _prune(root: Path) -> None:
+    subprocess.run(["git", "-C", str(root), "worktree", "prune"], capture_output=True, check=False)
+
+
 class TrialWorktree:
-    def __init__(self, main: pygit2.Repository, tag: str) -> None:
+    def __init__(self, main: pygit2.Repository, tag: str, worker: int = 0) -> None:
         root = Path(main.workdir or main.path)
-        self.path = root / WORK_DIR / "worktrees" / tag
+        self.path = worktrees_root(main) / worktree_name(tag, worker)
         self.main = main
+        kill_leftover_training(self.path)
         if not (self.path / ".git").exists():
             self._create(root)
         self.repo = pygit2.Repository(str(self.path))
@@ -28,7 +91,7 @@ class TrialWorktree:
     def _create(self, root: Path) -> None:
         if self.path.exists():
             shutil.rmtree(self.path)  # a half-made worktree from a killed run
-        subprocess.run(["git", "-C", str(root), "worktree", "prune"], capture_output=True, check=False)
+        _prune(root)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             ["git", "-C", str(root), "worktree", "add", "--detach", "--force", str(self.path), "HEAD"],

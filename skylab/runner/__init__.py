@@ -3,6 +3,7 @@ never decide: the orchestrator reads their result and judges it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,4 +37,5 @@ class Runner(Protocol):
         wall_limit: float,
         log_path: Path,
         on_line: LineSink | None = None,
+        stop: threading.Event | None = None,  # set: kill the trial and raise KeyboardInterrupt
     ) -> RunResult: ...

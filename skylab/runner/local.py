@@ -15,9 +15,11 @@ from pathlib import Path
 from skylab.notes import Status
 from skylab.runner import LineSink, RunResult
 from skylab.summary import parse_summary
+from skylab.worktree import group_file
 
 TAIL_LINES = 40  # kept in memory for the summary and, on a crash, for the note
 KILL_GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL
+STOP_POLL_SECONDS = 0.2  # how often a waiting trial checks whether the run was stopped
 
 
 def trial_environment(gpu: str | None) -> dict[str, str]:
@@ -44,6 +46,7 @@ class LocalRunner:
         wall_limit: float,
         log_path: Path,
         on_line: LineSink | None = None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -61,21 +64,23 @@ class LocalRunner:
                 text=True,
                 errors="replace",
             )
+            record = group_file(workdir)
+            record.write_text(str(process.pid))  # a kill -9'd Skylab's successor finds it here
             reader = threading.Thread(target=_pump, args=(process, log, tail, on_line), daemon=True)
             reader.start()
             timed_out = False
             try:
-                process.wait(timeout=wall_limit)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self._kill_group(process)
+                timed_out = not _wait(process, started + wall_limit, stop)
+                if timed_out:
+                    self._kill_group(process)
+                else:
+                    _signal_group(process.pid, signal.SIGKILL)  # children it left behind go with it
             except BaseException:  # Ctrl-C or a signal: no training may outlive Skylab's decision
                 self._kill_group(process)
                 raise
-            else:
-                _signal_group(process.pid, signal.SIGKILL)  # children it left behind go with it
             finally:
                 reader.join(timeout=5)
+                record.unlink(missing_ok=True)
         wall = time.monotonic() - started
         return _result(process.returncode, timed_out, wall, wall_limit, metric, tail, log_path)
 
@@ -86,6 +91,19 @@ class LocalRunner:
             process.wait(timeout=self.kill_grace)
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def _wait(process: subprocess.Popen[str], deadline: float, stop: threading.Event | None) -> bool:
+    """Wait for the process until `deadline`; False on timeout. A set `stop` means Ctrl-C."""
+    while True:
+        try:
+            process.wait(timeout=max(0.0, min(STOP_POLL_SECONDS, deadline - time.monotonic())))
+            return True
+        except subprocess.TimeoutExpired:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt from None
+            if time.monotonic() >= deadline:
+                return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

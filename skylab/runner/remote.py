@@ -13,6 +13,7 @@ import io
 import select
 import shlex
 import subprocess
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -220,16 +221,23 @@ class RemoteRunner:
         wall_limit: float,
         log_path: Path,
         on_line: LineSink | None = None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         self.connect()
         remote_dir = self.workdir_for(workdir)
         files = [entry.path for entry in pygit2.Repository(str(workdir)).index]
         self.sync(workdir, files, remote_dir)
         shell = remote_shell_command(self.remote, remote_dir, training_argv(self.remote, command))
-        return self._stream(shell, metric, wall_limit, log_path, on_line)
+        return self._stream(shell, metric, wall_limit, log_path, on_line, stop)
 
     def _stream(
-        self, shell: str, metric: str, wall_limit: float, log_path: Path, on_line: LineSink | None
+        self,
+        shell: str,
+        metric: str,
+        wall_limit: float,
+        log_path: Path,
+        on_line: LineSink | None,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -256,6 +264,8 @@ class RemoteRunner:
 
             try:
                 while True:
+                    if stop is not None and stop.is_set():
+                        raise KeyboardInterrupt
                     if time.monotonic() - started > wall_limit:
                         timed_out = True
                         break

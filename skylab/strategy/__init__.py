@@ -25,6 +25,15 @@ class Proposal:
     usage: dict[str, int] = field(default_factory=dict)  # e.g. LLM tokens_in / tokens_out
 
 
+@dataclass(frozen=True)
+class PendingTrial:
+    """A trial another worker is training right now: proposing it again would waste a GPU."""
+
+    name: str
+    description: str
+    params: dict[str, Scalar] = field(default_factory=dict)
+
+
 def _no_diff(trial: Trial) -> str:
     return ""
 
@@ -38,6 +47,7 @@ class ProposalContext:
     tip_trial: Trial | None
     workdir: Path  # a work tree checked out at `tip`; the strategy edits files here
     diff_of: Callable[[Trial], str] = _no_diff  # a past trial's change, read-only access to the store
+    pending: tuple[PendingTrial, ...] = ()  # trials in flight on other workers, oldest first
 
 
 class Strategy(Protocol):

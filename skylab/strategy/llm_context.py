@@ -100,11 +100,20 @@ def _file_section(context: ProposalContext, names: tuple[str, ...], heading: str
     return f"## {heading}\n" + "\n".join(parts) if parts else ""
 
 
+def _in_flight(context: ProposalContext) -> str:
+    """What other workers are training now: propose something else, not the same idea twice."""
+    if not context.pending:
+        return ""
+    lines = [f"- {p.name}: {p.description}" for p in context.pending]
+    return "## Being tried right now by other workers (do not propose these again)\n" + "\n".join(lines)
+
+
 def build_context(context: ProposalContext, budget_chars: int) -> str:
     config = context.config
     essential = [
         "## Experiment file (experiment.toml)\n```toml\n" + config.path.read_text(encoding="utf-8") + "\n```",
         _file_section(context, config.editable_files, "Editable files (the current best)"),
+        _in_flight(context),
     ]
     optional = [
         ("## History (recent and best trials)\n" + _history_table(context)) if context.history.trials else "",

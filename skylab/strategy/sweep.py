@@ -43,6 +43,7 @@ class SweepStrategy:
         self._check_constants()
         self._study: Any = None
         self._told: set[str] = set()
+        self._open: dict[tuple[tuple[str, Any], ...], Any] = {}  # asked, not yet in the notes
 
     def _check_constants(self) -> None:
         path = self.config.root / self.sweep.file
@@ -72,10 +73,13 @@ class SweepStrategy:
         return Proposal(description=describe(params), params=params)
 
     def _tried(self, context: ProposalContext) -> set[tuple[tuple[str, Any], ...]]:
+        """Points already run, and points other workers are running now: neither is worth a GPU."""
+        finished = [t.note.params for t in context.history.trials if t.note is not None]
+        in_flight = [p.params for p in context.pending]
         return {
-            _key({k: v for k, v in t.note.params.items() if k in self.names})
-            for t in context.history.trials
-            if t.note is not None and set(self.names) <= set(t.note.params)
+            _key({k: v for k, v in params.items() if k in self.names})
+            for params in [*finished, *in_flight]
+            if set(self.names) <= set(params)
         }
 
     def _next_grid(self, tried: set[tuple[tuple[str, Any], ...]]) -> dict[str, Scalar] | None:
@@ -103,7 +107,9 @@ class SweepStrategy:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         distributions = {p.name: _distribution(p) for p in self.sweep.parameters}
         if self._study is None:
-            sampler = optuna.samplers.TPESampler(seed=self.sweep.seed)
+            # constant_liar: asks still open (trials in flight on other workers) count as poor
+            # results, so parallel workers spread out instead of all asking for the same point.
+            sampler = optuna.samplers.TPESampler(seed=self.sweep.seed, constant_liar=True)
             self._study = optuna.create_study(direction=self.config.direction, sampler=sampler)
         for trial in context.history.trials:  # rebuilt from the notes, then kept in step
             note = trial.note
@@ -111,11 +117,19 @@ class SweepStrategy:
                 continue
             self._told.add(trial.commit)
             params = {name: note.params[name] for name in self.names}
+            asked = self._open.pop(_key(params), None)
             if note.status is Status.SUCCESS and note.value is not None and math.isfinite(note.value):
                 state, value = optuna.trial.TrialState.COMPLETE, note.value
             elif note.status in (Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT):
                 state, value = optuna.trial.TrialState.FAIL, None
             else:
+                state, value = optuna.trial.TrialState.PRUNED, None  # interrupted, noop: no result
+            if asked is not None:  # our own ask: close it, so it stops counting as in flight
+                self._study.tell(
+                    asked, value if state == optuna.trial.TrialState.COMPLETE else None, state=state
+                )
+                continue
+            if state == optuna.trial.TrialState.PRUNED:
                 continue
             try:
                 frozen = optuna.trial.create_trial(
@@ -128,7 +142,8 @@ class SweepStrategy:
             asked = self._study.ask(distributions)
             params = {name: _plain(asked.params[name]) for name in self.names}
             if _key(params) not in tried:
-                # The result comes back through the notes at the next proposal; this ask stays open.
+                # The result comes back through the notes; until then this ask stays open (in flight).
+                self._open[_key(params)] = asked
                 return params
             self._study.tell(asked, state=optuna.trial.TrialState.PRUNED)  # known: ask again
         return None  # every point TPE still wants has been tried: the space is used up

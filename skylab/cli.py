@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from enum import Enum
@@ -263,9 +264,18 @@ class AgentName(str, Enum):
     claude_code = "claude-code"
 
 
-def default_tag() -> str:
-    """Today's date, the way the reference names its runs: nov25."""
-    return time.strftime("%b%d").lower()
+def default_tag(store: TrialStore | None = None) -> str:
+    """Today's date, the way the reference names its runs, and who runs it: nov25-alice.
+
+    Trial numbers count per tag, so teammates pushing to one remote never claim the same number.
+    """
+    day = time.strftime("%b%d").lower()
+    who = ""
+    if store is not None:
+        email = store.signature().email or ""
+        who = email.split("@")[0] if "@" in email else ""
+    who = re.sub(r"[^A-Za-z0-9._-]+", "-", who or os.environ.get("USER", "")).strip("-._")[:40]
+    return f"{day}-{who}" if who else day
 
 
 @app.command()
@@ -326,7 +336,7 @@ def run(
     chosen_llm = {key: value for key, value in overrides.items() if value is not None}
     if chosen_llm:
         config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, **chosen_llm))  # type: ignore[arg-type]
-    tag = check_tag(tag or default_tag())
+    tag = check_tag(tag or default_tag(store))
     try:
         seconds = parse_duration(budget) if budget is not None else None
     except ValueError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class HistoryRow:
     params: dict[str, Any]
     is_best: bool
     llm_tokens: int = 0
+    ran_by: str = ""
+    other: dict[str, str] = field(default_factory=dict)
 
 
 def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
@@ -65,6 +67,8 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
                 params=dict(note.params) if note else {},
                 is_best=trial.commit == history.best,
                 llm_tokens=_tokens(note.other) if note else 0,
+                ran_by=note.other.get("ran_by", "") if note else "",
+                other=note.other if note else {},
             )
         )
     return rows
@@ -76,7 +80,7 @@ def _tokens(other: dict[str, str]) -> int:
 
 def rows_as_json(rows: list[HistoryRow]) -> list[dict[str, Any]]:
     # vars() and a copy of params, not asdict(): asdict deep-copies every field, 10x slower at 10k rows.
-    return [{**vars(row), "params": dict(row.params)} for row in rows]
+    return [{**vars(row), "params": dict(row.params), "other": dict(row.other)} for row in rows]
 
 
 _STATUS_STYLE = {
@@ -90,6 +94,7 @@ _STATUS_STYLE = {
 def history_table(rows: list[HistoryRow], title: str) -> Table:
     metric = next((r.metric for r in rows if r.metric), "metric")
     table = Table(title=title, title_justify="left", expand=False)
+    teammates = len({r.ran_by for r in rows if r.ran_by}) > 1  # a shared repository: say who ran what
     for column, justify in [
         ("trial", "left"),
         ("commit", "left"),
@@ -99,6 +104,7 @@ def history_table(rows: list[HistoryRow], title: str) -> Table:
         ("VRAM GB", "right"),
         ("decision", "left"),
         ("strategy", "left"),
+        *([("ran by", "left")] if teammates else []),
         ("description", "left"),
     ]:
         wrap = column == "description"
@@ -113,6 +119,7 @@ def history_table(rows: list[HistoryRow], title: str) -> Table:
             "" if row.peak_vram_mb is None else f"{row.peak_vram_mb / 1024:.1f}",
             "[bold green]keep[/]" if row.decision == "keep" else row.decision,
             row.strategy,
+            *([row.ran_by] if teammates else []),
             row.description,
             end_section=False,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -127,6 +128,7 @@ class Orchestrator:
         self._reason = "the strategy has nothing left to propose"
         self._error: BaseException | None = None
         self._started = time.monotonic()
+        self.ran_by = ran_by(store)
 
     # ----- the loop --------------------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class Orchestrator:
             for line in self.store.repair(self.config.metric, self.config.is_better):
                 self.reporter.say(f"repaired: {line}")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
+            self._continue_from_shared_best()
             for name in remove_extra_worktrees(self.store.repo, self.tag, len(self.runners)):
                 self.reporter.say(f"removed the work tree of a worker this run does not have: {name}")
             workers = [self._make_worker(index, runner) for index, runner in enumerate(self.runners)]
@@ -158,6 +161,24 @@ class Orchestrator:
         history = self.store.load()
         best = history.by_commit().get(history.best or "")
         return RunOutcome(self._done, self._reason, best)
+
+    def _continue_from_shared_best(self) -> None:
+        """A run whose tip is worse than the best of all (a teammate's, after `skylab pull`, or another
+        run's) continues from that best: its chain is real ancestry, every link measured."""
+        best, tip = self.store.best(), self._tip()
+        if best is None or best == tip:
+            return
+        by_commit = self.store.load().by_commit()
+        best_trial = by_commit.get(best)
+        tip_trial = self._reference(self.store, tip, "", by_commit)
+        if best_trial is None or best_trial.value is None or tip_trial is None:
+            return
+        if self.config.is_better(best_trial.value, tip_trial.value):
+            self.store.move_run_branch(self.tag, best, f"continue from the best, {best_trial.name}")
+            self.reporter.say(
+                f"continuing from the best of all runs, {best_trial.name} ({best_trial.value:.6f}), "
+                f"not this run's {tip_trial.name} ({tip_trial.value:.6f})"
+            )
 
     def _make_worker(self, index: int, runner: Runner) -> Worker:
         store = self.store if index == 0 else TrialStore(pygit2.Repository(self.store.repo.path))
@@ -380,6 +401,7 @@ class Orchestrator:
         )
         note.other.update({key: str(value) for key, value in job.proposal.usage.items()})
         note.other.update(job.extra)
+        note.other["ran_by"] = self.ran_by
         if len(self.runners) > 1:
             note.other["worker"] = str(worker.index)
         self.reporter.trial_started(trial.name, job.proposal.description, self.expected_trial_seconds())
@@ -555,6 +577,11 @@ class Orchestrator:
             f"trial {trial.name}: {note.status.value} {self.config.metric} {note.value:.6f}{delta} → "
             f"{note.decision.value}"
         )
+
+
+def ran_by(store: TrialStore) -> str:
+    """Who runs these trials, for a repository shared by a team: `name@host`."""
+    return f"{store.signature().name}@{socket.gethostname()}"
 
 
 def _wait_all(events: list[threading.Event]) -> None:

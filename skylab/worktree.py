@@ -36,8 +36,8 @@ def group_file(workdir: Path) -> Path:
 def kill_leftover_training(workdir: Path) -> bool:
     """Kill a training process group that a killed Skylab left running in `workdir`; True if one was.
 
-    The group id alone could have been reused by now, so it is only killed while its leader still
-    runs in this very work tree.
+    The group's leader may be gone while children it started still run. A group id alone could have
+    been reused by now, so the group is only killed while a member of it runs in this very work tree.
     """
     record = group_file(workdir)
     try:
@@ -45,16 +45,34 @@ def kill_leftover_training(workdir: Path) -> bool:
     except (OSError, ValueError):
         return False
     record.unlink(missing_ok=True)
-    try:
-        cwd = Path(os.readlink(f"/proc/{pgid}/cwd"))
-    except OSError:
-        return False
-    if cwd != workdir.resolve():
+    if not any(_cwd(pid) == workdir.resolve() for pid in _group_members(pgid)):
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
         return True
     return False
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so split after ')'.
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid):
+            members.append(int(entry.name))
+    return members
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
 
 
 def remove_extra_worktrees(main: pygit2.Repository, tag: str, workers: int) -> list[str]:

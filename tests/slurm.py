@@ -4,6 +4,7 @@ stopped by their pids. Client commands find it through SLURM_CONF."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -144,10 +145,8 @@ def stop_slurm(slurm: LocalSlurm) -> None:
         except ProcessLookupError:
             continue
     for pid in slurm.pids:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
 
 
 @pytest.fixture(scope="session")

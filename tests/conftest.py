@@ -11,6 +11,7 @@ import pytest
 
 from skylab.gitstore import TrialStore
 from skylab.scaffold import init_experiment
+from tests.slurm import slurm  # noqa: F401  (a fixture for every test module)
 from tests.sshd import sshd  # noqa: F401  (a fixture for every test module)
 
 SKYLAB = str(Path(sys.executable).parent / "skylab")

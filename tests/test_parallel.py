@@ -46,7 +46,7 @@ def assert_consistent_chain(exp: Path, tag: str = "t") -> list[Any]:
         assert trial.note.parent == str(git_parent), trial.name
         chain.append(trial)
         commit = trial.note.parent
-    values = [t.value for t in reversed(chain)]
+    values = [t.value or 0.0 for t in reversed(chain)]
     assert values == sorted(values, reverse=True) and len(set(values)) == len(values)
     assert history.best == chain[0].commit
     return chain
@@ -61,7 +61,7 @@ def overlapped(rows: list[dict[str, Any]]) -> int:
     return sum(any(a < s < b for j, (a, b) in enumerate(spans) if j != i) for i, (s, _) in enumerate(spans))
 
 
-@pytest.mark.parametrize("workers", [2, 4])
+@pytest.mark.parametrize("workers", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_workers_lose_nothing_and_never_propose_a_point_twice(tmp_path: Path, workers: int) -> None:
     exp = make_loop_experiment(tmp_path / "q", SLEEP=0.6, parameters=WIDE_GRID)
     result = run_skylab("run", "--tag", "t", "--workers", str(workers), "-C", str(exp))
@@ -82,6 +82,7 @@ def test_workers_lose_nothing_and_never_propose_a_point_twice(tmp_path: Path, wo
     assert git("status", "--porcelain", cwd=exp / ".skylab" / "worktrees" / "t+1") == ""
 
 
+@pytest.mark.slow
 def test_tpe_with_four_workers_spreads_out(tmp_path: Path) -> None:
     parameters = "X = { low = -4.0, high = 8.0 }\nY = { low = -5.0, high = 3.0 }"
     exp = make_loop_experiment(tmp_path / "q", mode="tpe", SLEEP=0.3, parameters=parameters)
@@ -216,6 +217,7 @@ def test_kill_9_then_resume_cleans_worktrees_and_leftover_training(tmp_path: Pat
     assert git("status", "--porcelain", cwd=exp / ".skylab" / "worktrees" / "t") == ""
 
 
+@pytest.mark.slow
 def test_kill_9_with_all_workers_busy_loses_no_trial(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", SLEEP=2.0, parameters=WIDE_GRID)
     run = start_run(exp, "--workers", "3")

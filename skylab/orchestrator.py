@@ -122,6 +122,8 @@ class Orchestrator:
         self._propose_lock = threading.Lock()  # one proposal at a time, seeing every trial in flight
         self._state = threading.Condition()  # guards the counters below; decisions happen under it
         self._stop = threading.Event()
+        self._refresh_lock = threading.Lock()
+        self._refresh_again = False
         self._pending: dict[int, tuple[PendingTrial, str]] = {}  # worker -> (trial, tree id)
         self._forward: deque[Job] = deque()  # merge-forward trials, trained before new proposals
         self._claimed = self._done = self._discards = 0
@@ -463,9 +465,24 @@ class Orchestrator:
             self._done += 1
             best = (note.value, trial.name) if new_best else self._best_for_display(store)
             self.reporter.trial_finished(self._summary_line(trial, note, reference_value), *best)
-            if self.after_trial is not None:
-                self.after_trial()
             self._state.notify_all()
+        self._refresh_after_trial()
+
+    def _refresh_after_trial(self) -> None:
+        """Run the after-trial callback (the live report) outside the decision lock, one at a time;
+        results that land meanwhile are folded into one more pass instead of queueing one each."""
+        if self.after_trial is None:
+            return
+        if not self._refresh_lock.acquire(blocking=False):
+            self._refresh_again = True
+            return
+        try:
+            self._refresh_again = True
+            while self._refresh_again:
+                self._refresh_again = False
+                self.after_trial()
+        finally:
+            self._refresh_lock.release()
 
     def _reference(
         self, store: TrialStore, tip: str, commit: str, by_commit: dict[str, Trial]

@@ -248,3 +248,34 @@ def test_gpus_pin_one_worker_to_each(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--gpus: expected GPU ids like 0,1,2,3" in bad.stderr
     both = run_skylab("run", "--gpu", "0", "--gpus", "0,1", "-C", str(exp))
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_teammates_share_one_remote_and_continue_from_the_shared_best(tmp_path: Path) -> None:
+    alice = make_loop_experiment(tmp_path / "alice", SLEEP=0.1)
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp_path)
+    git("config", "user.email", "alice@example.com", cwd=alice)
+    git("remote", "add", "origin", str(remote), cwd=alice)
+    git("push", "-q", "origin", "HEAD:main", cwd=alice)
+    run_skylab("run", "--max-trials", "3", "-C", str(alice), check=True)
+    run_skylab("push", "-C", str(alice), check=True)
+
+    bob = tmp_path / "bob"
+    git("clone", "-q", str(remote), str(bob), cwd=tmp_path)
+    git("config", "user.email", "bob@example.com", cwd=bob)
+    git("config", "user.name", "Bob", cwd=bob)
+    run_skylab("init", str(bob), check=True)
+    run_skylab("pull", "-C", str(bob), check=True)
+    shared_best = TrialStore.open(bob).best()
+    run_skylab("run", "--max-trials", "2", "-C", str(bob), check=True)
+    run_skylab("push", "-C", str(bob), check=True)
+    run_skylab("pull", "-C", str(alice), check=True)
+
+    rows = trials(alice)
+    tags = {r["tag"] for r in rows}
+    assert len(tags) == 2 and all(t.endswith(("-alice", "-bob")) for t in tags)  # numbers never collide
+    bobs = [r for r in rows if r["tag"].endswith("-bob")]
+    assert len(bobs) == 2 and bobs[0]["parent"] == shared_best  # bob went on from alice's best
+    assert {r["ran_by"].split("@")[0] for r in rows} == {git("config", "user.name", cwd=alice).strip(), "Bob"}
+    table = run_skylab("history", "-C", str(alice), check=True).stdout
+    assert "ran by" in table and "Bob@" in table

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from skylab.errors import ConfigError
 from skylab.remote_config import RemoteConfig, load_remote_config
 from skylab.runner.remote import remote_shell_command, training_argv
 from tests.conftest import SKYLAB
@@ -249,3 +250,35 @@ def test_prepare_runs_once_on_the_remote_host(tmp_path: Path, sshd: SSHServer) -
     meta = json.loads((cache / "gpt-pretrain" / "meta.json").read_text())
     assert meta["train_tokens"] > 10_000
     assert (tmp_path / "remote-work" / "gpt-prepare" / "prepare.py").is_file()
+
+
+def test_hosts_and_gpus_give_one_worker_slot_each(tmp_path: Path) -> None:
+    toml = tmp_path / "remote.toml"
+    toml.write_text('[remote]\nhosts = ["a", "b"]\nuser = "u"\nnum_gpus = 2\ngpus = [0, 1, 2, 3]\n')
+    slots = load_remote_config(toml).slots()
+    assert [(s.host, s.env["CUDA_VISIBLE_DEVICES"]) for s in slots] == [
+        ("a", "0,1"),
+        ("a", "2,3"),
+        ("b", "0,1"),
+        ("b", "2,3"),
+    ]
+    toml.write_text('[remote]\nhosts = ["a"]\nuser = "u"\nnum_gpus = 2\ngpus = [0, 1, 2]\n')
+    with pytest.raises(ConfigError, match="not a multiple of num_gpus"):
+        load_remote_config(toml)
+    toml.write_text('[remote]\nhost = "a"\nhosts = ["a"]\nuser = "u"\n')
+    with pytest.raises(ConfigError, match="host or hosts, not both"):
+        load_remote_config(toml)
+
+
+@pytest.mark.slow
+def test_two_remote_workers_each_pinned_to_a_gpu(tmp_path: Path, sshd: SSHServer) -> None:
+    exp = make_loop_experiment(tmp_path / "q", SLEEP=1.0)
+    (exp / "remote.toml").write_text(sshd.remote_toml(tmp_path / "remote-work", gpus="[0, 1]"))
+    result = run_remote(exp, "--max-trials", "5")
+    assert result.returncode == 0, result.stderr
+    assert "2 workers" in result.stdout
+    rows = history(exp)
+    assert [r["status"] for r in rows] == ["success"] * 5
+    assert {r["other"]["worker"] for r in rows} == {"0", "1"}
+    assert (tmp_path / "remote-work" / "t" / "train.py").is_file()
+    assert (tmp_path / "remote-work" / "t+1" / "train.py").is_file()  # a folder per worker

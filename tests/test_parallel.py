@@ -53,12 +53,15 @@ def assert_consistent_chain(exp: Path, tag: str = "t") -> list[Any]:
 
 
 def overlapped(rows: list[dict[str, Any]]) -> int:
-    """How many trials started while another one was still running."""
+    """How many trials ran, for part of their time at least, while another one ran too."""
     spans = []
     for row in rows:
         start = datetime.fromisoformat(row["started_at"].replace("Z", "+00:00")).timestamp()
         spans.append((start, start + (row["wall_seconds"] or 0)))
-    return sum(any(a < s < b for j, (a, b) in enumerate(spans) if j != i) for i, (s, _) in enumerate(spans))
+    return sum(
+        any(max(s, a) < min(e, b) for j, (a, b) in enumerate(spans) if j != i)
+        for i, (s, e) in enumerate(spans)
+    )
 
 
 @pytest.mark.parametrize("workers", [2, pytest.param(4, marks=pytest.mark.slow)])

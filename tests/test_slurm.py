@@ -26,6 +26,15 @@ def slurm_env(slurm: LocalSlurm, monkeypatch: pytest.MonkeyPatch) -> LocalSlurm:
     return slurm
 
 
+def slurm_experiment(tmp_path: Path, sleep: float, table: str) -> Path:
+    """The cheap loop experiment with a committed [slurm] table."""
+    exp = make_loop_experiment(tmp_path / "q", SLEEP=sleep)
+    toml = exp / "experiment.toml"
+    toml.write_text(toml.read_text() + f"\n[slurm]\n{table}\n")
+    subprocess.run(["git", "commit", "-qam", "slurm settings"], cwd=exp, check=True)
+    return exp
+
+
 @pytest.mark.parametrize(
     ("state", "code", "status", "retried"),
     [
@@ -55,10 +64,7 @@ def test_sbatch_options_come_from_the_slurm_table(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_slurm_runs_trials_end_to_end_with_two_workers(tmp_path: Path, slurm_env: LocalSlurm) -> None:
-    exp = make_loop_experiment(tmp_path / "q", SLEEP=1.0)
-    toml = exp / "experiment.toml"
-    toml.write_text(toml.read_text() + '\n[slurm]\npartition = "debug"\npoll_seconds = 0.3\n')
-    subprocess.run(["git", "commit", "-qam", "slurm settings"], cwd=exp, check=True)
+    exp = slurm_experiment(tmp_path, 1.0, 'partition = "debug"\npoll_seconds = 0.3')
     result = run_skylab(
         "run", "--tag", "t", "--runner", "slurm", "--workers", "2", "--max-trials", "4", "-C", str(exp)
     )
@@ -106,10 +112,7 @@ def test_a_job_cancelled_outside_skylab_is_an_infra_failure(tmp_path: Path, slur
 
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_running_job(tmp_path: Path, slurm_env: LocalSlurm) -> None:
-    exp = make_loop_experiment(tmp_path / "q", SLEEP=120.0)
-    toml = exp / "experiment.toml"
-    toml.write_text(toml.read_text() + "\n[slurm]\npoll_seconds = 0.3\n")
-    subprocess.run(["git", "commit", "-qam", "slurm settings"], cwd=exp, check=True)
+    exp = slurm_experiment(tmp_path, 120.0, "poll_seconds = 0.3")
     env = {**os.environ, "COLUMNS": "200"}
     from tests.conftest import SKYLAB
 

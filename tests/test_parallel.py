@@ -64,7 +64,8 @@ def overlapped(rows: list[dict[str, Any]]) -> int:
     )
 
 
-@pytest.mark.parametrize("workers", [2, pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [2, 4])
 def test_workers_lose_nothing_and_never_propose_a_point_twice(tmp_path: Path, workers: int) -> None:
     exp = make_loop_experiment(tmp_path / "q", SLEEP=0.6, parameters=WIDE_GRID)
     result = run_skylab("run", "--tag", "t", "--workers", str(workers), "-C", str(exp))
@@ -253,6 +254,7 @@ def test_gpus_pin_one_worker_to_each(tmp_path: Path) -> None:
     assert both.returncode == 2 and "not both" in both.stderr
 
 
+@pytest.mark.slow
 def test_teammates_share_one_remote_and_continue_from_the_shared_best(tmp_path: Path) -> None:
     alice = make_loop_experiment(tmp_path / "alice", SLEEP=0.1)
     remote = tmp_path / "remote.git"

@@ -89,6 +89,7 @@ def test_slurm_timeout_cancels_the_job(tmp_path: Path, slurm_env: LocalSlurm) ->
     assert " RUNNING " not in slurm_env.squeue()
 
 
+@pytest.mark.slow
 def test_a_job_cancelled_outside_skylab_is_an_infra_failure(tmp_path: Path, slurm_env: LocalSlurm) -> None:
     runner = SlurmRunner(SlurmConfig(poll_seconds=0.3))
     workdir = tmp_path / "w"

@@ -9,7 +9,6 @@ Runs N trials of an experiment whose train.py sleeps a fixed time, through the r
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import SKYLAB, history_json  # noqa: E402
 from tests.loop_experiment import make_loop_experiment  # noqa: E402
 
 
@@ -34,19 +34,14 @@ def main() -> None:
     try:
         space = "X = { low = 0.0, high = 6.0 }\nY = { low = -3.0, high = 3.0 }"
         exp = make_loop_experiment(workdir / "exp", mode="random", parameters=space, SLEEP=args.sleep)
-        skylab = str(Path(sys.executable).parent / "skylab")
         started = time.perf_counter()
         subprocess.run(
-            [skylab, "run", "--tag", "bench", "--max-trials", str(args.trials), "-C", str(exp)],
+            [SKYLAB, "run", "--tag", "bench", "--max-trials", str(args.trials), "-C", str(exp)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         total = time.perf_counter() - started
-        rows = json.loads(
-            subprocess.run(
-                [skylab, "history", "--json", "-C", str(exp)], check=True, capture_output=True, text=True
-            ).stdout
-        )
+        rows = history_json(exp)
         inside = sum(r["wall_seconds"] or 0.0 for r in rows)
         print(f"trials: {len(rows)} of {args.sleep:.1f} s sleep each")
         print(f"wall time: {total:.2f} s, inside trial commands: {inside:.2f} s")

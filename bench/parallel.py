@@ -11,7 +11,6 @@ baseline (which the first trial of any new experiment measures alone).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -22,9 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import SKYLAB, history_json  # noqa: E402
 from tests.loop_experiment import make_loop_experiment  # noqa: E402
-
-SKYLAB = str(Path(sys.executable).parent / "skylab")
 
 
 def timed_run(exp: Path, trials: int, workers: int) -> tuple[float, int]:
@@ -47,11 +45,7 @@ def timed_run(exp: Path, trials: int, workers: int) -> tuple[float, int]:
         stdout=subprocess.DEVNULL,
     )
     elapsed = time.perf_counter() - started
-    rows = json.loads(
-        subprocess.run(
-            [SKYLAB, "history", "--json", "-C", str(exp)], check=True, capture_output=True, text=True
-        ).stdout
-    )
+    rows = history_json(exp)
     return elapsed, sum(r["status"] == "success" for r in rows) - 1  # less the baseline
 
 

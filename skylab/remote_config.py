@@ -9,6 +9,7 @@ from pathlib import Path
 
 from skylab.config import _Table
 from skylab.errors import ConfigError
+from skylab.workers import is_gpu_id
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,7 +81,7 @@ def load_remote_config(path: Path) -> RemoteConfig:
     if num_gpus < 1:
         raise table.error("num_gpus", f"must be at least 1, not {num_gpus}")
     gpus = tuple(str(g) for g in table.get("gpus", (list,), "a list of GPU ids, e.g. [0, 1, 2, 3]", []))
-    if not all(g.isdigit() or g.startswith(("GPU-", "MIG-")) for g in gpus):
+    if not all(is_gpu_id(g) for g in gpus):
         raise table.error("gpus", "must list GPU indices (0, 1, ...) or GPU/MIG UUIDs")
     if gpus and len(gpus) % num_gpus:
         raise table.error("gpus", f"lists {len(gpus)} GPUs, not a multiple of num_gpus = {num_gpus}")

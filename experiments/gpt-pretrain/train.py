@@ -8,8 +8,10 @@ tokenizer, evaluation, the time budget) is in prepare.py and is not edited.
     torchrun --standalone --nproc_per_node=8 train.py
 """
 
+import gc
 import math
 import os
+import statistics
 import time
 from contextlib import nullcontext
 
@@ -24,7 +26,7 @@ from prepare import (
     PROFILE,
     TIME_BUDGET,
     VOCAB_SIZE,
-    TokenLoader,
+    PackedLoader,
     data_meta,
     evaluate_bpb,
 )
@@ -45,11 +47,14 @@ DEVICE_BATCH_SIZE = 128  # sequences per micro-batch on each device
 MATRIX_LR = 0.04  # Muon: the transformer's weight matrices
 EMBEDDING_LR = 0.6  # AdamW: token and value embeddings
 UNEMBEDDING_LR = 0.004  # AdamW: lm_head
-SCALAR_LR = 0.5  # AdamW: per-layer residual and x0 mixing scalars
-WEIGHT_DECAY = 0.2  # Muon's decoupled weight decay (faded by schedules.weight_decay_multiplier)
+SCALAR_LR = 0.5  # AdamW: the per-layer x0 mixing scalars
+RESID_LR_FRAC = 0.01  # the per-layer residual scalars learn at this fraction of SCALAR_LR
+WEIGHT_DECAY = 0.2  # Muon's cautious weight decay (faded by schedules.weight_decay_multiplier)
 ADAM_BETA1 = 0.8
 ADAM_BETA2 = 0.95
+X0_ADAM_BETA1 = 0.96  # the x0 scalars average their gradients over longer
 MUON_NS_STEPS = 5  # polar-express orthogonalisation iterations
+MUON_BETA2 = 0.95  # NorMuon: decay of the per-row (or per-column) second moment of the update
 WARMUP_RATIO = 0.0
 WARMDOWN_RATIO = 0.5
 FINAL_LR_FRAC = 0.0
@@ -57,7 +62,7 @@ FINAL_LR_FRAC = 0.0
 # ----- runtime -------------------------------------------------------------------------------------
 DEVICE = "auto"  # auto | cuda | mps | cpu
 ATTENTION = "auto"  # auto | fa3 | flex | sdpa
-COMPILE = True  # torch.compile, on CUDA only
+COMPILE = True  # torch.compile of the model and the optimizer steps, on CUDA only
 UNTIMED_STEPS = 10  # the first steps (compilation, warm-up) do not count against the budget
 SEED = 42
 LOG_EVERY = 10
@@ -79,8 +84,28 @@ def apply_rotary(x, cos, sin):
 _MASKS = {}
 
 
-def attend(q, k, v, window, backend):
-    """Causal attention of (B, T, H, D) tensors, limited to the last `window` keys."""
+def sliding_window_mask(T, window, backend, device):
+    """What `attend` needs to limit attention to the last `window` keys, made once per shape outside
+    any compiled region: a block-sparse mask for FlexAttention (blocks wholly outside the window
+    are skipped, so a half-length window costs about half the work), a dense boolean one for SDPA."""
+    key = (backend, T, window, str(device))
+    if key not in _MASKS:
+        if backend == "flex":
+            from torch.nn.attention.flex_attention import create_block_mask
+
+            def sliding_causal(b, h, q_idx, kv_idx):
+                return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
+
+            _MASKS[key] = create_block_mask(sliding_causal, None, None, T, T, device=device)
+        else:
+            i = torch.arange(T, device=device)
+            _MASKS[key] = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
+    return _MASKS[key]
+
+
+def attend(q, k, v, window, backend, mask=None):
+    """Causal attention of (B, T, H, D) tensors, limited to the last `window` keys. q, k and v share
+    one dtype. Full-length layers use SDPA's causal kernel on every backend but FA3."""
     T = q.size(1)
     if backend == "fa3":
         import flash_attn_interface
@@ -89,25 +114,16 @@ def attend(q, k, v, window, backend):
         out = flash_attn_interface.flash_attn_func(q, k, v, causal=True, window_size=size)
         return out[0] if isinstance(out, tuple) else out
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    if backend == "flex":
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-        key = ("flex", T, window, q.device)
-        if key not in _MASKS:
-
-            def sliding_causal(b, h, q_idx, kv_idx):
-                return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
-
-            _MASKS[key] = create_block_mask(sliding_causal, None, None, T, T, device=q.device)
-        out = flex_attention(q, k, v, block_mask=_MASKS[key])
-    elif window >= T:
+    if window >= T:
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    elif backend == "flex":
+        from torch.nn.attention.flex_attention import flex_attention
+
+        out = flex_attention(q, k, v, block_mask=mask if mask is not None else sliding_window_mask(T, window, backend, q.device))
     else:
-        key = ("sdpa", T, window, q.device)
-        if key not in _MASKS:
-            i = torch.arange(T, device=q.device)
-            _MASKS[key] = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_MASKS[key])
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask if mask is not None else sliding_window_mask(T, window, backend, q.device)
+        )
     return out.transpose(1, 2)
 
 
@@ -121,16 +137,17 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(n_head * head_dim, dim, bias=False)
         self.ve_gate = nn.Linear(32, n_head, bias=False) if has_value_embed else None
 
-    def forward(self, x, value_embed, cos, sin, window, backend):
+    def forward(self, x, value_embed, cos, sin, window, backend, mask=None):
         B, T, _ = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_head, self.head_dim)
         v = self.c_v(x).view(B, T, self.n_head, self.head_dim)
-        if value_embed is not None:
+        if value_embed is not None:  # mixed in v's dtype: FA3 needs q, k and v in one dtype
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., :32]))  # (B, T, H), 1.0 at init
-            v = v + gate.unsqueeze(-1) * value_embed.view(B, T, self.n_head, self.head_dim)
+            ve = value_embed.view(B, T, self.n_head, self.head_dim).to(v.dtype)
+            v = v + gate.unsqueeze(-1).to(v.dtype) * ve
         q, k = rms_norm(apply_rotary(q, cos, sin)), rms_norm(apply_rotary(k, cos, sin))
-        y = attend(q, k, v, window, backend)
+        y = attend(q, k, v, window, backend, mask)
         return self.c_proj(y.reshape(B, T, -1))
 
 
@@ -150,8 +167,8 @@ class Block(nn.Module):
         self.attn = Attention(dim, n_head, head_dim, has_value_embed)
         self.mlp = MLP(dim)
 
-    def forward(self, x, value_embed, cos, sin, window, backend):
-        x = x + self.attn(rms_norm(x), value_embed, cos, sin, window, backend)
+    def forward(self, x, value_embed, cos, sin, window, backend, mask=None):
+        x = x + self.attn(rms_norm(x), value_embed, cos, sin, window, backend, mask)
         return x + self.mlp(rms_norm(x))
 
 
@@ -176,6 +193,7 @@ class GPT(nn.Module):
         angles = torch.outer(torch.arange(seq_len).float(), inv_freq)
         self.register_buffer("cos", angles.cos()[None, :, None, :], persistent=False)
         self.register_buffer("sin", angles.sin()[None, :, None, :], persistent=False)
+        self.masks = {}  # sequence length -> per-layer attention masks (see attention_masks)
 
     @staticmethod
     def _window(layer, depth, seq_len):
@@ -198,16 +216,33 @@ class GPT(nn.Module):
         for embed in self.value_embeds.values():
             nn.init.uniform_(embed.weight, -bound, bound)
 
+    def embeddings_to(self, dtype):
+        """Token and value embeddings in `dtype` (bf16 on CUDA): the residual stream then starts,
+        and stays, in that dtype, and the tables take half the memory."""
+        self.wte.to(dtype)
+        self.value_embeds.to(dtype)
+
+    def attention_masks(self, T, device):
+        """Make each sliding-window layer's mask for length T before compilation (None elsewhere)."""
+        self.masks[T] = [
+            sliding_window_mask(T, window, self.backend, device)
+            if window < T and self.backend != "fa3"
+            else None
+            for window in self.windows
+        ]
+
     def forward(self, idx, targets=None, reduction="mean"):
         T = idx.size(1)
         dtype = torch.bfloat16 if idx.is_cuda else torch.float32
         cos, sin = self.cos[:, :T].to(dtype), self.sin[:, :T].to(dtype)
+        masks = self.masks.get(T)
         x = rms_norm(self.wte(idx))
         x0 = x
         for i, block in enumerate(self.blocks):
             x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             value_embed = self.value_embeds[str(i)](idx) if i in self.ve_layers else None
-            x = block(x, value_embed, cos, sin, min(self.windows[i], T), self.backend)
+            mask = masks[i] if masks is not None else None
+            x = block(x, value_embed, cos, sin, min(self.windows[i], T), self.backend, mask)
         logits = self.lm_head(rms_norm(x)).float()
         logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)
         if targets is None:
@@ -252,54 +287,138 @@ def orthogonalize(G, steps=MUON_NS_STEPS):
     return X.mT if transposed else X
 
 
-class Muon(torch.optim.Optimizer):
-    """Momentum, then an orthogonalised update: every direction of a matrix moves at the same rate.
-    Parameters of one shape are orthogonalised together as a batch."""
+def muon_step(grads, params, momentum_buffer, second_moment, momentum, lr, weight_decay, beta2, ns_steps):
+    """One NorMuon step for a stack of same-shape matrices (all tensors; the scalars 0-d, so a
+    compiled step never recompiles as they change). In order:
+    Nesterov momentum; orthogonalisation (every direction moves at the same rate); NorMuon: each row
+    (for tall or square matrices) or column (for wide ones) divided by the root of its running mean
+    square, then the whole update rescaled to its norm before that; cautious weight decay: only
+    where the update and the parameter agree in sign, at the update's learning rate.
+    `lr` already holds the shape scale. Updates `params` and both buffers in place."""
+    momentum_buffer.lerp_(grads, 1 - momentum)
+    update = orthogonalize(grads.lerp(momentum_buffer, momentum), ns_steps).float()
+    reduce = -1 if grads.size(-2) >= grads.size(-1) else -2
+    mean_square = update.square().mean(dim=reduce, keepdim=True)
+    second_moment.lerp_(mean_square.to(second_moment.dtype), 1 - beta2)
+    scale = second_moment.float().clamp_min(1e-10).rsqrt()
+    norm_before = (mean_square.sum(dim=(-2, -1), keepdim=True) * update.size(reduce)).sqrt()
+    norm_after = (mean_square * scale.square()).sum(dim=(-2, -1), keepdim=True).mul(update.size(reduce)).sqrt()
+    update = update * (scale * norm_before / norm_after.clamp_min(1e-10))
+    decay = (update * params >= 0).to(params.dtype) * params
+    params.sub_(lr * update.to(params.dtype) + lr * weight_decay * decay)
 
-    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0):
-        params = list(params)
-        shapes = sorted({tuple(p.shape) for p in params})
-        groups = [{"params": [p for p in params if tuple(p.shape) == s]} for s in shapes]
-        super().__init__(groups, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+def adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    """One AdamW step with bias correction; scalars are 0-d tensors (see muon_step). The moments are
+    kept in the parameter's dtype."""
+    param.mul_(1 - lr * weight_decay)
+    grad = grad.to(exp_avg.dtype)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.lerp_(grad.square(), 1 - beta2)
+    denom = (exp_avg_sq / (1 - beta2**step)).sqrt() + eps
+    param.add_((exp_avg / denom * (-lr / (1 - beta1**step))).to(param.dtype))
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """NorMuon for the transformer's matrices (one group per shape, orthogonalised as a batch) and
+    AdamW for everything else. Group kinds: "muon" or "adamw". With `compiled`, each step function is
+    compiled once: its scalars travel as 0-d CPU tensors, filled before each call."""
+
+    def __init__(self, groups, compiled=False):
+        super().__init__(groups, defaults={})
+        self.compiled = compiled
+        compile_ = lambda f: torch.compile(f, dynamic=False, fullgraph=True) if compiled else f  # noqa: E731
+        self._muon, self._adamw = compile_(muon_step), compile_(adamw_step)
+        self._scalars = {}
+
+    def _scalar(self, name, value):
+        """A compiled step takes its changing scalars as 0-d CPU tensors; an eager one as floats."""
+        if not self.compiled:
+            return float(value)
+        tensor = self._scalars.setdefault(name, torch.zeros((), dtype=torch.float32))
+        tensor.fill_(value)
+        return tensor
 
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = torch.stack([p.grad for p in params])
-            state = self.state[params[0]]
-            if "momentum" not in state or state["momentum"].shape != grads.shape:
-                state["momentum"] = torch.zeros_like(grads)
-            buffer = state["momentum"]
-            buffer.lerp_(grads, 1 - group["momentum"])
-            update = orthogonalize(grads.lerp_(buffer, group["momentum"]))  # Nesterov
-            rows, cols = params[0].shape[-2:]
-            scale = max(1.0, rows / cols) ** 0.5
-            for p, u in zip(params, update.unbind(0), strict=True):
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(u.to(p.dtype), alpha=-group["lr"] * scale)
+            if params and group["kind"] == "muon":
+                self._step_muon(group, params)
+            elif params:
+                self._step_adamw(group, params)
+
+    def _step_muon(self, group, params):
+        state = self.state[params[0]]
+        rows, cols = params[0].shape
+        if "momentum" not in state or state["momentum"].size(0) != len(params):
+            state["momentum"] = torch.zeros(len(params), rows, cols, dtype=params[0].dtype, device=params[0].device)
+            moment_shape = (len(params), rows, 1) if rows >= cols else (len(params), 1, cols)
+            state["second_moment"] = torch.zeros(moment_shape, dtype=params[0].dtype, device=params[0].device)
+        stacked = torch.stack(params)
+        self._muon(
+            torch.stack([p.grad for p in params]),
+            stacked,
+            state["momentum"],
+            state["second_moment"],
+            self._scalar("momentum", group["momentum"]),
+            self._scalar("lr", group["lr"] * max(1.0, rows / cols) ** 0.5),
+            self._scalar("weight_decay", group["weight_decay"]),
+            self._scalar("beta2", group["beta2"]),
+            group["ns_steps"],
+        )
+        torch._foreach_copy_(params, list(stacked.unbind(0)))
+
+    def _step_adamw(self, group, params):
+        beta1, beta2 = group["betas"]
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+            state["step"] += 1
+            self._adamw(
+                p,
+                p.grad,
+                state["exp_avg"],
+                state["exp_avg_sq"],
+                self._scalar("step", state["step"]),
+                self._scalar("adam_lr", group["lr"]),
+                self._scalar("beta1", beta1),
+                self._scalar("adam_beta2", beta2),
+                self._scalar("eps", group["eps"]),
+                self._scalar("adam_weight_decay", group["weight_decay"]),
+            )
 
 
-def build_optimizers(model, device_type):
+def build_optimizer(model, compiled=False):
     dim = model.wte.embedding_dim
     width_scale = (dim / 768) ** -0.5  # AdamW rates were tuned at width 768
     matrices = [p for block in model.blocks for p in block.parameters() if p.ndim == 2]
     embeddings = [model.wte.weight, *(e.weight for e in model.value_embeds.values())]
-    adam_groups = [
-        dict(params=embeddings, lr=EMBEDDING_LR * width_scale),
-        dict(params=[model.lm_head.weight], lr=UNEMBEDDING_LR * width_scale),
-        dict(params=[model.resid_lambdas, model.x0_lambdas], lr=SCALAR_LR),
+    adam = dict(kind="adamw", betas=(ADAM_BETA1, ADAM_BETA2), eps=1e-10, weight_decay=0.0)
+    groups = [
+        dict(adam, params=embeddings, lr=EMBEDDING_LR * width_scale),
+        dict(adam, params=[model.lm_head.weight], lr=UNEMBEDDING_LR * width_scale),
+        dict(adam, params=[model.resid_lambdas], lr=SCALAR_LR * RESID_LR_FRAC),
+        dict(adam, params=[model.x0_lambdas], lr=SCALAR_LR, betas=(X0_ADAM_BETA1, ADAM_BETA2)),
     ]
-    adam = torch.optim.AdamW(
-        adam_groups, betas=(ADAM_BETA1, ADAM_BETA2), eps=1e-10, weight_decay=0.0, fused=device_type == "cuda"
-    )
-    muon = Muon(matrices, lr=MATRIX_LR, weight_decay=WEIGHT_DECAY)
-    for optimizer in (adam, muon):
-        for group in optimizer.param_groups:
-            group["initial_lr"] = group["lr"]
-    return adam, muon
+    for shape in sorted({tuple(p.shape) for p in matrices}):
+        groups.append(
+            dict(
+                kind="muon",
+                params=[p for p in matrices if tuple(p.shape) == shape],
+                lr=MATRIX_LR,
+                momentum=0.95,
+                beta2=MUON_BETA2,
+                ns_steps=MUON_NS_STEPS,
+                weight_decay=WEIGHT_DECAY,
+            )
+        )
+    optimizer = MuonAdamW(groups, compiled=compiled)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"]
+    return optimizer
 
 
 # ----- runtime helpers -----------------------------------------------------------------------------
@@ -329,16 +448,32 @@ def pick_device():
 
 
 def pick_attention(device):
+    """FA3 on a Hopper GPU that has it; FlexAttention (block-sparse windows, compiled) on any other
+    CUDA GPU; SDPA on CPU and MPS."""
     if ATTENTION != "auto":
         return ATTENTION
-    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 9:
+    if device.type != "cuda":
+        return "sdpa"
+    if torch.cuda.get_device_capability(device)[0] == 9:
         try:
             import flash_attn_interface  # noqa: F401  FlashAttention 3, Hopper only
 
             return "fa3"
         except ImportError:
             pass
-    return "sdpa"
+    return "flex"
+
+
+def device_batch_size(world):
+    """Sequences per micro-batch on each device: DEVICE_BATCH_SIZE, or fewer when that many on
+    every device would overshoot TOTAL_BATCH_SIZE (8 GPUs x 128 x 2048 > 2^19)."""
+    per_device = min(DEVICE_BATCH_SIZE, max(1, TOTAL_BATCH_SIZE // (MAX_SEQ_LEN * world)))
+    if TOTAL_BATCH_SIZE % (per_device * MAX_SEQ_LEN * world):
+        raise SystemExit(
+            f"TOTAL_BATCH_SIZE={TOTAL_BATCH_SIZE} is not a multiple of {per_device} sequences x MAX_SEQ_LEN "
+            f"{MAX_SEQ_LEN} x {world} devices"
+        )
+    return per_device
 
 
 def peak_flops(device):
@@ -371,46 +506,45 @@ def main():
     backend = pick_attention(device)
     model = GPT(DEPTH, dim, HEAD_DIM, VOCAB_SIZE, MAX_SEQ_LEN, backend).to(device)
     model.init_weights()
-    optimizers = build_optimizers(model, device.type)
-    compiled = torch.compile(model, dynamic=False) if COMPILE and device.type == "cuda" else model
+    if device.type == "cuda":
+        model.embeddings_to(torch.bfloat16)
+    model.attention_masks(MAX_SEQ_LEN, device)
+    compile_ = COMPILE and device.type == "cuda"
+    optimizer = build_optimizer(model, compiled=compile_)
+    compiled = torch.compile(model, dynamic=False) if compile_ else model
     train_model = compiled
     if distributed:
         train_model = nn.parallel.DistributedDataParallel(
             compiled, device_ids=[device] if device.type == "cuda" else None
         )
 
-    tokens_per_micro = DEVICE_BATCH_SIZE * MAX_SEQ_LEN * world
-    if TOTAL_BATCH_SIZE % tokens_per_micro:
-        raise SystemExit(
-            f"TOTAL_BATCH_SIZE={TOTAL_BATCH_SIZE} is not a multiple of DEVICE_BATCH_SIZE x MAX_SEQ_LEN x "
-            f"devices = {tokens_per_micro}"
-        )
-    grad_accum = TOTAL_BATCH_SIZE // tokens_per_micro
+    batch_size = device_batch_size(world)
+    grad_accum = TOTAL_BATCH_SIZE // (batch_size * MAX_SEQ_LEN * world)
     flops_per_step = model.flops_per_token(MAX_SEQ_LEN) * TOTAL_BATCH_SIZE
     peak = peak_flops(device)
     if master:
         print(
             f"profile {PROFILE} | data {meta['source']} | device {device} | attention {backend} | "
             f"params {model.num_params() / 1e6:.1f}M | width {dim} | depth {DEPTH} | "
-            f"grad accumulation {grad_accum} | budget {TIME_BUDGET}s",
+            f"batch {batch_size}x{MAX_SEQ_LEN}x{world} | grad accumulation {grad_accum} | budget {TIME_BUDGET}s",
             flush=True,
         )
 
-    loader = TokenLoader("train", DEVICE_BATCH_SIZE, MAX_SEQ_LEN, device, seed=SEED + rank)
+    loader = PackedLoader("train", batch_size, MAX_SEQ_LEN, device, rank=rank, world=world)
     x, y = loader.next_batch()
     training_time, step, tokens_seen, smooth_loss = 0.0, 0, 0, None
+    step_times = []  # seconds of each timed step
     while True:
         if device.type == "cuda":
             torch.cuda.synchronize()
         step_start = time.time()
         progress = min(training_time / TIME_BUDGET, 1.0)
         lr_scale = schedules.lr_multiplier(progress, WARMUP_RATIO, WARMDOWN_RATIO, FINAL_LR_FRAC)
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * lr_scale
-        for group in optimizers[1].param_groups:
-            group["momentum"] = schedules.muon_momentum(step)
-            group["weight_decay"] = WEIGHT_DECAY * schedules.weight_decay_multiplier(progress)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lr_scale
+            if group["kind"] == "muon":
+                group["momentum"] = schedules.muon_momentum(step)
+                group["weight_decay"] = WEIGHT_DECAY * schedules.weight_decay_multiplier(progress)
 
         for micro in range(grad_accum):
             sync = nullcontext()
@@ -420,8 +554,7 @@ def main():
                 loss = train_model(x, y)
             (loss / grad_accum).backward()
             x, y = loader.next_batch()
-        for optimizer in optimizers:
-            optimizer.step()
+        optimizer.step()
         model.zero_grad(set_to_none=True)
 
         loss_value = loss.item()
@@ -434,6 +567,13 @@ def main():
         tokens_seen += TOTAL_BATCH_SIZE
         if step > UNTIMED_STEPS:
             training_time += step_seconds
+            step_times.append(step_seconds)
+        if step == 1:  # everything allocated so far lives to the end: a collection would only stall
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+        elif step % 5000 == 0:
+            gc.collect()
         if distributed:  # every rank follows rank 0's clock: same schedule, same last step
             clock = torch.tensor([training_time], dtype=torch.float64, device=device)
             dist.broadcast(clock, 0)
@@ -443,7 +583,7 @@ def main():
             mfu = 100 * flops_per_step / step_seconds / (peak * world) if peak else 0.0
             print(
                 f"step {step:05d} | loss {smooth_loss:.4f} | lr {lr_scale:.3f} | "
-                f"tok/s {TOTAL_BATCH_SIZE / step_seconds:,.0f} | mfu {mfu:.1f}% | "
+                f"tok/s {TOTAL_BATCH_SIZE / step_seconds:,.0f} | mfu {mfu:.1f}% | epoch {loader.epoch} | "
                 f"train {training_time:.1f}s/{TIME_BUDGET}s",
                 flush=True,
             )
@@ -452,18 +592,22 @@ def main():
 
     model.eval()
     with autocast:
-        val_bpb = evaluate_bpb(compiled, DEVICE_BATCH_SIZE, device)
+        bpb = evaluate_bpb(compiled, batch_size, device)
     timed_steps = max(step - UNTIMED_STEPS, 1)
     mfu = 100 * flops_per_step * timed_steps / max(training_time, 1e-9) / (peak * world) if peak else 0.0
+    median_step = statistics.median(step_times) if step_times else float("nan")
     peak_vram = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
     if master:
         print("---")
-        print(f"val_bpb:          {val_bpb:.6f}")
+        print(f"val_bpb:          {bpb.val_bpb:.6f}")
+        print(f"val_bpb_raw:      {bpb.raw_bytes_bpb:.6f}")
         print(f"training_seconds: {training_time:.1f}")
         print(f"total_seconds:    {time.time() - started:.1f}")
         print(f"peak_vram_mb:     {peak_vram:.1f}")
         print(f"mfu_percent:      {mfu:.2f}")
         print(f"total_tokens_M:   {tokens_seen / 1e6:.1f}")
+        print(f"tok_per_sec:      {TOTAL_BATCH_SIZE / median_step:.0f}")
+        print(f"epochs:           {loader.epoch - 1}")
         print(f"num_steps:        {step}")
         print(f"num_params_M:     {model.num_params() / 1e6:.1f}")
         print(f"depth:            {DEPTH}")
@@ -472,6 +616,8 @@ def main():
         print(f"profile:          {PROFILE}")
         print(f"attention:        {backend}")
         print(f"device:           {device.type}")
+        if device.type == "cuda":
+            print(f"gpu:              {torch.cuda.get_device_name(device)}")
     if distributed:
         dist.destroy_process_group()
 

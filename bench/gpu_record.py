@@ -2,7 +2,7 @@
 
 Standalone on purpose: it runs on a GPU host that has the training's packages but not Skylab's.
 
-    python bench/gpu_record.py LOG --name template --budget 300 --table bench/gpu.md
+    python bench/gpu_record.py LOG --name template [--budget 300] --table bench/gpu.md
 """
 
 from __future__ import annotations
@@ -44,8 +44,15 @@ def logged_median_tokens_per_second(log: str, skip_steps: int = 10) -> float | N
     return statistics.median(rates) if rates else None
 
 
+BUDGET = re.compile(r"budget:?\s+(\d+)\s*s", re.IGNORECASE)
+
+
 def row(log: str, name: str, budget: str, label: str) -> str:
+    """The table row of one run; `budget` "default" means the one the log states, if any."""
     fields = summary(log)
+    if budget == "default":
+        stated = BUDGET.search(log)
+        budget = stated.group(1) if stated else "?"
     rate = fields.get("tok_per_sec") or logged_median_tokens_per_second(log)
     if rate is not None:
         rate = f"{float(rate):,.0f}"
@@ -72,7 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log", type=Path)
     parser.add_argument("--name", default="template")
-    parser.add_argument("--budget", default="300")
+    parser.add_argument("--budget", default="default")
     parser.add_argument("--label", default="")
     parser.add_argument("--table", type=Path, default=Path(__file__).with_name("gpu.md"))
     args = parser.parse_args()

@@ -202,7 +202,7 @@ def prepare(
         list[str] | None,
         typer.Option("--source", help="climbmix (the default, downloads), demo, or text/parquet files."),
     ] = None,
-    shards: Annotated[int, typer.Option("--shards", help="climbmix training shards to download.")] = 8,
+    shards: Annotated[int, typer.Option("--shards", help="climbmix training shards to download.")] = 10,
     experiment: Annotated[Path, typer.Option("--experiment", "-C", help="The experiment directory.")] = Path(
         "."
     ),

@@ -55,12 +55,31 @@ def test_tokenizer_round_trip_and_special_token(prepare: ModuleType, corpus_file
     ids = encoding.encode_ordinary(text)
     assert encoding.decode(ids) == text
     assert len(ids) < len(text.encode())  # merges were learned
-    bos = encoding.encode("<|bos|>", allowed_special="all")
-    assert bos == [encoding.n_vocab - 1]
-    assert encoding.encode_ordinary("<|bos|>") != bos  # as plain text it is not special
-    table = np.load(prepare.DATA_DIR / "token_bytes.npy")
-    assert table[bos[0]] == 0
-    assert table[ids].sum() == len(text.encode())
+    specials = [encoding.encode_single_token(f"<|reserved_{i}|>") for i in range(4)]
+    learned = encoding.n_vocab - 4
+    assert specials == list(range(learned, learned + 4))  # four reserved ids after the learned ranks
+    bos = encoding.encode(prepare.BOS_TOKEN, allowed_special="all")
+    assert bos == [learned] and prepare.BOS_TOKEN == "<|reserved_0|>"
+    assert encoding.encode_ordinary(prepare.BOS_TOKEN) != bos  # as plain text it is not special
+    raw = np.load(prepare.DATA_DIR / "token_raw_bytes.npy")
+    assert raw[specials].sum() == 0 and raw[ids].sum() == len(text.encode())
+    published = np.load(prepare.DATA_DIR / "token_bytes.npy")
+    line = "Shall I compare thee to a summer's day?"
+    assert published[specials].sum() == 0 and published[encoding.encode_ordinary(line)].sum() == len(line)
+
+
+def test_published_byte_accounting_counts_a_lone_fragment_as_its_replacement_character(
+    prepare: ModuleType, corpus_files: list[Path]
+) -> None:
+    prepare.prepare([str(p) for p in corpus_files])
+    encoding = prepare.load_tokenizer()
+    published = np.load(prepare.DATA_DIR / "token_bytes.npy")
+    raw = np.load(prepare.DATA_DIR / "token_raw_bytes.npy")
+    fragment = encoding.encode_single_token(b"\x9f")  # a UTF-8 continuation byte on its own
+    assert raw[fragment] == 1
+    assert published[fragment] == len("\ufffd".encode()) == 3  # decoded alone: U+FFFD, 3 bytes
+    whole = encoding.encode_ordinary("ab")
+    assert published[whole].sum() == raw[whole].sum() == 2
 
 
 def test_prepare_from_text_files_writes_flat_uint16_splits(
@@ -72,47 +91,28 @@ def test_prepare_from_text_files_writes_flat_uint16_splits(
         train.dtype == np.uint16 and len(train) == meta["train_tokens"] > len(val) == meta["val_tokens"] > 0
     )
     encoding = prepare.load_tokenizer()
-    assert train[0] == val[0] == encoding.n_vocab - 1  # every document begins with BOS
+    bos = encoding.encode_single_token(prepare.BOS_TOKEN)
+    assert train[0] == val[0] == bos == meta["bos_id"]  # every document begins with BOS
+    documents = int((train == bos).sum())
+    assert documents > 5 and int(np.load(prepare.DATA_DIR / "train.batches.npy").sum()) == documents
     assert encoding.decode(val[1:20].tolist()) in corpus_files[1].read_text()
 
 
 def test_prepare_from_parquet_files(prepare: ModuleType, tmp_path: Path) -> None:
     files = [write_parquet(tmp_path / f"part{i}.parquet", POEMS[i::3]) for i in range(3)]
     meta = prepare.prepare([str(f) for f in files])
-    bos = prepare.load_tokenizer().n_vocab - 1
+    bos = meta["bos_id"]
     assert meta["val_files"] == [str(files[-1])]
     assert int((prepare.tokens("val") == bos).sum()) == len(POEMS[2::3])  # one BOS per row
 
 
-def test_loader_yields_shifted_batches(prepare: ModuleType, corpus_files: list[Path]) -> None:
-    prepare.prepare([str(p) for p in corpus_files])
-    loader = prepare.TokenLoader("train", batch_size=4, seq_len=16, device="cpu", seed=1)
+def test_loader_yields_shifted_bos_aligned_batches(prepare: ModuleType, corpus_files: list[Path]) -> None:
+    meta = prepare.prepare([str(p) for p in corpus_files])
+    loader = prepare.PackedLoader("train", batch_size=4, seq_len=16, device="cpu")
     x, y = loader.next_batch()
     assert tuple(x.shape) == tuple(y.shape) == (4, 16)
     assert (x[:, 1:] == y[:, :-1]).all()
-
-
-def test_evaluate_bpb_of_a_uniform_model_is_log2_vocab_per_token(
-    prepare: ModuleType, corpus_files: list[Path]
-) -> None:
-    import torch
-
-    prepare.prepare([str(p) for p in corpus_files])
-    vocab = 8192
-
-    def uniform(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        return torch.full(y.shape, math.log(vocab), dtype=torch.float64).reshape(-1)
-
-    bpb = prepare.evaluate_bpb(uniform, batch_size=2, device="cpu")
-    # By hand: the same slice evaluate_bpb reads, then log2(V) per counted token over their bytes.
-    val = prepare.tokens("val").astype(np.int64)
-    seq = prepare.MAX_SEQ_LEN
-    rows = min(prepare.EVAL_TOKENS, len(val) - 1) // (2 * seq) * 2
-    targets = val[1 : rows * seq + 1]
-    table = np.load(prepare.DATA_DIR / "token_bytes.npy")
-    counted = (table[targets] > 0).sum()
-    assert bpb == pytest.approx(math.log2(vocab) * counted / table[targets].sum(), rel=1e-9)
-    assert prepare.evaluate_bpb(uniform, batch_size=2, device="cpu") == bpb  # deterministic
+    assert (x[:, 0] == meta["bos_id"]).all()  # every row starts at a document
 
 
 def test_download_from_a_local_server(

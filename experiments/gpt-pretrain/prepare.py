@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import http.client
+import itertools
 import json
 import math
 import os
@@ -304,7 +305,9 @@ def train_tokenizer(documents: Iterator[str]) -> dict[str, Any]:
     import rustbpe
 
     tokenizer = rustbpe.Tokenizer()
-    tokenizer.train_from_iterator(documents, vocab_size=VOCAB_SIZE - len(SPECIAL_TOKENS), pattern=SPLIT_PATTERN)
+    tokenizer.train_from_iterator(
+        documents, vocab_size=VOCAB_SIZE - len(SPECIAL_TOKENS), pattern=SPLIT_PATTERN
+    )
     ranks = {bytes(token): rank for token, rank in tokenizer.get_mergeable_ranks()}
     return {"pattern": tokenizer.get_pattern(), "mergeable_ranks": ranks}
 
@@ -345,9 +348,7 @@ def raw_token_bytes_table(encoding: Any) -> np.ndarray:
     return table
 
 
-def tokenize_documents(
-    encoding: Any, batches: Iterator[list[str]], target: Path, progress: Progress
-) -> int:
+def tokenize_documents(encoding: Any, batches: Iterator[list[str]], target: Path, progress: Progress) -> int:
     """Write [BOS, doc tokens...] for every document as one flat uint16 array, and beside it
     (`.batches.npy`) how many documents each batch held, so a loader refills its buffer in the
     same groups the reference does. Return the number of tokens."""
@@ -382,7 +383,9 @@ def _in_batches(documents: list[str]) -> Iterator[list[str]]:
         yield documents[first : first + REFILL_DOCUMENTS]
 
 
-def prepare(sources: list[str], num_shards: int = DEFAULT_SHARDS, progress: Progress = _no_progress) -> dict[str, Any]:
+def prepare(
+    sources: list[str], num_shards: int = DEFAULT_SHARDS, progress: Progress = _no_progress
+) -> dict[str, Any]:
     """Build tokenizer and token arrays from `sources` into DATA_DIR; return the metadata written."""
     if sources == ["demo"]:
         (train_paths, val_paths), name = demo_sources(progress), "demo"
@@ -399,8 +402,8 @@ def prepare(sources: list[str], num_shards: int = DEFAULT_SHARDS, progress: Prog
     staging.mkdir(parents=True)
 
     progress("train tokenizer", 0, None)
-    first = next(iter(read_documents(train_paths)), "")
-    if not first.strip():
+    first = next((document for document in read_documents(train_paths) if document.strip()), "")
+    if not first:
         raise PrepareError(f"the corpus is empty ({', '.join(str(p) for p in train_paths)})")
     with open(staging / "tokenizer.pkl", "wb") as handle:
         pickle.dump(train_tokenizer(_capped(read_documents(train_paths), TOKENIZER_MAX_CHARS)), handle)
@@ -462,7 +465,9 @@ class DocumentStream:
         meta = data_meta()
         sizes_file = batch_sizes_path(DATA_DIR / f"{split}.bin")
         if "bos_id" not in meta or not sizes_file.is_file():
-            raise SystemExit(f"the prepared data in {DATA_DIR} predates BOS-aligned loading: prepare it again")
+            raise SystemExit(
+                f"the prepared data in {DATA_DIR} predates BOS-aligned loading: prepare it again"
+            )
         self.data = tokens(split)
         starts = np.flatnonzero(self.data == meta["bos_id"])
         if len(starts) == 0 or starts[0] != 0:
@@ -471,7 +476,7 @@ class DocumentStream:
         bounds = np.cumsum([0, *np.load(sizes_file).tolist()])
         self.groups = [
             [(int(starts[i]), int(lengths[i])) for i in range(first, last) if i % world == rank]
-            for first, last in zip(bounds[:-1], bounds[1:], strict=True)
+            for first, last in itertools.pairwise(bounds)
         ]
         self.groups = [group for group in self.groups if group]
         if not self.groups:
@@ -479,10 +484,11 @@ class DocumentStream:
         self.epoch, self.next_group = 1, 0
 
     def next_documents(self) -> list[tuple[int, int]]:
-        group = self.groups[self.next_group]
-        self.next_group += 1
+        """The next group; `epoch` is the pass that group belongs to (1 for the first)."""
         if self.next_group == len(self.groups):
             self.next_group, self.epoch = 0, self.epoch + 1
+        group = self.groups[self.next_group]
+        self.next_group += 1
         return group
 
 
@@ -601,7 +607,9 @@ def main() -> None:
         default=["climbmix"],
         help="climbmix (default, downloads), demo, or text/parquet files",
     )
-    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="climbmix training shards to download")
+    parser.add_argument(
+        "--shards", type=int, default=DEFAULT_SHARDS, help="climbmix training shards to download"
+    )
     args = parser.parse_args()
     try:
         meta = prepare(args.source, args.shards, _print_progress)

@@ -76,6 +76,8 @@ def rms_norm(x):
 
 
 def apply_rotary(x, cos, sin):
+    """Rotary position embedding, computed in x's dtype (so q and k keep the dtype of v)."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
@@ -119,7 +121,12 @@ def attend(q, k, v, window, backend, mask=None):
     elif backend == "flex":
         from torch.nn.attention.flex_attention import flex_attention
 
-        out = flex_attention(q, k, v, block_mask=mask if mask is not None else sliding_window_mask(T, window, backend, q.device))
+        out = flex_attention(
+            q,
+            k,
+            v,
+            block_mask=mask if mask is not None else sliding_window_mask(T, window, backend, q.device),
+        )
     else:
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask if mask is not None else sliding_window_mask(T, window, backend, q.device)
@@ -233,8 +240,7 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None, reduction="mean"):
         T = idx.size(1)
-        dtype = torch.bfloat16 if idx.is_cuda else torch.float32
-        cos, sin = self.cos[:, :T].to(dtype), self.sin[:, :T].to(dtype)
+        cos, sin = self.cos[:, :T], self.sin[:, :T]
         masks = self.masks.get(T)
         x = rms_norm(self.wte(idx))
         x0 = x
@@ -302,7 +308,9 @@ def muon_step(grads, params, momentum_buffer, second_moment, momentum, lr, weigh
     second_moment.lerp_(mean_square.to(second_moment.dtype), 1 - beta2)
     scale = second_moment.float().clamp_min(1e-10).rsqrt()
     norm_before = (mean_square.sum(dim=(-2, -1), keepdim=True) * update.size(reduce)).sqrt()
-    norm_after = (mean_square * scale.square()).sum(dim=(-2, -1), keepdim=True).mul(update.size(reduce)).sqrt()
+    norm_after = (
+        (mean_square * scale.square()).sum(dim=(-2, -1), keepdim=True).mul(update.size(reduce)).sqrt()
+    )
     update = update * (scale * norm_before / norm_after.clamp_min(1e-10))
     decay = (update * params >= 0).to(params.dtype) * params
     params.sub_(lr * update.to(params.dtype) + lr * weight_decay * decay)
@@ -352,7 +360,9 @@ class MuonAdamW(torch.optim.Optimizer):
         state = self.state[params[0]]
         rows, cols = params[0].shape
         if "momentum" not in state or state["momentum"].size(0) != len(params):
-            state["momentum"] = torch.zeros(len(params), rows, cols, dtype=params[0].dtype, device=params[0].device)
+            state["momentum"] = torch.zeros(
+                len(params), rows, cols, dtype=params[0].dtype, device=params[0].device
+            )
             moment_shape = (len(params), rows, 1) if rows >= cols else (len(params), 1, cols)
             state["second_moment"] = torch.zeros(moment_shape, dtype=params[0].dtype, device=params[0].device)
         stacked = torch.stack(params)
@@ -464,16 +474,16 @@ def pick_attention(device):
     return "flex"
 
 
-def device_batch_size(world):
-    """Sequences per micro-batch on each device: DEVICE_BATCH_SIZE, or fewer when that many on
-    every device would overshoot TOTAL_BATCH_SIZE (8 GPUs x 128 x 2048 > 2^19)."""
-    per_device = min(DEVICE_BATCH_SIZE, max(1, TOTAL_BATCH_SIZE // (MAX_SEQ_LEN * world)))
-    if TOTAL_BATCH_SIZE % (per_device * MAX_SEQ_LEN * world):
-        raise SystemExit(
-            f"TOTAL_BATCH_SIZE={TOTAL_BATCH_SIZE} is not a multiple of {per_device} sequences x MAX_SEQ_LEN "
-            f"{MAX_SEQ_LEN} x {world} devices"
-        )
-    return per_device
+def batch_layout(world, total=None, per_device=None, seq_len=MAX_SEQ_LEN):
+    """(sequences per micro-batch on each device, micro-batches per step, tokens per step) for
+    `world` devices. The per-device batch shrinks when DEVICE_BATCH_SIZE on every device would
+    overshoot TOTAL_BATCH_SIZE (8 x 128 x 2048 > 2^19); when the device count does not divide
+    TOTAL_BATCH_SIZE (3, 5, 6 or 7 GPUs), a step takes the nearest whole number of micro-batches."""
+    total = TOTAL_BATCH_SIZE if total is None else total
+    per_device = DEVICE_BATCH_SIZE if per_device is None else per_device
+    per_device = max(1, min(per_device, total // (seq_len * world)))
+    accumulation = max(1, round(total / (per_device * seq_len * world)))
+    return per_device, accumulation, per_device * seq_len * world * accumulation
 
 
 def peak_flops(device):
@@ -518,15 +528,17 @@ def main():
             compiled, device_ids=[device] if device.type == "cuda" else None
         )
 
-    batch_size = device_batch_size(world)
-    grad_accum = TOTAL_BATCH_SIZE // (batch_size * MAX_SEQ_LEN * world)
-    flops_per_step = model.flops_per_token(MAX_SEQ_LEN) * TOTAL_BATCH_SIZE
+    batch_size, grad_accum, tokens_per_step = batch_layout(world)
+    if master and tokens_per_step != TOTAL_BATCH_SIZE:
+        print(f"{world} devices: {tokens_per_step:,} tokens per step (TOTAL_BATCH_SIZE {TOTAL_BATCH_SIZE:,})")
+    flops_per_step = model.flops_per_token(MAX_SEQ_LEN) * tokens_per_step
     peak = peak_flops(device)
     if master:
         print(
             f"profile {PROFILE} | data {meta['source']} | device {device} | attention {backend} | "
             f"params {model.num_params() / 1e6:.1f}M | width {dim} | depth {DEPTH} | "
-            f"batch {batch_size}x{MAX_SEQ_LEN}x{world} | grad accumulation {grad_accum} | budget {TIME_BUDGET}s",
+            f"batch {batch_size}x{MAX_SEQ_LEN}x{world} | grad accumulation {grad_accum} | "
+            f"budget {TIME_BUDGET}s",
             flush=True,
         )
 
@@ -564,7 +576,7 @@ def main():
             torch.cuda.synchronize()
         step_seconds = time.time() - step_start
         step += 1
-        tokens_seen += TOTAL_BATCH_SIZE
+        tokens_seen += tokens_per_step
         if step > UNTIMED_STEPS:
             training_time += step_seconds
             step_times.append(step_seconds)
@@ -583,7 +595,7 @@ def main():
             mfu = 100 * flops_per_step / step_seconds / (peak * world) if peak else 0.0
             print(
                 f"step {step:05d} | loss {smooth_loss:.4f} | lr {lr_scale:.3f} | "
-                f"tok/s {TOTAL_BATCH_SIZE / step_seconds:,.0f} | mfu {mfu:.1f}% | epoch {loader.epoch} | "
+                f"tok/s {tokens_per_step / step_seconds:,.0f} | mfu {mfu:.1f}% | epoch {loader.epoch} | "
                 f"train {training_time:.1f}s/{TIME_BUDGET}s",
                 flush=True,
             )
@@ -606,7 +618,7 @@ def main():
         print(f"peak_vram_mb:     {peak_vram:.1f}")
         print(f"mfu_percent:      {mfu:.2f}")
         print(f"total_tokens_M:   {tokens_seen / 1e6:.1f}")
-        print(f"tok_per_sec:      {TOTAL_BATCH_SIZE / median_step:.0f}")
+        print(f"tok_per_sec:      {tokens_per_step / median_step:.0f}")
         print(f"epochs:           {loader.epoch - 1}")
         print(f"num_steps:        {step}")
         print(f"num_params_M:     {model.num_params() / 1e6:.1f}")

@@ -234,7 +234,7 @@ def test_sliding_window_sdpa_matches_naive_attention(prepare: ModuleType) -> Non
     out = train.attend(q, k, v, window, "sdpa")
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(D)
     i = torch.arange(T)
-    allowed = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
+    allowed = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] <= window)  # itself and `window` back
     expected = torch.einsum("bhqk,bkhd->bqhd", scores.masked_fill(~allowed, float("-inf")).softmax(-1), v)
     assert torch.allclose(out, expected, atol=1e-5)
     full = train.attend(q, k, v, T, "sdpa")

@@ -36,7 +36,7 @@ DEPTH = 8  # transformer blocks
 ASPECT_RATIO = 64  # width = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
 HEAD_DIM = 128
 WINDOW_PATTERN = "SSSL"  # per layer, repeating: S = sliding window, L = full causal; the last layer is L
-SHORT_WINDOW_FRAC = 0.5  # a sliding-window layer sees this fraction of MAX_SEQ_LEN
+SHORT_WINDOW_FRAC = 0.5  # a sliding-window layer sees this fraction of MAX_SEQ_LEN back (and itself)
 VALUE_EMBEDS = True  # value embeddings, mixed into attention values on alternating layers
 LOGIT_SOFTCAP = 15.0
 ROPE_BASE = 10000.0
@@ -87,32 +87,34 @@ _MASKS = {}
 
 
 def sliding_window_mask(T, window, backend, device):
-    """What `attend` needs to limit attention to the last `window` keys, made once per shape outside
-    any compiled region: a block-sparse mask for FlexAttention (blocks wholly outside the window
-    are skipped, so a half-length window costs about half the work), a dense boolean one for SDPA."""
+    """What `attend` needs to limit each query to itself and the `window` keys before it, made once
+    per shape outside any compiled region: a block-sparse mask for FlexAttention (blocks wholly
+    outside the window are skipped, so a half-length window costs about half the work), a dense
+    boolean one for SDPA."""
     key = (backend, T, window, str(device))
     if key not in _MASKS:
         if backend == "flex":
             from torch.nn.attention.flex_attention import create_block_mask
 
             def sliding_causal(b, h, q_idx, kv_idx):
-                return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
+                return (q_idx >= kv_idx) & (q_idx - kv_idx <= window)
 
             _MASKS[key] = create_block_mask(sliding_causal, None, None, T, T, device=device)
         else:
             i = torch.arange(T, device=device)
-            _MASKS[key] = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
+            _MASKS[key] = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] <= window)
     return _MASKS[key]
 
 
 def attend(q, k, v, window, backend, mask=None):
-    """Causal attention of (B, T, H, D) tensors, limited to the last `window` keys. q, k and v share
+    """Causal attention of (B, T, H, D) tensors, each query limited to itself and the `window` keys
+    before it (FA3's window_size=(window, 0), as the reference has it). q, k and v share
     one dtype. Full-length layers use SDPA's causal kernel on every backend but FA3."""
     T = q.size(1)
     if backend == "fa3":
         import flash_attn_interface
 
-        size = (window - 1, 0) if window < T else (-1, -1)
+        size = (window, 0) if window < T else (-1, -1)
         out = flash_attn_interface.flash_attn_func(q, k, v, causal=True, window_size=size)
         return out[0] if isinstance(out, tuple) else out
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)

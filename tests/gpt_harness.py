@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,10 +14,20 @@ from types import ModuleType
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from skylab.resources import template_dir
 
 TEMPLATE = template_dir("gpt-pretrain")
+SONNETS = (template_dir("tiny-bigram") / "data" / "sonnets.txt").read_text()
+POEMS = [p.strip() for p in re.split(r"\n\s*\n(?=[IVXLC]+\n)", SONNETS) if p.strip()]
+
+
+def smoke_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """prepare.py imported fresh with the smoke profile and a cache under `tmp_path`."""
+    monkeypatch.setenv("SKYLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKYLAB_PROFILE", "smoke")
+    return load_module("prepare")
 
 
 def load_module(name: str, directory: Path = TEMPLATE) -> ModuleType:

@@ -16,21 +16,16 @@ import numpy as np
 import pytest
 
 from skylab.constants import set_constants
-from skylab.resources import template_dir
 from skylab.summary import parse_summary
 from tests.conftest import run_skylab
-from tests.gpt_harness import TEMPLATE, ShardServer, load_module, write_parquet
+from tests.gpt_harness import POEMS, TEMPLATE, ShardServer, load_module, smoke_prepare, write_parquet
 
-SONNETS = (template_dir("tiny-bigram") / "data" / "sonnets.txt").read_text()
-POEMS = [p.strip() for p in re.split(r"\n\s*\n(?=[IVXLC]+\n)", SONNETS) if p.strip()]
 TINY_CONSTANTS = {"DEPTH": 2, "HEAD_DIM": 64, "DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 512, "LOG_EVERY": 5}
 
 
 @pytest.fixture
 def prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setenv("SKYLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SKYLAB_PROFILE", "smoke")
-    return load_module("prepare")
+    return smoke_prepare(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,17 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.gpt_harness import load_module, write_parquet
-
-SONNETS = (Path(__file__).resolve().parents[1] / "experiments/tiny-bigram/data/sonnets.txt").read_text()
-POEMS = [p.strip() for p in re.split(r"\n\s*\n(?=[IVXLC]+\n)", SONNETS) if p.strip()]
+from tests.gpt_harness import POEMS, load_module, smoke_prepare, write_parquet
 
 
 @pytest.fixture
 def prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setenv("SKYLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SKYLAB_PROFILE", "smoke")
-    return load_module("prepare")
+    return smoke_prepare(tmp_path, monkeypatch)
 
 
 @pytest.fixture

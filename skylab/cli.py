@@ -10,7 +10,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import pygit2
 import typer
@@ -36,7 +36,49 @@ hook_app = typer.Typer(help="Entry points for the git hooks `skylab init` instal
 app.add_typer(hook_app, name="hook")
 
 # Piped output is not cut to 80 columns: a history table should survive `| less` and logs whole.
-console = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+
+
+class _ClosableStdout:
+    """stdout that goes quiet, instead of raising, once its reader has gone (`skylab run | head`):
+    a run keeps training and recording without a display."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.closed_by_reader = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())  # so the interpreter's own flush at exit is quiet too
+        os.close(devnull)
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+console = Console(
+    file=_ClosableStdout(sys.stdout),  # type: ignore[arg-type]
+    highlight=False,
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200,
+)
 err_console = Console(stderr=True, highlight=False)
 
 RepoOption = Annotated[
@@ -117,6 +159,8 @@ def history(
 
     store = _open(repo)
     loaded = store.load()
+    if tag is not None and tag not in loaded.tags():
+        raise SkylabError(f"no run tagged '{tag}' (runs: {', '.join(loaded.tags()) or 'none yet'})")
     if best:
         tip = store.ref_target(run_branch(tag)) if tag else loaded.best
         trials = loaded.kept_chain(tip)
@@ -133,7 +177,9 @@ def history(
     if export is not None:
         return
     for commit, problem in loaded.unreadable_notes.items():
-        err_console.print(f"[yellow]warning:[/] note on {commit[:10]} is not a Skylab note ({problem})")
+        err_console.print(f"[yellow]warning:[/] note on {commit[:10]} is unreadable: {escape(problem)}")
+    for ref, problem in loaded.stray_refs.items():
+        err_console.print(f"[yellow]warning:[/] {escape(ref)} is left out of history: {escape(problem)}")
     if not rows:
         what = f"run '{tag}'" if tag else "this repository"
         console.print(f"No trials in {what} yet. Start one with `skylab run`.")
@@ -192,8 +238,8 @@ def _sync(direction: str, remote: str | None, repo: Path) -> None:
     report = operation(store, remote or sync.default_remote(store), config.is_better)
     for line in report.lines():
         console.print(f"• {line}", markup=False)
-    if report.rejected or report.trial_collisions:
-        raise typer.Exit(1)
+    if report.rejected or report.trial_collisions or report.left_out or report.note_conflicts:
+        raise typer.Exit(1)  # done, but something of the remote's was not taken: look at the lines above
 
 
 @app.command()
@@ -336,7 +382,7 @@ def run(
     chosen_llm = {key: value for key, value in overrides.items() if value is not None}
     if chosen_llm:
         config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, **chosen_llm))  # type: ignore[arg-type]
-    tag = check_tag(tag or default_tag(store))
+    tag = check_tag(default_tag(store) if tag is None else tag)
     try:
         seconds = parse_duration(budget) if budget is not None else None
     except ValueError as exc:
@@ -344,8 +390,8 @@ def run(
     _refuse_uncommitted_edits(store, config.editable_files)
     if gpu is not None and gpus is not None:
         raise SkylabError("give --gpu or --gpus, not both")
-    chosen_gpus = gpus or gpu
-    gpu_list = parse_gpus(chosen_gpus) if chosen_gpus else []
+    chosen_gpus = gpus if gpus is not None else gpu
+    gpu_list = parse_gpus(chosen_gpus) if chosen_gpus is not None else []
     runners = make_runners(runner.value, config, workers, gpu_list, remote_config)
     chosen = None if queued_only else make_strategy(strategy.value, config)
     state = RunState(tag=tag, strategy=strategy.value, metric=config.metric, budget=seconds)
@@ -423,8 +469,10 @@ def _refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> N
     dirty = [path for path in editable if path in status and status[path] != pygit2.enums.FileStatus.IGNORED]
     if dirty:
         raise SkylabError(
-            f"{', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted changes: commit them "
-            "(they then become part of what the run starts from) or stash them, then run again"
+            f"{', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which a run "
+            "would leave out: it starts from the best trial (else the baseline), never from your branch. "
+            "Stash them, or commit them on a run branch (`git switch skylab/<tag>`), where Skylab trains "
+            "each commit as a hand-made trial"
         )
 
 
@@ -467,6 +515,10 @@ def main() -> None:
     except SkylabError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a path the user gave that cannot be written or read: say which, in one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[red]error:[/] {escape(where + (exc.strerror or str(exc)))}", soft_wrap=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

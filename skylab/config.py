@@ -6,14 +6,16 @@ researcher fixes it in one go instead of reading a traceback.
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from skylab.durations import parse_duration
-from skylab.errors import ConfigError
-from skylab.notes import RESERVED_KEYS
+from skylab.errors import ConfigError, SkylabError
+from skylab.notes import OTHER_KEYS, RESERVED_KEYS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -174,6 +176,8 @@ class _Table:
             raise self.error(name, f"must be {kind_name}, not a boolean")
         if not isinstance(value, kinds):
             raise self.error(name, f"must be {kind_name}, not {_type_name(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, not {value}")
         return value
 
     def string(self, name: str, default: Any = ...) -> Any:
@@ -267,15 +271,19 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     frozen = tuple(search.string_list("frozen_files", []))
     metric = search.string("metric", "val_bpb")
     direction = search.string("direction", "minimize")
-    if metric in RESERVED_KEYS or metric.startswith(("param.", "summary.")) or not metric.isprintable():
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", metric):
+        raise search.error(
+            "metric", f'"{metric}" cannot be a summary key: use letters, digits and _ (e.g. val_bpb)'
+        )
+    if metric in RESERVED_KEYS | OTHER_KEYS:
         raise search.error("metric", f'"{metric}" is reserved for the trial note; name the metric otherwise')
     if direction not in ("minimize", "maximize"):
         raise search.error("direction", f'must be "minimize" or "maximize", not "{direction}"')
     search.finish()
     if not editable:
         raise search.error("editable_files", "must name at least one file")
-    _check_files(path.parent, search, "editable_files", editable)
-    _check_files(path.parent, search, "frozen_files", frozen)
+    editable = _check_files(path.parent, search, "editable_files", editable)
+    frozen = _check_files(path.parent, search, "frozen_files", frozen)
     for file in editable:
         if file in frozen:
             raise search.error("frozen_files", f"'{file}' is listed as both editable and frozen")
@@ -388,19 +396,39 @@ def _parse_llm(table: _Table) -> LLMConfig:
     return llm
 
 
-def _check_files(root: Path, table: _Table, key: str, files: tuple[str, ...]) -> None:
-    seen: set[str] = set()
+def _check_files(root: Path, table: _Table, key: str, files: tuple[str, ...]) -> tuple[str, ...]:
+    """The files as normal relative paths (`./train.py` is `train.py`), each an existing file that
+    resolves inside the experiment directory, symlinks followed."""
+    seen: list[str] = []
     for file in files:
         pure = PurePosixPath(file)
         if pure.is_absolute() or file.startswith("\\") or (len(file) > 1 and file[1] == ":"):
             raise table.error(key, f"'{file}' must be a path relative to the experiment directory")
         if ".." in pure.parts:
             raise table.error(key, f"'{file}' points outside the experiment directory")
-        if file in seen:
-            raise table.error(key, f"'{file}' is listed twice")
-        seen.add(file)
-        if not (root / file).is_file():
+        name = str(pure)
+        if name in seen or name == ".":
+            raise table.error(key, f"'{file}' is listed twice" if name in seen else "'.' is not a file")
+        seen.append(name)
+        if outside_experiment(root, name):
+            raise table.error(key, f"'{file}' resolves outside the experiment directory (a symlink?)")
+        if not (root / name).is_file():
             raise table.error(key, f"'{file}' does not exist in {root}")
+    return tuple(seen)
+
+
+def outside_experiment(root: Path, name: str) -> bool:
+    """Whether `root / name` resolves, through symlinks too, to a place outside `root`."""
+    base, resolved = root.resolve(), (root / name).resolve()
+    return resolved != base and base not in resolved.parents
+
+
+def experiment_file(root: Path, name: str) -> Path:
+    """`root / name` for writing: refused when it resolves outside `root`, as a symlink swapped in
+    after the config was loaded would."""
+    if outside_experiment(root, name):
+        raise SkylabError(f"'{name}' resolves outside the experiment directory {root}: not writing it")
+    return root / name
 
 
 def _parse_sweep(table: _Table, editable: tuple[str, ...]) -> SweepConfig:
@@ -412,6 +440,8 @@ def _parse_sweep(table: _Table, editable: tuple[str, ...]) -> SweepConfig:
     if file not in editable:
         raise table.error("file", f"'{file}' is not one of search.editable_files")
     seed = table.get("seed", (int,), "an integer", 0)
+    if not 0 <= seed < 2**32:
+        raise table.error("seed", f"must be from 0 to 2^32 - 1 (a sampler seed), not {seed}")
     params_table = table.table("parameters", required=True)
     assert params_table is not None
     table.finish()
@@ -434,6 +464,8 @@ def _parse_parameter(params: _Table, name: str, mode: str) -> ParameterSpace:
                 raise params.error(
                     name, f"values must be numbers, strings or booleans, not {_type_name(value)}"
                 )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise params.error(name, f"values must be finite numbers, not {value}")
         return ParameterSpace(name=name, values=tuple(spec))
     rng = _Table(params.file, params.key(name), spec)
     low = rng.get("low", (int, float), "a number")
@@ -459,7 +491,8 @@ def _parse_parameter(params: _Table, name: str, mode: str) -> ParameterSpace:
     if mode == "grid":
         if not is_int and step is None and num is None:
             raise rng.error("", "a float range needs `step` or `num` in grid mode")
-        count = num if num is not None else int((high - low) / (step or 1)) + 1
+        span = (high - low) / (step or 1)
+        count = num if num is not None else int(span) + 1 if math.isfinite(span) else math.inf
         if count > MAX_GRID_POINTS_PER_PARAMETER:
-            raise rng.error("", f"has {count} grid points; use step/num or another mode")
+            raise rng.error("", f"has {count:.3g} grid points; use step/num or another mode")
     return space

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SECONDS = 366 * 86400  # longer budgets and limits are typos (1e400, 99999d), refused
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 
@@ -23,8 +25,10 @@ def parse_duration(text: str | float | int) -> float:
             if not parts or "".join(n + u for n, u in parts) != cleaned:
                 raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 30m, 8h, 1d, 1h30m)") from None
             seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than a year")
     return seconds
 
 

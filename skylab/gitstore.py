@@ -23,7 +23,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,15 +40,16 @@ BRANCH_PREFIX = "refs/heads/skylab/"
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
 
 MAINTENANCE_EVERY = 200  # trials between `git gc --auto` checks
+OWN_RUNS_FILE = "own-runs"  # in .git/skylab: the tags this clone has run
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def check_tag(tag: str) -> str:
     """A run tag is one ref path component: letters, digits, '.', '_' and '-'."""
-    if not _TAG.match(tag) or ".." in tag or tag.endswith(".lock") or tag.endswith("."):
+    if not _TAG.fullmatch(tag) or ".." in tag or tag.endswith(".lock") or tag.endswith("."):
         raise StoreError(
-            f"'{tag}' is not a valid run tag: use letters, digits, '.', '_' and '-' (at most 64)"
+            f"{tag!r} is not a valid run tag: use letters, digits, '.', '_' and '-' (at most 64)"
         )
     return tag
 
@@ -112,7 +113,8 @@ class History:
     trials: list[Trial]
     best: str | None
     baseline: str | None
-    unreadable_notes: dict[str, str]
+    unreadable_notes: dict[str, str]  # commit -> why its note cannot be read (the note is kept as is)
+    stray_refs: dict[str, str] = field(default_factory=dict)  # ref name -> why history leaves it out
 
     def by_commit(self) -> dict[str, Trial]:
         return {t.commit: t for t in self.trials}
@@ -135,6 +137,17 @@ class History:
             chain.append(trial)
             commit = trial.parent
         return list(reversed(chain))
+
+
+def finishes_interrupted(old: pygit2.Blob, new: pygit2.Blob) -> bool:
+    """Whether `new` is the finished note of the trial that `old` records as interrupted."""
+    try:
+        before = TrialNote.parse(old.data.decode("utf-8", "replace"))
+        after = TrialNote.parse(new.data.decode("utf-8", "replace"))
+    except NoteFormatError:
+        return False
+    same_trial = (before.tag, before.trial) == (after.tag, after.trial)
+    return same_trial and before.status is Status.INTERRUPTED and after.status is not Status.INTERRUPTED
 
 
 def utc_now() -> str:
@@ -220,7 +233,12 @@ class TrialStore:
         return None if blob is None else TrialNote.parse(blob.data.decode("utf-8"))
 
     def load(self) -> History:
-        """History rebuilt from refs and notes alone."""
+        """History rebuilt from refs and notes alone.
+
+        A commit is one trial: when several trial refs point at it, the one its note names wins and
+        the others are left out as stray (a second ref never takes over a result). A trial ref that
+        does not point at a commit is stray too. A note that does not parse is kept as it is and
+        listed as unreadable; its trial shows with no result."""
         notes: dict[str, TrialNote] = {}
         unreadable: dict[str, str] = {}
         for commit, blob in self.read_notes().items():
@@ -228,14 +246,35 @@ class TrialStore:
                 notes[commit] = TrialNote.parse(blob.data.decode("utf-8", "replace"))
             except NoteFormatError as exc:
                 unreadable[commit] = str(exc)
-        trials: dict[str, Trial] = {}
+        refs_by_commit: dict[str, list[TrialRef]] = {}
+        stray: dict[str, str] = {}
         for ref in self.trial_refs():
-            trials[ref.commit] = Trial(ref.tag, ref.number, ref.commit, notes.pop(ref.commit, None))
-        # Notes whose trial ref is gone (deleted by hand, or not fetched) still count as trials.
+            if not isinstance(self.repo.get(ref.commit), pygit2.Commit):
+                stray[trial_ref(ref.tag, ref.number)] = f"points at {ref.commit[:10]}, not a commit here"
+                continue
+            refs_by_commit.setdefault(ref.commit, []).append(ref)
+        trials: dict[str, Trial] = {}
+        for commit, refs in refs_by_commit.items():
+            note = notes.pop(commit, None)
+            named = [r for r in refs if note is not None and (r.tag, r.number) == (note.tag, note.trial)]
+            chosen = named[0] if named else min(refs, key=lambda r: (r.tag, r.number))
+            for other in refs:
+                if other != chosen:
+                    stray[trial_ref(other.tag, other.number)] = f"points at trial {chosen.name}'s commit"
+            if note is not None and (chosen.tag, chosen.number) != (note.tag, note.trial):
+                stray[trial_ref(chosen.tag, chosen.number)] = f"its commit is trial {note.tag}/{note.trial}"
+                trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
+                continue
+            trials[commit] = Trial(chosen.tag, chosen.number, commit, note)
+        # Notes whose trial ref is gone (deleted by hand, or not fetched) still count as trials,
+        # when their commit is here to show.
         for commit, note in notes.items():
-            trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
+            if isinstance(self.repo.get(commit), pygit2.Commit):
+                trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
+            else:
+                unreadable[commit] = "its commit is not in this repository"
         ordered = sorted(trials.values(), key=lambda t: (self._started(t), t.tag, t.number))
-        return History(ordered, self.best(), self.baseline(), unreadable)
+        return History(ordered, self.best(), self.baseline(), unreadable, stray)
 
     def _started(self, trial: Trial) -> str:
         if trial.note and trial.note.started_at:
@@ -269,8 +308,13 @@ class TrialStore:
         return matches[0]
 
     def diff_against_parent(self, trial: Trial) -> str:
+        """The trial's change: against the parent its note names, or (when the note names none, or
+        no commit of this repository) against its commit's first parent."""
         commit = self.repo[trial.commit].peel(pygit2.Commit)
-        parent_id = trial.parent or (str(commit.parent_ids[0]) if commit.parent_ids else "")
+        named = trial.parent if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", trial.parent) else ""
+        if named and not isinstance(self.repo.get(named), pygit2.Commit):
+            named = ""
+        parent_id = named or (str(commit.parent_ids[0]) if commit.parent_ids else "")
         if parent_id:
             parent_tree = self.repo[parent_id].peel(pygit2.Tree)
             diff = parent_tree.diff_to_tree(commit.tree, context_lines=3)
@@ -347,9 +391,22 @@ class TrialStore:
                 raise StoreError(f"commit {commit[:10]} is already a trial")
             return self._claim_number(tag, lambda number: commit)
 
+    def own_tags(self) -> set[str]:
+        """The run tags this clone has trained trials of (kept in .git, never pushed): only their
+        unfinished trials are this clone's to record as interrupted."""
+        path = self.skylab_dir / OWN_RUNS_FILE
+        return set(path.read_text(encoding="utf-8").split()) if path.is_file() else set()
+
+    def _remember_own_tag(self, tag: str) -> None:
+        if tag not in self.own_tags():
+            self.skylab_dir.mkdir(exist_ok=True)
+            with open(self.skylab_dir / OWN_RUNS_FILE, "a", encoding="utf-8") as handle:
+                handle.write(tag + "\n")
+
     def _claim_number(self, tag: str, make_commit: Callable[[int], str]) -> TrialRef:
         check_tag(tag)
         with self.writing():
+            self._remember_own_tag(tag)
             if tag not in self._last_number:
                 self._last_number[tag] = max((r.number for r in self.trial_refs() if r.tag == tag), default=0)
             while True:
@@ -420,13 +477,16 @@ class TrialStore:
     def repair(self, metric: str, is_better: Callable[[float, float | None], bool]) -> list[str]:
         """Bring refs back in line with the notes after a crash; return what was fixed, in words.
 
-        Trials without a note become interrupted; a kept trial whose run branch or best was not moved
-        before the crash gets them moved now.
+        Trials of this clone's runs without a note become interrupted (a teammate's unfinished trial
+        may still be training elsewhere, and a note that cannot be read is kept as it is); a kept
+        trial whose run branch or best was not moved before the crash gets them moved now.
         """
         fixed = self._clear_stale_ref_locks()
         history = self.load()
+        own = self.own_tags()
         for trial in history.trials:
-            if trial.note is None:
+            unfinished = trial.note is None and trial.has_ref and trial.commit not in history.unreadable_notes
+            if unfinished and trial.tag in own:
                 self.record_interrupted(trial, metric, "the process recording it stopped before it finished")
                 fixed.append(f"trial {trial.name} had no result: recorded as interrupted")
         history = self.load()
@@ -496,8 +556,12 @@ class TrialStore:
     def merge_notes(self, other: str | None) -> tuple[int, list[str]]:
         """Bring in the notes of another notes commit (a teammate's); return (added, conflicts).
 
-        Notes are merged, never overwritten: a commit annotated on both sides keeps the local note
-        and is reported as a conflict.
+        Note by note, never by fast-forward: a note we have is never removed or replaced by the
+        teammate's version, even when their notes history descends from ours (they may have
+        deleted or edited it), except that a trial's own finished note replaces an `interrupted`
+        note of the same trial. Other differences keep the local note and are reported as
+        conflicts. The result is a merge commit with both histories as parents, so a later push
+        fast-forwards the remote.
         """
         with self.writing():
             local = self.ref_target(NOTES_REF)
@@ -506,14 +570,22 @@ class TrialStore:
             if local is not None and self.repo.descendant_of(local, other):
                 return 0, []
             theirs = self.read_notes(other)
-            ours = self.read_notes(local) if local else {}
-            if local is None or self.repo.descendant_of(other, local):
-                self._set_ref(NOTES_REF, other, "skylab: notes fast-forward")
-                return len(theirs) - len(ours), []
+            if local is None:
+                self._set_ref(NOTES_REF, other, "skylab: notes from the remote")
+                return len(theirs), []
+            ours = self.read_notes(local)
             new: dict[str, str | pygit2.Oid] = {c: b.id for c, b in theirs.items() if c not in ours}
-            conflicts = sorted(c for c, b in theirs.items() if c in ours and ours[c].id != b.id)
-            self._write_notes(new, f"skylab: merge {len(new)} notes", merge_parent=other)
-            return len(new), conflicts
+            replaced, conflicts = {}, []
+            for commit, blob in theirs.items():
+                if commit in ours and ours[commit].id != blob.id:
+                    if finishes_interrupted(ours[commit], blob):
+                        replaced[commit] = blob.id
+                    elif not finishes_interrupted(blob, ours[commit]):
+                        conflicts.append(commit)
+            self._write_notes(
+                {**new, **replaced}, f"skylab: merge {len(new) + len(replaced)} notes", merge_parent=other
+            )
+            return len(new) + len(replaced), sorted(conflicts)
 
     def _notes_tree(self, base: pygit2.Tree | None, notes: dict[str, str | pygit2.Oid]) -> pygit2.Oid:
         by_prefix: dict[str, list[tuple[str, pygit2.Oid]]] = {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from skylab.gitstore import History, Trial
 from skylab.notes import Status
@@ -42,6 +44,7 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
     rows = []
     for trial in trials:
         note = trial.note
+        unreadable = history.unreadable_notes.get(trial.commit)
         parent = by_commit.get(trial.parent)
         delta = None
         if trial.value is not None and parent is not None and parent.value is not None:
@@ -52,14 +55,20 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
                 tag=trial.tag,
                 number=trial.number,
                 commit=trial.commit,
-                status=trial.status.value,
+                status="unreadable" if unreadable else trial.status.value,
                 metric=note.metric if note else "",
                 value=trial.value,
                 delta=delta,
                 peak_vram_mb=note.peak_vram_mb if note else None,
                 decision=note.decision.value if note else "",
                 strategy=note.strategy if note else "",
-                description=note.description if note else "(no result recorded)",
+                description=(
+                    note.description
+                    if note
+                    else f"(note unreadable: {unreadable})"
+                    if unreadable
+                    else "(no result recorded)"
+                ),
                 parent=trial.parent,
                 started_at=note.started_at if note else "",
                 train_seconds=note.train_seconds if note else None,
@@ -111,19 +120,28 @@ def history_table(rows: list[HistoryRow], title: str) -> Table:
         table.add_column(column, justify=justify, no_wrap=not wrap, overflow="fold")  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
-            ("★ " if row.is_best else "") + row.trial,
+            shown_as_text(("★ " if row.is_best else "") + row.trial),
             row.commit[:8],
-            f"[{_STATUS_STYLE.get(row.status, 'white')}]{row.status}[/]",
+            Text(row.status, style=_STATUS_STYLE.get(row.status, "white")),
             "" if row.value is None else f"{row.value:.6f}",
             _format_delta(row.delta),
             "" if row.peak_vram_mb is None else f"{row.peak_vram_mb / 1024:.1f}",
-            "[bold green]keep[/]" if row.decision == "keep" else row.decision,
-            row.strategy,
-            *([row.ran_by] if teammates else []),
-            row.description,
+            Text("keep", style="bold green") if row.decision == "keep" else shown_as_text(row.decision),
+            shown_as_text(row.strategy),
+            *([shown_as_text(row.ran_by)] if teammates else []),
+            shown_as_text(row.description),
             end_section=False,
         )
     return table
+
+
+def shown_as_text(value: str) -> Text:
+    """Text from a note as the terminal should show it: never read as markup (`[/]` is just text),
+    and control characters (escape sequences a note could carry) shown escaped, never sent raw."""
+    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _format_delta(delta: float | None) -> str:

@@ -57,6 +57,35 @@ RESERVED_KEYS = frozenset(
 )
 
 
+# Keys Skylab writes among a note's other lines (who ran it, its log, how it was judged).
+OTHER_KEYS = frozenset({"ran_by", "worker", "log", "judged_against", "overtook", "tokens_in", "tokens_out"})
+
+
+LOG_TAIL_LINES = 20  # a failed trial's note keeps at most this many of its last output lines...
+LOG_LINE_CHARS = 300  # ...each cut to this many characters...
+LOG_TAIL_CHARS = 4096  # ...and this many in all: the full log stays in .skylab/logs
+TEXT_CHARS = 2000  # description and reason are cut to this many characters
+
+
+def cap_log_tail(lines: list[str]) -> str:
+    """The log tail a note holds: the last LOG_TAIL_LINES lines, each cut to LOG_LINE_CHARS, the
+    oldest dropped until the whole fits LOG_TAIL_CHARS. A trial that prints megabytes on one line
+    still gets a note of a few KB."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines[-LOG_TAIL_LINES:]):
+        cut = line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 1] + "…"
+        if size + len(cut) + 1 > LOG_TAIL_CHARS:
+            break
+        kept.append(cut)
+        size += len(cut) + 1
+    return "\n".join(reversed(kept))
+
+
+def _cut(text: str, limit: int = TEXT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class NoteFormatError(ValueError):
     """A note that is not a Skylab trial note (hand-edited, truncated, or from another tool)."""
 
@@ -106,9 +135,12 @@ class TrialNote:
                 lines.append((key, _encode_float(float(value))))
             elif value:
                 lines.append((key, _encode_text(value)))
-        lines.append(("description", _encode_text(self.description)))
+        lines.append(("description", _encode_text(_cut(self.description))))
+        log_tail = (
+            self.log_tail if len(self.log_tail) <= LOG_TAIL_CHARS else cap_log_tail(self.log_tail.split("\n"))
+        )
         lines += [
-            (k, _encode_text(v)) for k, v in (("reason", self.reason), ("log_tail", self.log_tail)) if v
+            (k, _encode_text(v)) for k, v in (("reason", _cut(self.reason)), ("log_tail", log_tail)) if v
         ]
         lines += [(f"param.{k}", _encode_scalar(v)) for k, v in self.params.items()]
         lines += [(f"summary.{k}", _encode_scalar(v)) for k, v in self.summary.items()]

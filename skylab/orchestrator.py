@@ -42,6 +42,7 @@ from skylab.worktree import TrialWorktree, remove_extra_worktrees
 
 STARTUP_ALLOWANCE = 30.0  # seconds a trial needs beyond its training budget, until history says better
 MAX_DISCARDS_IN_A_ROW = 3
+MAX_SAME_FAILURES_IN_A_ROW = 5  # trials failing the same way in a row: the experiment, not the ideas
 WAIT_POLL_SECONDS = 0.5  # a worker with nothing to start yet looks again this often
 MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward
 
@@ -75,6 +76,7 @@ class Job:
     problem: tuple[Status, str] | None = None  # set: recorded as is, never trained
     hand_made: bool = False
     extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
+    measures_start: bool = False  # the unchanged starting point, measured before any proposal
 
 
 @contextmanager
@@ -127,6 +129,7 @@ class Orchestrator:
         self._pending: dict[int, tuple[PendingTrial, str]] = {}  # worker -> (trial, tree id)
         self._forward: deque[Job] = deque()  # merge-forward trials, trained before new proposals
         self._claimed = self._done = self._discards = 0
+        self._failures: list[str] = []  # how the latest trials failed, in a row (cleared by a success)
         self._reason = "the strategy has nothing left to propose"
         self._error: BaseException | None = None
         self._started = time.monotonic()
@@ -177,6 +180,7 @@ class Orchestrator:
             return
         if self.config.is_better(best_trial.value, tip_trial.value):
             self.store.move_run_branch(self.tag, best, f"continue from the best, {best_trial.name}")
+            self._follow_in_checkout(self.store, tip, best)
             self.reporter.say(
                 f"continuing from the best of all runs, {best_trial.name} ({best_trial.value:.6f}), "
                 f"not this run's {tip_trial.name} ({tip_trial.value:.6f})"
@@ -339,7 +343,7 @@ class Orchestrator:
             problem = self._same_change(worker.store, history, pending, tree)
         trial = worker.store.create_trial(self.tag, tree, tip, proposal.description)
         name = self.strategy.name if self.strategy else "manual"
-        return Job(trial, tip, proposal, changed, name, problem=problem)
+        return Job(trial, tip, proposal, changed, name, problem=problem, measures_start=tip_trial is None)
 
     def _same_change(
         self, store: TrialStore, history: History, pending: list[tuple[PendingTrial, str]], tree: pygit2.Oid
@@ -456,6 +460,8 @@ class Orchestrator:
             best_value = _value(by_commit, store.best())
             new_best = note.decision is Decision.KEEP and self.config.is_better(note.value or 0.0, best_value)
             store.finish_trial(trial, note, new_best=new_best)
+            if note.decision is Decision.KEEP and tip != trial.commit:
+                self._follow_in_checkout(store, tip, trial.commit)
             if job.hand_made and note.decision is Decision.REVERT and tip == trial.commit:
                 store.move_run_branch(self.tag, job.parent, f"revert hand commit {trial.name}")
                 self._follow_in_checkout(store, trial.commit, job.parent)
@@ -467,6 +473,25 @@ class Orchestrator:
             self.reporter.trial_finished(self._summary_line(trial, note, reference_value), *best)
             self._state.notify_all()
         self._refresh_after_trial()
+        with self._state:
+            self._stop_on_hopeless_failures(job, note)
+
+    def _stop_on_hopeless_failures(self, job: Job, note: TrialNote) -> None:
+        """Stop (one line, via the run's error) when the starting point itself fails, or when
+        MAX_SAME_FAILURES_IN_A_ROW trials in a row fail the same way: no proposal can fix that."""
+        if note.status in (Status.SUCCESS, Status.NOOP, Status.DUPLICATE, Status.INTERRUPTED):
+            self._failures.clear()
+            return
+        last_line = next((line for line in reversed(note.log_tail.splitlines()) if line.strip()), "")
+        why = f"{note.status.value}: {note.reason}" + (f" ({last_line.strip()[:200]})" if last_line else "")
+        if job.measures_start:
+            raise SkylabError(
+                f"the starting point {job.parent[:10]} does not train ({why}): fix it, then run again"
+            )
+        self._failures.append(why)
+        recent = self._failures[-MAX_SAME_FAILURES_IN_A_ROW:]
+        if len(recent) == MAX_SAME_FAILURES_IN_A_ROW and len(set(recent)) == 1:
+            raise SkylabError(f"{len(recent)} trials in a row failed the same way ({why}): stopping")
 
     def _refresh_after_trial(self) -> None:
         """Run the after-trial callback (the live report) outside the decision lock, one at a time;
@@ -533,21 +558,24 @@ class Orchestrator:
         )
         self.reporter.say(f"trial {trial.name} queued: {description}")
 
-    def _follow_in_checkout(self, store: TrialStore, reverted: str, parent: str) -> None:
-        """If the researcher's checkout sat clean on the reverted commit, bring it back with the branch."""
+    def _follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
+        """The run branch moved from `old` to `new` (a keep, a reverted hand commit, the shared best):
+        if the researcher's checkout is on that branch and sat clean on `old`, move it along, so
+        `git status` does not show changes that would undo the move. Edits of theirs stop it."""
         repo = store.repo
-        if repo.head_is_detached or repo.head.name != run_branch(self.tag):
+        if repo.is_bare or repo.head_is_detached or repo.head.name != run_branch(self.tag):
             return
-        tree = repo[reverted].peel(pygit2.Commit).tree
+        tree = repo[old].peel(pygit2.Commit).tree
+        repo.index.read()  # as it is on disk now
         index_tree = repo.index.write_tree()
         dirty = [p for p, f in repo.status().items() if f != pygit2.enums.FileStatus.IGNORED]
-        # The branch already moved, so "clean" means: files and index still hold the reverted commit.
-        if index_tree == tree.id and set(dirty) <= _diff_paths(repo, parent, reverted):
+        # The branch already moved, so "clean" means: files and index still hold the old commit.
+        if index_tree == tree.id and set(dirty) <= _diff_paths(repo, old, new):
             force = pygit2.enums.CheckoutStrategy.FORCE
-            repo.checkout_tree(repo[parent].peel(pygit2.Tree), strategy=force)  # type: ignore[no-untyped-call]
-            repo.index.read_tree(repo[parent].peel(pygit2.Tree))
+            repo.checkout_tree(repo[new].peel(pygit2.Tree), strategy=force)  # type: ignore[no-untyped-call]
+            repo.index.read_tree(repo[new].peel(pygit2.Tree))
             repo.index.write()
-            self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch back to {parent[:10]}")
+            self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
 
     def _static_problem(
         self, workdir: Path, changed: list[str], is_baseline: bool

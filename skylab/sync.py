@@ -9,6 +9,7 @@ first and integrated from there, so nothing of the teammate's ever overwrites ou
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import subprocess
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from skylab.gitstore import (
     BRANCH_PREFIX,
     NOTES_REF,
     TRIALS_PREFIX,
+    Trial,
     TrialStore,
 )
+from skylab.notes import Status
 
 STAGING_PREFIX = "refs/skylab-remotes/"
 
@@ -35,6 +38,7 @@ class SyncReport:
     note_conflicts: list[str] = field(default_factory=list)
     trials_added: int = 0
     trial_collisions: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # the remote's refs that were not adopted, and why
     branches: list[str] = field(default_factory=list)
     best: str | None = None
     pushed: list[str] = field(default_factory=list)
@@ -47,6 +51,7 @@ class SyncReport:
             out.append(f"best is now {self.best}")
         out += [f"note conflict on {c[:10]}: kept the local note" for c in self.note_conflicts]
         out += [f"trial ref collision: {name}" for name in self.trial_collisions]
+        out += [f"left out: {reason}" for reason in self.left_out]
         out += [f"pushed {ref}" for ref in self.pushed]
         out += [f"rejected by the remote: {ref}" for ref in self.rejected]
         return out
@@ -117,11 +122,18 @@ def _staged(store: TrialStore, prefix: str) -> dict[str, str]:
 
 
 def _adopt_trials(store: TrialStore, staging: str, report: SyncReport) -> None:
+    """Adopt the remote's trial refs we lack, except those that would take over another trial's
+    commit or result, or that do not point at a commit: those are reported and left out."""
     with store.writing():
+        history = store.load()
+        named = {t.commit: t.name for t in history.trials}
         for rest, commit in _staged(store, f"{staging}skylab/trials/").items():
             local_name = TRIALS_PREFIX + rest
             local = store.ref_target(local_name)
-            if local is None:
+            problem = _stray_trial_ref(store, rest, commit, named)
+            if local is None and problem:
+                report.left_out.append(f"trial ref {rest}: {problem}")
+            elif local is None:
                 store.repo.create_reference_direct(
                     local_name, pygit2.Oid(hex=commit), False, message="skylab: pull"
                 )
@@ -152,6 +164,18 @@ def _adopt_branches(store: TrialStore, staging: str, report: SyncReport) -> None
         report.branches.append(f"skylab/{tag} {'fast-forwarded' if ours else 'created'} at {theirs[:10]}")
 
 
+def _stray_trial_ref(store: TrialStore, name: str, commit: str, named: dict[str, str]) -> str:
+    """Why the remote's trial ref `name` -> `commit` must not be adopted ("" when it may)."""
+    tag, _, number = name.rpartition("/")
+    if not tag or not number.isdigit():
+        return "not a trial ref name (tag/number)"
+    if not isinstance(store.repo.get(commit), pygit2.Commit):
+        return f"points at {commit[:10]}, which is not a commit"
+    if commit in named and named[commit] != name:
+        return f"points at the commit of trial {named[commit]}"
+    return ""
+
+
 def _choose_best(
     store: TrialStore,
     theirs: str | None,
@@ -165,8 +189,13 @@ def _choose_best(
     index = history.by_commit()
     their_trial = index.get(theirs)
     our_trial = index.get(ours or "")
-    if their_trial is None or their_trial.value is None:
+    if their_trial is None or not _may_be_best(their_trial):
+        metric = history_metric(their_trial)
+        report.left_out.append(
+            f"the remote's best {theirs[:10]}: not a successful trial with a finite {metric}"
+        )
         return
+    assert their_trial.value is not None
     our_value = our_trial.value if our_trial else None
     if ours is None or is_better(their_trial.value, our_value):
         with store.writing():
@@ -174,6 +203,20 @@ def _choose_best(
                 BEST_REF, pygit2.Oid(hex=theirs), True, message="skylab: pull best"
             )
         report.best = f"{their_trial.name} ({their_trial.value:.6f}, from the remote)"
+
+
+def _may_be_best(trial: Trial) -> bool:
+    note = trial.note
+    return (
+        note is not None
+        and note.status is Status.SUCCESS
+        and note.value is not None
+        and math.isfinite(note.value)
+    )
+
+
+def history_metric(trial: Trial | None) -> str:
+    return trial.note.metric if trial is not None and trial.note is not None else "metric"
 
 
 def push(store: TrialStore, remote: str, is_better: Callable[[float, float | None], bool]) -> SyncReport:

@@ -105,6 +105,9 @@ class TrialWorktree:
         if not (self.path / ".git").exists():
             self._create(root)
         self.repo = pygit2.Repository(str(self.path))
+        # Only Skylab works in this tree, and only under the run lock that the caller holds: an index
+        # lock here was left by a killed run, and would block every checkout of this tag's trials.
+        (Path(self.repo.path) / "index.lock").unlink(missing_ok=True)
 
     def _create(self, root: Path) -> None:
         if self.path.exists():

@@ -18,17 +18,25 @@ SLEEP = 0.0
 CRASH = False
 VRAM_MB = 1000.0
 SPAWN_CHILD = False
+DAEMON_CHILD = False
+CRASH_ABOVE = None
+METRIC_TEXT = ""
+HUGE_LINE = 0
 
 if SPAWN_CHILD:
     subprocess.Popen(["sleep", "301.25"])  # a process that must not outlive the trial
+if DAEMON_CHILD:  # one that leaves the trial's process group too
+    subprocess.Popen(["sleep", "302.75"], start_new_session=True)
 for step in range(3):
     print(f"step {step:05d} | loss {10 - step:.4f}", flush=True)
     time.sleep(SLEEP / 3)
-if CRASH:
+if HUGE_LINE:
+    print("x" * HUGE_LINE, flush=True)
+if CRASH or (CRASH_ABOVE is not None and X > CRASH_ABOVE):
     print("RuntimeError: CUDA out of memory", file=sys.stderr)
     sys.exit(1)
 print("---")
-print(f"val_bpb:          {(X - 3) ** 2 + (Y + 1) ** 2 + 1:.6f}")
+print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1, '.6f')}")
 print(f"training_seconds: {SLEEP:.1f}")
 print(f"peak_vram_mb:     {VRAM_MB:.1f}")
 print("mfu_percent:      12.5")

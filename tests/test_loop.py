@@ -230,6 +230,15 @@ def test_uncommitted_edit_refuses_to_start(tmp_path: Path) -> None:
     result = run_skylab("run", "--max-trials", "1", "-C", str(exp))
     assert result.returncode == 2
     assert "train.py has uncommitted changes" in result.stderr and "Traceback" not in result.stderr
+    # Committing them on the checkout's branch does not make them part of the run: the message says
+    # so, and a run after `git commit -am` starts from the baseline as it says.
+    assert "never from your branch" in result.stderr and "git switch skylab/<tag>" in result.stderr
+    git("commit", "-qam", "wip on main", cwd=exp)
+    run_skylab("run", "--max-trials", "1", "--tag", "w", "-C", str(exp), check=True)
+    baseline = git("rev-parse", "refs/skylab/baseline", cwd=exp).strip()
+    first = git("rev-parse", "refs/skylab/trials/w/1", cwd=exp).strip()
+    assert git("rev-parse", f"{first}^", cwd=exp).strip() == baseline
+    assert "# wip" not in git("show", f"{first}:train.py", cwd=exp)
 
 
 def test_budget_too_small_for_a_trial_starts_nothing(tmp_path: Path) -> None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 
-from skylab.notes import Status
+import psutil
+
+from skylab.notes import Status, cap_log_tail
 from skylab.runner import LineSink, RunResult
 from skylab.summary import parse_summary
 from skylab.worktree import group_file
 
+TRIAL_MARK = "SKYLAB_TRIAL_PROCESS"  # in every trial process's environment: finds its strays at the end
 TAIL_LINES = 40  # kept in memory for the summary and, on a crash, for the note
 KILL_GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL
 STOP_POLL_SECONDS = 0.2  # how often a waiting trial checks whether the run was stopped
@@ -51,6 +56,8 @@ class LocalRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         started = time.monotonic()
+        mark = uuid.uuid4().hex
+        env = {**trial_environment(self.gpu), TRIAL_MARK: mark}
         with open(log_path, "w", encoding="utf-8") as log:
             process = subprocess.Popen(
                 command,
@@ -60,7 +67,7 @@ class LocalRunner:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: a kill reaches every child
-                env=trial_environment(self.gpu),
+                env=env,
                 text=True,
                 errors="replace",
             )
@@ -79,6 +86,7 @@ class LocalRunner:
                 self._kill_group(process)
                 raise
             finally:
+                kill_marked_processes(mark)  # those that left the group (a new session, a daemon)
                 reader.join(timeout=5)
                 record.unlink(missing_ok=True)
         wall = time.monotonic() - started
@@ -106,12 +114,30 @@ def _wait(process: subprocess.Popen[str], deadline: float, stop: threading.Event
                 return False
 
 
+def kill_marked_processes(mark: str) -> int:
+    """SIGKILL every process of this user whose environment carries TRIAL_MARK=`mark`: the trial's
+    descendants, also those that started a session of their own or were reparented when their
+    parent exited. Returns how many were killed."""
+    killed = 0
+    me = os.getpid()
+    for process in psutil.process_iter():
+        try:
+            if process.pid != me and process.environ().get(TRIAL_MARK) == mark:
+                process.kill()
+                killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return killed
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
 def _pump(process: subprocess.Popen[str], log: object, tail: deque[str], on_line: LineSink | None) -> None:
+    """Copy the trial's output to its log and tail, and show it. A display that fails (a closed
+    pipe: `skylab run | head`) is dropped; the trial and its log go on untouched."""
     assert process.stdout is not None
     for line in process.stdout:
         log.write(line)  # type: ignore[attr-defined]
@@ -119,7 +145,10 @@ def _pump(process: subprocess.Popen[str], log: object, tail: deque[str], on_line
         stripped = line.rstrip("\n")
         tail.append(stripped)
         if on_line is not None:
-            on_line(stripped)
+            try:
+                on_line(stripped)
+            except Exception:
+                on_line = None
 
 
 def _result(
@@ -153,6 +182,8 @@ def _result(
         result.status, result.reason = Status.CRASH, f"exited with status {code}"
     elif value is None:
         result.status, result.reason = Status.CRASH, f"exited normally but printed no {metric}"
+    elif not math.isfinite(value):
+        result.status, result.reason = Status.CRASH, f"printed {metric}: {value}, not a finite number"
     if result.status is not Status.SUCCESS:
-        result.log_tail = "\n".join(lines[-20:])
+        result.log_tail = cap_log_tail(lines)
     return result

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skylab.config import ExperimentConfig, LLMConfig
+from skylab.config import ExperimentConfig, LLMConfig, experiment_file
 from skylab.errors import SkylabError
 from skylab.strategy import Proposal, ProposalContext, Strategy
 from skylab.strategy.llm_context import build_context, rules
@@ -82,7 +82,7 @@ class _Originals:
 
     def restore(self) -> None:
         for name, data in self.files.items():
-            (self.root / name).write_bytes(data)
+            experiment_file(self.root, name).write_bytes(data)
 
 
 class ApiStrategy:

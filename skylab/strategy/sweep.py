@@ -13,7 +13,7 @@ import math
 import random
 from typing import Any
 
-from skylab.config import ExperimentConfig, ParameterSpace, SweepConfig
+from skylab.config import ExperimentConfig, ParameterSpace, SweepConfig, experiment_file
 from skylab.constants import read_constants, set_constants
 from skylab.errors import ConfigError
 from skylab.notes import Status
@@ -66,7 +66,7 @@ class SweepStrategy:
             params = self._next_tpe(context, tried)
         if params is None:
             return None
-        path = context.workdir / self.sweep.file
+        path = experiment_file(context.workdir, self.sweep.file)
         path.write_text(
             set_constants(path.read_text(encoding="utf-8"), params, self.sweep.file), encoding="utf-8"
         )

@@ -1,0 +1,184 @@
+"""A careless or hostile teammate: two clones and a bare remote. Nothing they push destroys ours."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from skylab.gitstore import NOTES_REF, TrialStore
+from skylab.notes import Status
+from tests.conftest import git, run_skylab
+from tests.factory import add_trial
+
+
+@pytest.fixture
+def team(experiment: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Alice's experiment with a bare remote, and Bob's plain git clone of it with Skylab's refs."""
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp_path)
+    git("remote", "add", "origin", str(remote), cwd=experiment)
+    git("push", "-q", "origin", "main", cwd=experiment)
+    run_skylab("push", "-C", str(experiment), check=True)
+    bob = tmp_path / "bob"
+    git("clone", "-q", str(remote), str(bob), cwd=tmp_path)
+    run_skylab("init", str(bob), check=True)
+    return experiment, bob
+
+
+def fetch_everything(clone: Path) -> None:
+    git("fetch", "-q", "origin", "+refs/skylab/*:refs/skylab/*", "+refs/notes/*:refs/notes/*", cwd=clone)
+
+
+def note_text(clone: Path, commit: str) -> str:
+    return git("notes", "--ref=skylab", "show", commit, cwd=clone)
+
+
+def test_a_teammate_who_deletes_and_edits_our_notes_changes_nothing_of_ours(team: tuple[Path, Path]) -> None:
+    alice, bob = team
+    a = TrialStore.open(alice)
+    trials = [add_trial(a, "alice", v) for v in (1.5, 1.4, 1.3)]
+    run_skylab("push", "-C", str(alice), check=True)
+    before = {t.commit: note_text(alice, t.commit) for t in trials}
+
+    fetch_everything(bob)
+    git("notes", "--ref=skylab", "remove", trials[1].commit, cwd=bob)
+    edited = re.sub(r"(?m)^val_bpb: .*$", "val_bpb: 0.5", before[trials[2].commit])
+    git("notes", "--ref=skylab", "add", "-f", "-m", edited, trials[2].commit, cwd=bob)
+    git("push", "-q", "origin", NOTES_REF, cwd=bob)  # a fast-forward of the remote's notes
+
+    result = run_skylab("pull", "-C", str(alice))
+    assert result.returncode == 1  # a conflict to look at
+    assert f"note conflict on {trials[2].commit[:10]}: kept the local note" in result.stdout
+    assert "-" not in result.stdout.split(" new notes")[0]  # no negative counts
+    assert {t.commit: note_text(alice, t.commit) for t in trials} == before
+    history = TrialStore.open(alice).load()
+    assert [t.value for t in history.trials] == [1.5, 1.4, 1.3]
+    # Pushing again puts our notes back on the remote: its notes history now descends from ours.
+    run_skylab("push", "-C", str(alice), check=True)
+    fetch_everything(bob)
+    assert note_text(bob, trials[1].commit) == before[trials[1].commit]
+
+
+def test_a_teammates_repair_never_records_our_running_trial_as_interrupted(team: tuple[Path, Path]) -> None:
+    alice, bob = team
+    a = TrialStore.open(alice)
+    add_trial(a, "alice", 1.5)
+    running = a.create_trial(
+        "alice", a.repo[a.start_point()].peel(pygit2.Commit).tree_id, a.start_point(), "training"
+    )
+    run_skylab("push", "-C", str(alice), check=True)  # pushed while alice/2 trains
+
+    run_skylab("pull", "-C", str(bob), check=True)
+    b = TrialStore.open(bob)
+    add_trial(b, "bob", 1.45)
+    assert not any("alice/2" in line for line in b.repair("val_bpb", lambda x, y: y is None or x < y))
+    assert b.load().by_commit()[running.commit].note is None  # not ours to call interrupted
+    run_skylab("push", "-C", str(bob), check=True)
+
+
+def test_a_finished_note_beats_an_interrupted_one_written_by_someone_elses_repair(
+    team: tuple[Path, Path],
+) -> None:
+    alice, bob = team
+    a = TrialStore.open(alice)
+    add_trial(a, "alice", 1.5)
+    running = a.create_trial(
+        "alice", a.repo[a.start_point()].peel(pygit2.Commit).tree_id, a.start_point(), "training"
+    )
+    run_skylab("push", "-C", str(alice), check=True)
+
+    run_skylab("pull", "-C", str(bob), check=True)
+    b = TrialStore.open(bob)
+    b.record_interrupted(b.load().by_commit()[running.commit], "val_bpb", "an older Skylab's repair")
+
+    from skylab.gitstore import TrialRef
+    from skylab.notes import Decision, TrialNote
+
+    finished = TrialNote(
+        trial=2, tag="alice", status=Status.SUCCESS, decision=Decision.KEEP, metric="val_bpb", value=1.2
+    )
+    a.finish_trial(TrialRef("alice", 2, running.commit), finished)
+    run_skylab("push", "-C", str(alice), check=True)
+    run_skylab("push", "-C", str(bob), check=True)  # Bob integrates Alice's finished note first
+    run_skylab("pull", "-C", str(alice), check=True)
+    for clone in (alice, bob):
+        trial = TrialStore.open(clone).load().by_commit()[running.commit]
+        assert trial.status is Status.SUCCESS and trial.value == 1.2, clone
+
+
+def test_a_second_trial_ref_on_our_commit_is_left_out(team: tuple[Path, Path]) -> None:
+    alice, bob = team
+    a = TrialStore.open(alice)
+    ours = [add_trial(a, "alice", v) for v in (1.5, 1.4, 1.3, 1.35, 1.2)]
+    run_skylab("push", "-C", str(alice), check=True)
+    fetch_everything(bob)
+    git("update-ref", "refs/skylab/trials/bob/7", ours[4].commit, cwd=bob)
+    git("push", "-q", "origin", "refs/skylab/trials/bob/7", cwd=bob)
+
+    result = run_skylab("pull", "-C", str(alice))
+    assert result.returncode == 1
+    assert "left out: trial ref bob/7: points at the commit of trial alice/5" in result.stdout
+    assert a.ref_target("refs/skylab/trials/bob/7") is None
+    before = note_text(alice, ours[4].commit)
+    a.repair("val_bpb", lambda x, y: y is None or x < y)
+    assert note_text(alice, ours[4].commit) == before
+
+    # Bob's own clone holds both refs: his history shows alice/5 and calls bob/7 stray.
+    b = TrialStore.open(bob)
+    history = b.load()
+    assert [t.name for t in history.trials if t.commit == ours[4].commit] == ["alice/5"]
+    assert "refs/skylab/trials/bob/7" in history.stray_refs
+    b.repair("val_bpb", lambda x, y: y is None or x < y)
+    assert note_text(bob, ours[4].commit) == before
+
+
+@pytest.mark.parametrize("fake_value", ["0", "-1"])
+def test_a_teammates_best_must_be_a_finite_success(team: tuple[Path, Path], fake_value: str) -> None:
+    alice, bob = team
+    a = TrialStore.open(alice)
+    best = add_trial(a, "alice", 1.3)
+    run_skylab("push", "-C", str(alice), check=True)
+    run_skylab("pull", "-C", str(bob), check=True)
+    b = TrialStore.open(bob)
+    crash = add_trial(b, "bob", float(fake_value), status=Status.CRASH, keep=False)
+    git("update-ref", "refs/skylab/best", crash.commit, cwd=bob)
+    run_skylab("push", "-C", str(bob), check=True)
+
+    result = run_skylab("pull", "-C", str(alice))
+    assert a.best() == best.commit
+    assert "left out: the remote's best" in result.stdout
+
+
+def test_a_trial_ref_at_a_tree_and_a_note_on_a_missing_commit_block_nothing(team: tuple[Path, Path]) -> None:
+    alice, bob = team
+    a = TrialStore.open(alice)
+    add_trial(a, "alice", 1.3)
+    run_skylab("push", "-C", str(alice), check=True)
+    fetch_everything(bob)
+    tree = git("rev-parse", "HEAD^{tree}", cwd=bob).strip()
+    git("update-ref", "refs/skylab/trials/bob/1", tree, cwd=bob)
+    # A note on a commit that exists only in Bob's clone, with a value better than anything.
+    (bob / "x.txt").write_text("x\n")
+    git("add", "x.txt", cwd=bob)
+    git("commit", "-q", "-m", "local only", cwd=bob)
+    hidden = git("rev-parse", "HEAD", cwd=bob).strip()
+    note = (
+        note_text(alice, a.best() or "").replace("trial: 1\n", "trial: 9\n").replace("tag: alice", "tag: bob")
+    )
+    note = re.sub(r"(?m)^val_bpb: .*$", "val_bpb: 0.1", note)
+    git("notes", "--ref=skylab", "add", "-m", note, hidden, cwd=bob)
+    git("push", "-q", "origin", NOTES_REF, "refs/skylab/trials/bob/1", cwd=bob)
+
+    result = run_skylab("pull", "-C", str(alice))
+    assert "left out: trial ref bob/1: points at" in result.stdout and "not a commit" in result.stdout
+    assert "Traceback" not in result.stderr
+    history = run_skylab("history", "-C", str(alice))
+    assert history.returncode == 0 and "Traceback" not in history.stderr
+    assert "not in this repository" in history.stderr
+    shown = run_skylab("show", "alice/1", "-C", str(alice))
+    assert shown.returncode == 0, shown.stderr
+    fixed = a.repair("val_bpb", lambda x, y: y is None or x < y)
+    assert a.best() != hidden and not any("bob" in line for line in fixed)

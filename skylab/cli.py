@@ -311,9 +311,10 @@ class AgentName(str, Enum):
 
 
 def default_tag(store: TrialStore | None = None) -> str:
-    """Today's date, the way the reference names its runs, and who runs it: nov25-alice.
+    """Today's date, the way the reference names its runs, who runs it, and which clone: nov25-alice-3f2a.
 
-    Trial numbers count per tag, so teammates pushing to one remote never claim the same number.
+    Trial numbers count per tag, so teammates pushing to one remote never claim the same number:
+    the clone's own id keeps two clones apart even when their `user.email` share the part before @.
     """
     day = time.strftime("%b%d").lower()
     who = ""
@@ -321,7 +322,8 @@ def default_tag(store: TrialStore | None = None) -> str:
         email = store.signature().email or ""
         who = email.split("@")[0] if "@" in email else ""
     who = re.sub(r"[^A-Za-z0-9._-]+", "-", who or os.environ.get("USER", "")).strip("-._")[:40]
-    return f"{day}-{who}" if who else day
+    parts = [day, *([who] if who else []), *([store.clone_id()] if store is not None else [])]
+    return "-".join(parts)
 
 
 @app.command()
@@ -508,10 +510,27 @@ def post_commit_hook(repo: RepoOption = Path(".")) -> None:
         sys.stderr.write(message + "\n")
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: every user error, the command line's own included, becomes one line on
+    stderr and exit status 2; never a traceback for input."""
+    # typer vendors click; its usage errors are the one thing typer does not export (pinned version).
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     try:
-        app()
+        code = app(args=argv, standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `skylab` alone: the help, as git does
+        console.print(exc.format_message(), markup=False, highlight=False)
+        sys.exit(2)
+    except UsageError as exc:  # an unknown option, a missing or malformed value
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        err_console.print(f"[red]error:[/] {escape(exc.format_message())}{escape(where)}", soft_wrap=True)
+        sys.exit(2)
+    except ClickException as exc:
+        err_console.print(f"[red]error:[/] {escape(exc.format_message())}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except SkylabError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -522,7 +541,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     main()

@@ -41,6 +41,7 @@ FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
 
 MAINTENANCE_EVERY = 200  # trials between `git gc --auto` checks
 OWN_RUNS_FILE = "own-runs"  # in .git/skylab: the tags this clone has run
+CLONE_ID_FILE = "clone-id"  # in .git/skylab: this clone's id, part of its default run tags
 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -390,6 +391,17 @@ class TrialStore:
             if any(ref.commit == commit for ref in self.trial_refs()) or commit in self.read_notes():
                 raise StoreError(f"commit {commit[:10]} is already a trial")
             return self._claim_number(tag, lambda number: commit)
+
+    def clone_id(self) -> str:
+        """Four hex digits naming this clone, made once and kept in .git (never pushed)."""
+        path = self.skylab_dir / CLONE_ID_FILE
+        if not path.is_file():
+            self.skylab_dir.mkdir(exist_ok=True)
+            with self.writing():
+                if not path.is_file():
+                    path.write_text(os.urandom(2).hex() + "\n", encoding="utf-8")
+        text = path.read_text(encoding="utf-8").strip()
+        return text if re.fullmatch(r"[0-9a-f]{4}", text) else "0000"
 
     def own_tags(self) -> set[str]:
         """The run tags this clone has trained trials of (kept in .git, never pushed): only their

@@ -61,9 +61,16 @@ def _git(store: TrialStore, *args: str) -> str:
     workdir = store.repo.workdir or store.repo.path
     result = subprocess.run(["git", "-C", workdir, *args], capture_output=True, text=True, check=False)
     if result.returncode != 0 and args[0] != "push":
-        detail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise StoreError(f"git {args[0]} failed: {detail}")
+        raise StoreError(f"git {args[0]} failed: {git_failure(result.stderr)}")
     return result.stdout + result.stderr
+
+
+def git_failure(stderr: str) -> str:
+    """The line of git's error output that says what went wrong: its first `fatal:` or `error:`
+    line (the last line is often advice, such as "and the repository exists.")."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+    return (first or (lines[-1] if lines else "(no output)")).removeprefix("fatal: ").removeprefix("error: ")
 
 
 def _staging(store: TrialStore, remote: str) -> str:
@@ -229,7 +236,8 @@ def push(store: TrialStore, remote: str, is_better: Callable[[float, float | Non
         specs.append(f"{BASELINE_REF}:{BASELINE_REF}")
     if store.best():
         specs.append(f"+{BEST_REF}:{BEST_REF}")  # already the better of both sides
-    output = _git(store, "push", "--porcelain", remote, *specs)
+    # --atomic: all or nothing, so a rejected trial ref never leaves its notes pushed without it.
+    output = _git(store, "push", "--atomic", "--porcelain", remote, *specs)
     for line in output.splitlines():
         flag, _, rest = line.partition("\t")
         ref = rest.split("\t")[0].split(":")[-1]
@@ -239,5 +247,5 @@ def push(store: TrialStore, remote: str, is_better: Callable[[float, float | Non
             reason = rest.split("\t")[1] if "\t" in rest else "rejected"
             report.rejected.append(f"{ref} ({reason})")
     if "fatal:" in output and not report.pushed and not report.rejected:
-        raise StoreError("git push failed: " + output.strip().splitlines()[-1])
+        raise StoreError("git push failed: " + git_failure(output))
     return report

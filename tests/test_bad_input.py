@@ -218,3 +218,62 @@ def test_a_note_that_does_not_parse_is_kept_byte_for_byte_and_shown_unreadable(e
     assert git("notes", "--ref=skylab", "show", trial.commit, cwd=experiment) == before
     result = run_skylab("history", "-C", str(experiment))
     assert "unreadable" in result.stdout and "is unreadable" in result.stderr
+
+
+def test_an_unreachable_remote_says_why(experiment: Path, tmp_path: Path) -> None:
+    git("remote", "add", "origin", str(tmp_path / "nowhere.git"), cwd=experiment)
+    line = one_line_error(run_skylab("pull", "-C", str(experiment)))
+    assert "does not appear to be a git repository" in line and "and the repository exists" not in line
+
+
+ODD_VALUES = st.one_of(
+    st.sampled_from(
+        ["", " ", "nan", "inf", "-1", "0", "1e400", "ab\n", "[/]", "\x1b[2J", "../x", "/proc/x.html", "best",
+         "run/1", "1", "99999999999999999999", "skylab/best", "é", "--json", "1s", "sweep", "remote", "0,0"]
+    ),
+    st.text(max_size=8),
+)  # fmt: skip
+COMMANDS: dict[str, list[str | None]] = {
+    "history": ["--tag", "--export", "--best", "--json"],
+    "show": ["--tag", None],
+    "report": ["--tag", "-o"],
+    "run": ["--budget", "--max-trials", "--tag", "--workers", "--gpus", "--gpu", "--strategy", "--runner"],
+    "push": [None],
+    "pull": [None],
+}
+FLAGS = {"--best", "--json"}
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_command_line_exits_0_or_2_with_one_line_and_no_traceback(
+    experiment: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], data: st.DataObject
+) -> None:
+    from skylab.cli import main
+
+    command = data.draw(st.sampled_from(sorted(COMMANDS)))
+    argv = [command]
+    for option in data.draw(st.lists(st.sampled_from(COMMANDS[command]), max_size=3)):
+        if option in FLAGS:
+            argv.append(option)
+        elif option is None:
+            argv.append(data.draw(ODD_VALUES))
+        else:
+            value = data.draw(ODD_VALUES)
+            argv.append(f"{option}={value}" if value.startswith("-") else option)
+            if not value.startswith("-"):
+                argv.append(value)
+    argv += ["-C", str(experiment)]
+    if command == "run":
+        argv += ["--budget", "1s"]  # never trains: the budget is shorter than a trial
+    if command == "report" and "-o" not in argv:
+        argv += ["-o", str(tmp_path / "report.html")]
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, (argv, err)
+    assert exited.value.code in (0, 2), (argv, exited.value.code, err)
+    if exited.value.code == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), (argv, err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pygit2
@@ -182,3 +183,35 @@ def test_a_trial_ref_at_a_tree_and_a_note_on_a_missing_commit_block_nothing(team
     assert shown.returncode == 0, shown.stderr
     fixed = a.repair("val_bpb", lambda x, y: y is None or x < y)
     assert a.best() != hidden and not any("bob" in line for line in fixed)
+
+
+def test_two_clones_with_the_same_email_get_different_default_tags(team: tuple[Path, Path]) -> None:
+    from skylab.cli import default_tag
+
+    alice, bob = team  # both clones use the fixture's test@example.com
+    tags = {default_tag(TrialStore.open(alice)), default_tag(TrialStore.open(bob))}
+    assert len(tags) == 2 and all(re.fullmatch(r"[a-z]{3}\d\d-[\w.-]+-[0-9a-f]{4}", t) for t in tags)
+    assert default_tag(TrialStore.open(alice)) == default_tag(TrialStore.open(alice))  # stable: a run resumes
+
+
+def test_a_rejected_push_pushes_nothing(team: tuple[Path, Path], tmp_path: Path) -> None:
+    alice, bob = team
+    add_trial(TrialStore.open(alice), "shared", 1.4)
+    run_skylab("push", "-C", str(alice), check=True)
+    remote_notes = git("rev-parse", NOTES_REF, cwd=tmp_path / "remote.git").strip()
+    # Bob never pulled: his shared/1 is another commit, which the remote must reject...
+    theirs = add_trial(TrialStore.open(bob), "shared", 1.3)
+    git("fetch", "-q", "origin", "+refs/notes/*:refs/skylab-remotes/origin/notes/*", cwd=bob)
+    result = subprocess.run(
+        ["git", "push", "--atomic", "origin", "refs/skylab/trials/shared/1", NOTES_REF],
+        cwd=bob,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    # ...and `skylab push`, which pulls first, reports the collision and pushes nothing at all.
+    pushed = run_skylab("push", "-C", str(bob))
+    assert pushed.returncode == 1 and "trial ref collision: shared/1" in pushed.stdout
+    after = git("rev-parse", NOTES_REF, cwd=tmp_path / "remote.git").strip()
+    assert after == remote_notes  # Bob's note of his shared/1 did not reach the remote without its ref
+    assert theirs.commit not in git("ls-tree", "-r", "--name-only", NOTES_REF, cwd=tmp_path / "remote.git")

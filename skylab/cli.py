@@ -543,5 +543,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
+
 if __name__ == "__main__":
     main()

@@ -128,13 +128,17 @@ def test_edits_outside_the_editable_files_are_refused_as_tool_errors(exp: Path, 
 
 def test_symlink_out_of_the_tree_is_refused(exp: Path, api: FakeMessagesAPI, tmp_path: Path) -> None:
     from skylab.config import load_config
+    from skylab.errors import ConfigError
     from skylab.strategy.workspace import ToolError, Workspace
 
     target = tmp_path / "secret.txt"
     target.write_text("secret")
+    config = load_config(exp)  # loaded before the swap: the workspace checks again at each access
     (exp / "train.py").unlink()
     (exp / "train.py").symlink_to(target)
-    workspace = Workspace(exp, load_config(exp))
+    with pytest.raises(ConfigError, match="resolves outside the experiment directory"):
+        load_config(exp)
+    workspace = Workspace(exp, config)
     with pytest.raises(ToolError, match="leads outside the experiment"):
         workspace.read_file("train.py")
     with pytest.raises(ToolError, match="leads outside the experiment"):

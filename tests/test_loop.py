@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from skylab.config import load_config
+from skylab.errors import SkylabError
 from skylab.gitstore import TrialStore, run_branch
 from skylab.orchestrator import Orchestrator
 from skylab.progress import Reporter, RunState
@@ -115,7 +116,8 @@ def test_tpe_study_is_rebuilt_from_history(tmp_path: Path) -> None:
 
 def test_crash_is_recorded_with_its_log_tail_and_not_kept(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", CRASH=True)
-    orchestrate(exp, max_trials=1)
+    with pytest.raises(SkylabError, match="starting point .* does not train"):  # nothing to start from
+        orchestrate(exp, max_trials=1)
     (row,) = trials(exp)
     assert row["status"] == "crash" and row["decision"] == "revert"
     note = TrialStore.open(exp).load().trials[0].note
@@ -133,7 +135,8 @@ def child_alive() -> bool:
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", SLEEP=60.0, SPAWN_CHILD=True, wall=2)
     started = time.monotonic()
-    orchestrate(exp, max_trials=1)
+    with pytest.raises(SkylabError, match="does not train"):
+        orchestrate(exp, max_trials=1)
     assert time.monotonic() - started < 15
     (row,) = trials(exp)
     assert row["status"] == "timeout" and row["decision"] == "revert"
@@ -143,7 +146,8 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 def test_vram_over_the_limit_is_a_reverted_constraint_violation(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", VRAM_MB=20_000.0)
-    orchestrate(exp, max_trials=1)
+    with pytest.raises(SkylabError, match="does not train"):
+        orchestrate(exp, max_trials=1)
     (row,) = trials(exp)
     assert row["status"] == "constraint" and row["decision"] == "revert" and row["value"] == 11.0
     note = TrialStore.open(exp).load().trials[0].note

@@ -64,3 +64,17 @@ def copy_template(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "tpl"
     shutil.copytree(template_dir("tiny-bigram"), target)
     yield target
+
+
+@pytest.fixture
+def team(experiment: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Two teammates: Alice's experiment with a bare remote, Bob's clone of it; (alice, bob, remote)."""
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp_path)
+    git("remote", "add", "origin", str(remote), cwd=experiment)
+    git("push", "-q", "origin", "main", cwd=experiment)
+    run_skylab("push", "-C", str(experiment), check=True)
+    bob = tmp_path / "bob"
+    git("clone", "-q", str(remote), str(bob), cwd=tmp_path)
+    run_skylab("init", str(bob), check=True)
+    return experiment, bob, remote

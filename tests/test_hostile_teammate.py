@@ -9,24 +9,10 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from skylab.gitstore import NOTES_REF, TrialStore
+from skylab.gitstore import NOTES_REF, TrialRef, TrialStore
 from skylab.notes import Status
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
-
-
-@pytest.fixture
-def team(experiment: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """Alice's experiment with a bare remote, and Bob's plain git clone of it with Skylab's refs."""
-    remote = tmp_path / "remote.git"
-    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp_path)
-    git("remote", "add", "origin", str(remote), cwd=experiment)
-    git("push", "-q", "origin", "main", cwd=experiment)
-    run_skylab("push", "-C", str(experiment), check=True)
-    bob = tmp_path / "bob"
-    git("clone", "-q", str(remote), str(bob), cwd=tmp_path)
-    run_skylab("init", str(bob), check=True)
-    return experiment, bob
 
 
 def fetch_everything(clone: Path) -> None:
@@ -37,8 +23,10 @@ def note_text(clone: Path, commit: str) -> str:
     return git("notes", "--ref=skylab", "show", commit, cwd=clone)
 
 
-def test_a_teammate_who_deletes_and_edits_our_notes_changes_nothing_of_ours(team: tuple[Path, Path]) -> None:
-    alice, bob = team
+def test_a_teammate_who_deletes_and_edits_our_notes_changes_nothing_of_ours(
+    team: tuple[Path, Path, Path],
+) -> None:
+    alice, bob, _ = team
     a = TrialStore.open(alice)
     trials = [add_trial(a, "alice", v) for v in (1.5, 1.4, 1.3)]
     run_skylab("push", "-C", str(alice), check=True)
@@ -63,14 +51,21 @@ def test_a_teammate_who_deletes_and_edits_our_notes_changes_nothing_of_ours(team
     assert note_text(bob, trials[1].commit) == before[trials[1].commit]
 
 
-def test_a_teammates_repair_never_records_our_running_trial_as_interrupted(team: tuple[Path, Path]) -> None:
-    alice, bob = team
+def alice_pushes_while_a_trial_trains(alice: Path) -> TrialRef:
+    """alice/1 finished, alice/2 started (a ref, no note yet), and both pushed."""
     a = TrialStore.open(alice)
     add_trial(a, "alice", 1.5)
-    running = a.create_trial(
-        "alice", a.repo[a.start_point()].peel(pygit2.Commit).tree_id, a.start_point(), "training"
-    )
-    run_skylab("push", "-C", str(alice), check=True)  # pushed while alice/2 trains
+    tree = a.repo[a.start_point()].peel(pygit2.Commit).tree_id
+    running = a.create_trial("alice", tree, a.start_point(), "training")
+    run_skylab("push", "-C", str(alice), check=True)
+    return running
+
+
+def test_a_teammates_repair_never_records_our_running_trial_as_interrupted(
+    team: tuple[Path, Path, Path],
+) -> None:
+    alice, bob, _ = team
+    running = alice_pushes_while_a_trial_trains(alice)
 
     run_skylab("pull", "-C", str(bob), check=True)
     b = TrialStore.open(bob)
@@ -81,21 +76,16 @@ def test_a_teammates_repair_never_records_our_running_trial_as_interrupted(team:
 
 
 def test_a_finished_note_beats_an_interrupted_one_written_by_someone_elses_repair(
-    team: tuple[Path, Path],
+    team: tuple[Path, Path, Path],
 ) -> None:
-    alice, bob = team
+    alice, bob, _ = team
     a = TrialStore.open(alice)
-    add_trial(a, "alice", 1.5)
-    running = a.create_trial(
-        "alice", a.repo[a.start_point()].peel(pygit2.Commit).tree_id, a.start_point(), "training"
-    )
-    run_skylab("push", "-C", str(alice), check=True)
+    running = alice_pushes_while_a_trial_trains(alice)
 
     run_skylab("pull", "-C", str(bob), check=True)
     b = TrialStore.open(bob)
     b.record_interrupted(b.load().by_commit()[running.commit], "val_bpb", "an older Skylab's repair")
 
-    from skylab.gitstore import TrialRef
     from skylab.notes import Decision, TrialNote
 
     finished = TrialNote(
@@ -110,8 +100,8 @@ def test_a_finished_note_beats_an_interrupted_one_written_by_someone_elses_repai
         assert trial.status is Status.SUCCESS and trial.value == 1.2, clone
 
 
-def test_a_second_trial_ref_on_our_commit_is_left_out(team: tuple[Path, Path]) -> None:
-    alice, bob = team
+def test_a_second_trial_ref_on_our_commit_is_left_out(team: tuple[Path, Path, Path]) -> None:
+    alice, bob, _ = team
     a = TrialStore.open(alice)
     ours = [add_trial(a, "alice", v) for v in (1.5, 1.4, 1.3, 1.35, 1.2)]
     run_skylab("push", "-C", str(alice), check=True)
@@ -137,8 +127,8 @@ def test_a_second_trial_ref_on_our_commit_is_left_out(team: tuple[Path, Path]) -
 
 
 @pytest.mark.parametrize("fake_value", ["0", "-1"])
-def test_a_teammates_best_must_be_a_finite_success(team: tuple[Path, Path], fake_value: str) -> None:
-    alice, bob = team
+def test_a_teammates_best_must_be_a_finite_success(team: tuple[Path, Path, Path], fake_value: str) -> None:
+    alice, bob, _ = team
     a = TrialStore.open(alice)
     best = add_trial(a, "alice", 1.3)
     run_skylab("push", "-C", str(alice), check=True)
@@ -153,8 +143,10 @@ def test_a_teammates_best_must_be_a_finite_success(team: tuple[Path, Path], fake
     assert "left out: the remote's best" in result.stdout
 
 
-def test_a_trial_ref_at_a_tree_and_a_note_on_a_missing_commit_block_nothing(team: tuple[Path, Path]) -> None:
-    alice, bob = team
+def test_a_trial_ref_at_a_tree_and_a_note_on_a_missing_commit_block_nothing(
+    team: tuple[Path, Path, Path],
+) -> None:
+    alice, bob, _ = team
     a = TrialStore.open(alice)
     add_trial(a, "alice", 1.3)
     run_skylab("push", "-C", str(alice), check=True)
@@ -185,17 +177,17 @@ def test_a_trial_ref_at_a_tree_and_a_note_on_a_missing_commit_block_nothing(team
     assert a.best() != hidden and not any("bob" in line for line in fixed)
 
 
-def test_two_clones_with_the_same_email_get_different_default_tags(team: tuple[Path, Path]) -> None:
+def test_two_clones_with_the_same_email_get_different_default_tags(team: tuple[Path, Path, Path]) -> None:
     from skylab.cli import default_tag
 
-    alice, bob = team  # both clones use the fixture's test@example.com
+    alice, bob, _ = team  # both clones use the fixture's test@example.com
     tags = {default_tag(TrialStore.open(alice)), default_tag(TrialStore.open(bob))}
     assert len(tags) == 2 and all(re.fullmatch(r"[a-z]{3}\d\d-[\w.-]+-[0-9a-f]{4}", t) for t in tags)
     assert default_tag(TrialStore.open(alice)) == default_tag(TrialStore.open(alice))  # stable: a run resumes
 
 
-def test_a_rejected_push_pushes_nothing(team: tuple[Path, Path], tmp_path: Path) -> None:
-    alice, bob = team
+def test_a_rejected_push_pushes_nothing(team: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    alice, bob, _ = team
     add_trial(TrialStore.open(alice), "shared", 1.4)
     run_skylab("push", "-C", str(alice), check=True)
     remote_notes = git("rev-parse", NOTES_REF, cwd=tmp_path / "remote.git").strip()

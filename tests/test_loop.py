@@ -116,7 +116,7 @@ def test_tpe_study_is_rebuilt_from_history(tmp_path: Path) -> None:
 
 def test_crash_is_recorded_with_its_log_tail_and_not_kept(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", CRASH=True)
-    with pytest.raises(SkylabError, match="starting point .* does not train"):  # nothing to start from
+    with pytest.raises(SkylabError, match=r"starting point .* does not train"):  # nothing to start from
         orchestrate(exp, max_trials=1)
     (row,) = trials(exp)
     assert row["status"] == "crash" and row["decision"] == "revert"

@@ -5,24 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from skylab.gitstore import TrialStore
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
-
-
-@pytest.fixture
-def team(experiment: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
-    remote = tmp_path / "remote.git"
-    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp_path)
-    git("remote", "add", "origin", str(remote), cwd=experiment)
-    git("push", "-q", "origin", "main", cwd=experiment)
-    run_skylab("push", "-C", str(experiment), check=True)
-    bob = tmp_path / "bob"
-    git("clone", "-q", str(remote), str(bob), cwd=tmp_path)
-    run_skylab("init", str(bob), check=True)
-    return experiment, bob, remote
 
 
 def test_push_then_pull_shares_trials_notes_and_best(team: tuple[Path, Path, Path]) -> None:

@@ -477,14 +477,15 @@ class Orchestrator:
             self._stop_on_hopeless_failures(job, note)
 
     def _stop_on_hopeless_failures(self, job: Job, note: TrialNote) -> None:
-        """Stop (one line, via the run's error) when the starting point itself fails, or when
-        MAX_SAME_FAILURES_IN_A_ROW trials in a row fail the same way: no proposal can fix that."""
+        """Stop (one line, via the run's error) when the starting point itself fails (its code, not
+        the machine: an `infra` failure is measured again), or when MAX_SAME_FAILURES_IN_A_ROW
+        trials in a row fail the same way, a lost host included: no proposal can fix that."""
         if note.status in (Status.SUCCESS, Status.NOOP, Status.DUPLICATE, Status.INTERRUPTED):
             self._failures.clear()
             return
         last_line = next((line for line in reversed(note.log_tail.splitlines()) if line.strip()), "")
         why = f"{note.status.value}: {note.reason}" + (f" ({last_line.strip()[:200]})" if last_line else "")
-        if job.measures_start:
+        if job.measures_start and note.status is not Status.INFRA:  # a lost machine proves nothing
             raise SkylabError(
                 f"the starting point {job.parent[:10]} does not train ({why}): fix it, then run again"
             )

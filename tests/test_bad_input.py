@@ -218,6 +218,9 @@ def test_a_note_that_does_not_parse_is_kept_byte_for_byte_and_shown_unreadable(e
     assert git("notes", "--ref=skylab", "show", trial.commit, cwd=experiment) == before
     result = run_skylab("history", "-C", str(experiment))
     assert "unreadable" in result.stdout and "is unreadable" in result.stderr
+    page = experiment.parent / "report.html"
+    run_skylab("report", "-o", str(page), "-C", str(experiment), check=True)
+    assert "note unreadable: line" in page.read_text()
 
 
 def test_an_unreachable_remote_says_why(experiment: Path, tmp_path: Path) -> None:

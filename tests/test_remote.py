@@ -77,7 +77,8 @@ def test_trial_over_ssh_end_to_end(tmp_path: Path, sshd: SSHServer) -> None:
 
 def test_crash_over_ssh(tmp_path: Path, sshd: SSHServer) -> None:
     exp = remote_experiment(tmp_path, sshd, CRASH=True)
-    assert run_remote(exp, "--max-trials", "1").returncode == 0
+    result = run_remote(exp, "--max-trials", "1")
+    assert result.returncode == 2 and "does not train" in result.stderr  # the starting point crashed
     (row,) = history(exp)
     assert row["status"] == "crash"
 
@@ -86,7 +87,7 @@ def test_crash_over_ssh(tmp_path: Path, sshd: SSHServer) -> None:
 def test_timeout_leaves_no_remote_process(tmp_path: Path, sshd: SSHServer) -> None:
     exp = remote_experiment(tmp_path, sshd, SLEEP=60.0, SPAWN_CHILD=True, wall=3)
     started = time.monotonic()
-    assert run_remote(exp, "--max-trials", "1").returncode == 0
+    assert run_remote(exp, "--max-trials", "1").returncode == 2  # the starting point timed out: stop
     assert time.monotonic() - started < 40
     (row,) = history(exp)
     assert row["status"] == "timeout"

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.syntax import Syntax
 
 from skylab.errors import SkylabError
+from skylab.terminal import escape_controls
 
 if TYPE_CHECKING:
     from skylab.config import ExperimentConfig
@@ -523,25 +524,30 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except UsageError as exc:  # an unknown option, a missing or malformed value
         where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        err_console.print(f"[red]error:[/] {escape(exc.format_message())}{escape(where)}", soft_wrap=True)
+        err_console.print(f"[red]error:[/] {_one_line(exc.format_message() + where)}", soft_wrap=True)
         sys.exit(2)
     except ClickException as exc:
-        err_console.print(f"[red]error:[/] {escape(exc.format_message())}", soft_wrap=True)
+        err_console.print(f"[red]error:[/] {_one_line(exc.format_message())}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
     except SkylabError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        err_console.print(f"[red]error:[/] {_one_line(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except OSError as exc:  # a path the user gave that cannot be written or read: say which, in one line
         where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"[red]error:[/] {escape(where + (exc.strerror or str(exc)))}", soft_wrap=True)
+        err_console.print(f"[red]error:[/] {_one_line(where + (exc.strerror or str(exc)))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(message: str) -> str:
+    """An error message as one line of plain text: control characters escaped, no markup."""
+    return escape(escape_controls(message))
 
 
 if __name__ == "__main__":

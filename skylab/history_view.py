@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from rich.text import Text
 
 from skylab.gitstore import History, Trial
 from skylab.notes import Status
+from skylab.terminal import escape_controls
 
 
 @dataclass
@@ -138,10 +138,7 @@ def history_table(rows: list[HistoryRow], title: str) -> Table:
 def shown_as_text(value: str) -> Text:
     """Text from a note as the terminal should show it: never read as markup (`[/]` is just text),
     and control characters (escape sequences a note could carry) shown escaped, never sent raw."""
-    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), value))
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+    return Text(escape_controls(value, keep_newlines=True))
 
 
 def _format_delta(delta: float | None) -> str:

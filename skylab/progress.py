@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from skylab.durations import format_duration
+from skylab.terminal import escape_controls
 
 PLAIN_LINE_EVERY = 30.0  # seconds between training lines echoed in plain mode
 
@@ -68,7 +69,7 @@ class Reporter:
         s = self.state
         s.current, s.current_description = name, description
         s.current_started, s.current_expected, s.last_line = time.monotonic(), expected, ""
-        self.say(f"trial {name}: {escape(description)}")
+        self.say(f"trial {name}: {escape(escape_controls(description))}")
 
     def line(self, text: str) -> None:
         with self._lock:
@@ -76,7 +77,7 @@ class Reporter:
             now = time.monotonic()
             if text.startswith("step") and now - self._last_plain >= PLAIN_LINE_EVERY:
                 self._last_plain = now
-                self.say(f"  {escape(text)}")
+                self.say(f"  {escape(escape_controls(text))}")
 
     def trial_finished(self, summary: str, best: float | None, best_name: str) -> None:
         s = self.state

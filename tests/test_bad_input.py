@@ -137,6 +137,7 @@ def toml_value(value: object) -> str:
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+@pytest.mark.slow
 @given(key=st.sampled_from(KEYS), value=TOML_VALUES)
 def test_any_value_for_any_key_loads_or_is_one_config_error(
     tmp_path: Path, key: tuple[str, str], value: object
@@ -258,6 +259,7 @@ FLAGS = {"--best", "--json"}
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+@pytest.mark.slow
 @given(data=st.data())
 def test_any_command_line_exits_0_or_2_with_one_line_and_no_traceback(
     experiment: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], data: st.DataObject

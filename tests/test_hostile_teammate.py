@@ -61,6 +61,7 @@ def alice_pushes_while_a_trial_trains(alice: Path) -> TrialRef:
     return running
 
 
+@pytest.mark.slow
 def test_a_teammates_repair_never_records_our_running_trial_as_interrupted(
     team: tuple[Path, Path, Path],
 ) -> None:
@@ -75,6 +76,7 @@ def test_a_teammates_repair_never_records_our_running_trial_as_interrupted(
     run_skylab("push", "-C", str(bob), check=True)
 
 
+@pytest.mark.slow
 def test_a_finished_note_beats_an_interrupted_one_written_by_someone_elses_repair(
     team: tuple[Path, Path, Path],
 ) -> None:
@@ -126,6 +128,7 @@ def test_a_second_trial_ref_on_our_commit_is_left_out(team: tuple[Path, Path, Pa
     assert note_text(bob, ours[4].commit) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fake_value", ["0", "-1"])
 def test_a_teammates_best_must_be_a_finite_success(team: tuple[Path, Path, Path], fake_value: str) -> None:
     alice, bob, _ = team
@@ -143,6 +146,7 @@ def test_a_teammates_best_must_be_a_finite_success(team: tuple[Path, Path, Path]
     assert "left out: the remote's best" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_trial_ref_at_a_tree_and_a_note_on_a_missing_commit_block_nothing(
     team: tuple[Path, Path, Path],
 ) -> None:
@@ -186,6 +190,7 @@ def test_two_clones_with_the_same_email_get_different_default_tags(team: tuple[P
     assert default_tag(TrialStore.open(alice)) == default_tag(TrialStore.open(alice))  # stable: a run resumes
 
 
+@pytest.mark.slow
 def test_a_rejected_push_pushes_nothing(team: tuple[Path, Path, Path], tmp_path: Path) -> None:
     alice, bob, _ = team
     add_trial(TrialStore.open(alice), "shared", 1.4)

@@ -31,6 +31,7 @@ def test_a_non_finite_metric_is_a_crash_never_the_best(tmp_path: Path, printed: 
     assert TrialStore.open(exp).best() is None
 
 
+@pytest.mark.slow
 def test_a_closed_display_pipe_changes_no_trial_and_no_log(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", SLEEP=1.5)
     shell = f"'{SKYLAB}' run --max-trials 2 --tag p -C '{exp}' | head -2"
@@ -49,6 +50,7 @@ def test_a_starting_point_that_crashes_stops_the_run_at_once(tmp_path: Path) -> 
     assert len(rows(exp)) == 1
 
 
+@pytest.mark.slow
 def test_trials_failing_the_same_way_in_a_row_stop_the_run(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", CRASH_ABOVE=0, parameters="X = [1, 2, 3, 4, 5, 6, 7, 8]")
     result = run_skylab("run", "--max-trials", "20", "--tag", "s", "-C", str(exp))
@@ -57,6 +59,7 @@ def test_trials_failing_the_same_way_in_a_row_stop_the_run(tmp_path: Path) -> No
     assert statuses == ["success"] + ["crash"] * 5
 
 
+@pytest.mark.slow
 def test_a_process_that_left_the_trials_session_does_not_outlive_it(tmp_path: Path) -> None:
     def alive() -> bool:
         return subprocess.run(["pgrep", "-f", "sleep 302.75"], capture_output=True).returncode == 0
@@ -80,6 +83,7 @@ def test_a_stale_index_lock_in_the_trial_work_tree_is_cleared(tmp_path: Path) ->
     assert [r["status"] for r in rows(exp)] == ["success", "success"]
 
 
+@pytest.mark.slow
 def test_a_checkout_of_the_run_branch_follows_the_kept_trials(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", parameters="X = [1, 2, 3]")
     run_skylab("run", "--max-trials", "1", "--tag", "h", "-C", str(exp), check=True)
@@ -91,6 +95,7 @@ def test_a_checkout_of_the_run_branch_follows_the_kept_trials(tmp_path: Path) ->
     assert (exp / "train.py").read_text() == git("show", f"{tip}:train.py", cwd=exp)
 
 
+@pytest.mark.slow
 def test_a_huge_output_line_leaves_a_small_note_and_the_full_log(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", HUGE_LINE=3_000_000, CRASH=True)
     run_skylab("run", "--max-trials", "1", "--tag", "b", "-C", str(exp))

@@ -369,10 +369,11 @@ def run(
     from skylab.config import load_config
     from skylab.durations import parse_duration
     from skylab.gitstore import check_tag
+    from skylab.gpus import parse_gpus
     from skylab.orchestrator import Orchestrator
     from skylab.progress import RunState, make_reporter
     from skylab.strategy import make_strategy
-    from skylab.workers import make_runners, parse_gpus
+    from skylab.workers import make_runners
 
     store = _open(repo)
     config = load_config(Path(store.repo.workdir or "."))
@@ -447,9 +448,9 @@ def demo(
 
 
 def default_report_path(store: TrialStore, tag: str | None) -> Path:
-    from skylab.scaffold import WORK_DIR
+    from skylab.layout import report_path
 
-    return Path(store.repo.workdir or ".") / WORK_DIR / "reports" / f"{tag or 'all'}.html"
+    return report_path(Path(store.repo.workdir or "."), tag)
 
 
 @app.command()

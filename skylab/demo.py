@@ -18,6 +18,7 @@ from skylab.config import CONFIG_NAME, load_config
 from skylab.constants import set_constants
 from skylab.errors import SkylabError
 from skylab.gitstore import TrialStore
+from skylab.layout import report_path
 from skylab.orchestrator import Orchestrator
 from skylab.preparation import run_prepare
 from skylab.progress import RunState, make_reporter
@@ -86,7 +87,7 @@ def run_demo(directory: Path | None, trials: int, console: Console) -> Path:
     store = TrialStore.open(directory)
     config = load_config(directory)
     state = RunState(tag=DEMO_TAG, strategy="sweep", metric=config.metric, budget=None)
-    report = directory / ".skylab" / "reports" / f"{DEMO_TAG}.html"
+    report = report_path(directory, DEMO_TAG)
     console.print(f"live report: {report}")
 
     def refresh_report() -> None:

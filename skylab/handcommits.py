@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from skylab.gitstore import BRANCH_PREFIX, TrialStore
+from skylab.layout import log_dir
 from skylab.runlock import RunLock
-from skylab.scaffold import WORK_DIR
 
 
 def queue_dir(store: TrialStore) -> Path:
@@ -58,7 +58,7 @@ def on_post_commit(store: TrialStore) -> str:
     if not RunLock(Path(repo.path)).try_acquire_and_release():
         return f"skylab: {commit[:10]} queued; the active skylab run trains it next"
     root = Path(repo.workdir or ".")
-    log = root / WORK_DIR / "logs" / tag / f"hand-{commit[:10]}.log"
+    log = log_dir(root, tag) / f"hand-{commit[:10]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     skylab = Path(sys.executable).parent / "skylab"
     command = [str(skylab), "run", "--tag", tag, "--queued-only", "-C", str(root)]

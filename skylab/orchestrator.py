@@ -32,11 +32,11 @@ from skylab.constants import read_constants
 from skylab.durations import format_duration
 from skylab.errors import SkylabError
 from skylab.gitstore import History, Trial, TrialRef, TrialStore, run_branch, utc_now
+from skylab.layout import log_dir
 from skylab.notes import Decision, Status, TrialNote
 from skylab.progress import Reporter
 from skylab.runlock import RunLock
 from skylab.runner import Runner, RunResult
-from skylab.scaffold import WORK_DIR
 from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
 from skylab.worktree import TrialWorktree, remove_extra_worktrees
 
@@ -120,7 +120,7 @@ class Orchestrator:
         self.queued_only = queued_only
         self.after_trial = after_trial  # e.g. rewrite the live report
         self.root = Path(store.repo.workdir or ".")
-        self.log_dir = self.root / WORK_DIR / "logs" / tag
+        self.log_dir = log_dir(self.root, tag)
         self._propose_lock = threading.Lock()  # one proposal at a time, seeing every trial in flight
         self._state = threading.Condition()  # guards the counters below; decisions happen under it
         self._stop = threading.Event()

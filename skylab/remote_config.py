@@ -9,7 +9,7 @@ from pathlib import Path
 
 from skylab.config import _Table
 from skylab.errors import ConfigError
-from skylab.workers import is_gpu_id
+from skylab.gpus import is_gpu_id
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,12 +16,12 @@ import pygit2
 from skylab.config import CONFIG_NAME, ExperimentConfig, load_config
 from skylab.errors import SkylabError
 from skylab.gitstore import NOTES_REF, TrialStore
+from skylab.layout import WORK_DIR
 from skylab.resources import resource_dir, template_dir
 
 DEFAULT_TEMPLATE = "gpt-pretrain"
 HOOK_MARKER = "# skylab-hook: post-commit"
 CHAINED_HOOK = "post-commit.pre-skylab"
-WORK_DIR = ".skylab"  # logs and scratch space of a run, never committed
 
 
 def init_experiment(directory: Path, template: str | None = None) -> list[str]:

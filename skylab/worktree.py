@@ -16,7 +16,7 @@ from pathlib import Path
 import pygit2
 
 from skylab.errors import SkylabError
-from skylab.scaffold import WORK_DIR
+from skylab.layout import worktrees_dir
 
 
 def worktree_name(tag: str, worker: int) -> str:
@@ -25,7 +25,7 @@ def worktree_name(tag: str, worker: int) -> str:
 
 
 def worktrees_root(main: pygit2.Repository) -> Path:
-    return Path(main.workdir or main.path) / WORK_DIR / "worktrees"
+    return worktrees_dir(Path(main.workdir or main.path))
 
 
 def group_file(workdir: Path) -> Path:

@@ -2,58 +2,16 @@
 editable files of a work tree and says in one line what it changed. It never runs training and
 never decides keep or revert; the orchestrator does both.
 
-A strategy is anything with `name` and `propose(context) -> Proposal | None` (None: exhausted).
+The protocol and its types are in `base`; this module adds the factory, which imports each
+strategy only when it is asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
-
 from skylab.config import ExperimentConfig
-from skylab.gitstore import History, Trial
+from skylab.strategy.base import PendingTrial, Proposal, ProposalContext, Scalar, Strategy
 
-Scalar = int | float | str | bool
-
-
-@dataclass
-class Proposal:
-    description: str
-    params: dict[str, Scalar] = field(default_factory=dict)
-    usage: dict[str, int] = field(default_factory=dict)  # e.g. LLM tokens_in / tokens_out
-
-
-@dataclass(frozen=True)
-class PendingTrial:
-    """A trial another worker is training right now: proposing it again would waste a GPU."""
-
-    name: str
-    description: str
-    params: dict[str, Scalar] = field(default_factory=dict)
-
-
-def _no_diff(trial: Trial) -> str:
-    return ""
-
-
-@dataclass
-class ProposalContext:
-    config: ExperimentConfig
-    history: History
-    tag: str
-    tip: str  # the commit the proposal starts from: the run's best so far
-    tip_trial: Trial | None
-    workdir: Path  # a work tree checked out at `tip`; the strategy edits files here
-    diff_of: Callable[[Trial], str] = _no_diff  # a past trial's change, read-only access to the store
-    pending: tuple[PendingTrial, ...] = ()  # trials in flight on other workers, oldest first
-
-
-class Strategy(Protocol):
-    name: str
-
-    def propose(self, context: ProposalContext) -> Proposal | None: ...
+__all__ = ["PendingTrial", "Proposal", "ProposalContext", "Scalar", "Strategy", "make_strategy"]
 
 
 def make_strategy(name: str, config: ExperimentConfig) -> Strategy:

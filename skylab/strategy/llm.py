@@ -17,7 +17,7 @@ from typing import Any
 
 from skylab.config import ExperimentConfig, LLMConfig, experiment_file
 from skylab.errors import SkylabError
-from skylab.strategy import Proposal, ProposalContext, Strategy
+from skylab.strategy.base import Proposal, ProposalContext, Strategy
 from skylab.strategy.llm_context import build_context, rules
 from skylab.strategy.workspace import ToolError, Workspace
 

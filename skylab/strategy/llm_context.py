@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from skylab.durations import format_duration
 from skylab.notes import Decision, Status
-from skylab.strategy import ProposalContext
+from skylab.strategy.base import ProposalContext
 
 RECENT_TRIALS = 20
 BEST_TRIALS = 5

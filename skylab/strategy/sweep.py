@@ -17,7 +17,7 @@ from skylab.config import ExperimentConfig, ParameterSpace, SweepConfig, experim
 from skylab.constants import read_constants, set_constants
 from skylab.errors import ConfigError
 from skylab.notes import Status
-from skylab.strategy import Proposal, ProposalContext, Scalar
+from skylab.strategy.base import Proposal, ProposalContext, Scalar
 
 MAX_RANDOM_DRAWS = 10_000  # draws before random search says the space is used up
 TPE_ASKS = 50  # asks in a row that only return known points before TPE says the space is used up

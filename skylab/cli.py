@@ -370,7 +370,7 @@ def run(
     from skylab.durations import parse_duration
     from skylab.gitstore import check_tag
     from skylab.gpus import parse_gpus
-    from skylab.orchestrator import Orchestrator
+    from skylab.loop import Orchestrator
     from skylab.progress import RunState, make_reporter
     from skylab.strategy import make_strategy
     from skylab.workers import make_runners

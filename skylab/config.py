@@ -16,6 +16,7 @@ from typing import Any, Literal
 from skylab.durations import parse_duration
 from skylab.errors import ConfigError, SkylabError
 from skylab.notes import OTHER_KEYS, RESERVED_KEYS
+from skylab.objective import is_better
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -141,9 +142,7 @@ class ExperimentConfig:
 
     def is_better(self, candidate: float, incumbent: float | None) -> bool:
         """Whether `candidate` strictly beats `incumbent` in this experiment's direction."""
-        if incumbent is None:
-            return True
-        return candidate < incumbent if self.direction == "minimize" else candidate > incumbent
+        return is_better(candidate, incumbent, self.direction)
 
 
 class _Table:

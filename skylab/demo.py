@@ -19,7 +19,7 @@ from skylab.constants import set_constants
 from skylab.errors import SkylabError
 from skylab.gitstore import TrialStore
 from skylab.layout import report_path
-from skylab.orchestrator import Orchestrator
+from skylab.loop import Orchestrator
 from skylab.preparation import run_prepare
 from skylab.progress import RunState, make_reporter
 from skylab.report import generate

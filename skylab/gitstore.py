@@ -308,6 +308,38 @@ class TrialStore:
             raise StoreError(f"no trial named '{spec}' (try `skylab history`)")
         return matches[0]
 
+    def diff_paths(self, a: str, b: str) -> set[str]:
+        """The paths that differ between two commits' trees."""
+        diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
+        return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
+
+    def tree_of(self, commit: str) -> str | None:
+        """The tree id of a commit of this repository (None for anything else)."""
+        obj = self.repo.get(commit)
+        return str(obj.tree_id) if isinstance(obj, pygit2.Commit) else None
+
+    def merge_trees(self, base: str, ours: str, theirs: str) -> tuple[str | None, list[str]]:
+        """The 3-way merge of two commits' trees over `base`'s: (the merged tree id, []) or, when
+        they conflict, (None, the conflicting paths). Writes no commit and no ref."""
+        base_tree, our_tree, their_tree = (
+            self.repo[c].peel(pygit2.Commit).tree for c in (base, ours, theirs)
+        )
+        index = self.repo.merge_trees(base_tree, our_tree, their_tree)
+        if index.conflicts is not None:
+            paths = {(entry or their).path for entry, _, their in index.conflicts if entry or their}
+            return None, sorted(paths)
+        return str(index.write_tree(self.repo)), []
+
+    def first_parents(self, commit: str | None) -> Iterator[str]:
+        """`commit`, then its first parent, and so on back to the root (at most 10,000 steps)."""
+        for _ in range(10_000):
+            if commit is None:
+                return
+            yield commit
+            obj = self.repo.get(commit)
+            parents: list[pygit2.Oid] = list(obj.parent_ids) if isinstance(obj, pygit2.Commit) else []
+            commit = str(parents[0]) if parents else None
+
     def diff_against_parent(self, trial: Trial) -> str:
         """The trial's change: against the parent its note names, or (when the note names none, or
         no commit of this repository) against its commit's first parent."""

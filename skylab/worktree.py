@@ -146,3 +146,21 @@ class TrialWorktree:
                 index.remove(path)
         tree: pygit2.Oid = index.write_tree(self.main)
         return tree
+
+
+def follow_checkout(repo: pygit2.Repository, branch: str, old: str, new: str, changed: set[str]) -> bool:
+    """`branch` moved from `old` to `new` (`changed`: the paths between them). When the researcher's
+    checkout is on that branch and sat clean on `old` (index and files hold it, except paths the
+    move changes), check `new` out there too, so `git status` shows no change that would undo the
+    move. Returns whether it did; edits of theirs stop it."""
+    if repo.is_bare or repo.head_is_detached or repo.head.name != branch:
+        return False
+    repo.index.read()  # as it is on disk now
+    dirty = {p for p, f in repo.status().items() if f != pygit2.enums.FileStatus.IGNORED}
+    if repo.index.write_tree() != repo[old].peel(pygit2.Tree).id or not dirty <= changed:
+        return False
+    target = repo[new].peel(pygit2.Tree)
+    repo.checkout_tree(target, strategy=pygit2.enums.CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
+    repo.index.read_tree(target)
+    repo.index.write()
+    return True

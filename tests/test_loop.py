@@ -17,7 +17,7 @@ from rich.console import Console
 from skylab.config import load_config
 from skylab.errors import SkylabError
 from skylab.gitstore import TrialStore, run_branch
-from skylab.orchestrator import Orchestrator
+from skylab.loop import Orchestrator
 from skylab.progress import Reporter, RunState
 from skylab.runner.local import LocalRunner
 from skylab.strategy import Proposal, ProposalContext, make_strategy

@@ -17,8 +17,8 @@ from rich.console import Console
 
 from skylab.config import load_config
 from skylab.gitstore import TrialStore, run_branch
+from skylab.loop import Orchestrator
 from skylab.notes import Decision, Status
-from skylab.orchestrator import Orchestrator
 from skylab.progress import Reporter, RunState
 from skylab.runner.local import LocalRunner
 from skylab.strategy import PendingTrial, Proposal, ProposalContext

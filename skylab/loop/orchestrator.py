@@ -11,7 +11,6 @@ flight; decisions are made one at a time against the run's best at the moment a 
 
 from __future__ import annotations
 
-import ast
 import signal
 import socket
 import statistics
@@ -20,7 +19,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -28,55 +26,24 @@ import pygit2
 
 from skylab import handcommits
 from skylab.config import ExperimentConfig
-from skylab.constants import read_constants
 from skylab.durations import format_duration
 from skylab.errors import SkylabError
 from skylab.gitstore import History, Trial, TrialRef, TrialStore, run_branch, utc_now
 from skylab.layout import log_dir
+from skylab.loop.checks import current_params, same_change, static_problem
+from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker
+from skylab.loop.judge import Measurement, Rules, judge
 from skylab.notes import Decision, Status, TrialNote
 from skylab.progress import Reporter
 from skylab.runlock import RunLock
 from skylab.runner import Runner, RunResult
 from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
-from skylab.worktree import TrialWorktree, remove_extra_worktrees
+from skylab.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
 
 STARTUP_ALLOWANCE = 30.0  # seconds a trial needs beyond its training budget, until history says better
 MAX_DISCARDS_IN_A_ROW = 3
 MAX_SAME_FAILURES_IN_A_ROW = 5  # trials failing the same way in a row: the experiment, not the ideas
 WAIT_POLL_SECONDS = 0.5  # a worker with nothing to start yet looks again this often
-MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward
-
-
-@dataclass
-class RunOutcome:
-    trials: int
-    stopped_because: str
-    best: Trial | None
-
-
-@dataclass
-class Worker:
-    """One trial at a time: a work tree, a runner pinned to its GPU or host, a store handle."""
-
-    index: int
-    store: TrialStore
-    worktree: TrialWorktree
-    runner: Runner
-
-
-@dataclass
-class Job:
-    """A trial committed and about to train (or to be recorded without training)."""
-
-    trial: TrialRef
-    parent: str
-    proposal: Proposal
-    changed: list[str]
-    strategy: str
-    problem: tuple[Status, str] | None = None  # set: recorded as is, never trained
-    hand_made: bool = False
-    extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
-    measures_start: bool = False  # the unchanged starting point, measured before any proposal
 
 
 @contextmanager
@@ -134,6 +101,7 @@ class Orchestrator:
         self._error: BaseException | None = None
         self._started = time.monotonic()
         self.ran_by = ran_by(store)
+        self.rules = Rules(config.direction, config.max_vram_gb)
 
     # ----- the loop --------------------------------------------------------------------------------
 
@@ -314,7 +282,9 @@ class Orchestrator:
         tree_dir = worker.worktree
         tree_dir.reset(tip)
         if tip_trial is None:  # the run starts from a commit never measured: measure it first
-            proposal = Proposal("baseline: the starting point, unchanged", self._current_params(tree_dir))
+            proposal = Proposal(
+                "baseline: the starting point, unchanged", current_params(self.config, tree_dir.path)
+            )
         else:
             assert self.strategy is not None
             context = ProposalContext(
@@ -338,37 +308,12 @@ class Orchestrator:
             tree_dir.reset(tip)
             return "discarded"
         tree = tree_dir.snapshot(changed)
-        problem = self._static_problem(tree_dir.path, changed, is_baseline=tip_trial is None)
+        problem = static_problem(self.config.editable_files, tree_dir.path, changed, tip_trial is None)
         if problem is None and changed:
-            problem = self._same_change(worker.store, history, pending, tree)
+            problem = same_change(history, pending, str(tree), worker.store.tree_of)
         trial = worker.store.create_trial(self.tag, tree, tip, proposal.description)
         name = self.strategy.name if self.strategy else "manual"
         return Job(trial, tip, proposal, changed, name, problem=problem, measures_start=tip_trial is None)
-
-    def _same_change(
-        self, store: TrialStore, history: History, pending: list[tuple[PendingTrial, str]], tree: pygit2.Oid
-    ) -> tuple[Status, str] | None:
-        """An earlier or in-flight trial with exactly these files: training it again tells nothing new."""
-        for in_flight, in_flight_tree in pending:
-            if in_flight_tree == str(tree):
-                return Status.DUPLICATE, f"the same change as trial {in_flight.name}, in flight: not trained"
-        judged = (Status.SUCCESS, Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT)
-        for trial in history.trials:
-            if trial.note is None or trial.note.status not in judged:
-                continue  # an interrupted trial's change deserves its run
-            commit = store.repo.get(trial.commit)
-            if isinstance(commit, pygit2.Commit) and commit.tree_id == tree:
-                return Status.DUPLICATE, f"the same change as trial {trial.name}: not trained again"
-        return None
-
-    def _current_params(self, worktree: TrialWorktree) -> dict[str, int | float | str | bool]:
-        """The sweep parameters' values in the work tree: the baseline is a point of the search too."""
-        sweep = self.config.sweep
-        if sweep is None:
-            return {}
-        constants = read_constants((worktree.path / sweep.file).read_text(encoding="utf-8"), sweep.file)
-        names = {p.name for p in sweep.parameters}
-        return {k: v for k, v in constants.items() if k in names and isinstance(v, int | float | str | bool)}
 
     def _hand_job(self, worker: Worker, commit: str, history: History) -> Job | None:
         repo = worker.store.repo
@@ -378,11 +323,11 @@ class Orchestrator:
         if not obj.parent_ids:
             return None
         parent = str(obj.parent_ids[0])
-        changed = sorted(_diff_paths(repo, parent, commit))
+        changed = sorted(worker.store.diff_paths(parent, commit))
         trial = worker.store.begin_trial(self.tag, commit)
         worker.worktree.reset(commit)
         proposal = Proposal(obj.message.strip().split("\n")[0] or "hand-made commit")
-        problem = self._static_problem(worker.worktree.path, changed, is_baseline=False)
+        problem = static_problem(self.config.editable_files, worker.worktree.path, changed, False)
         return Job(trial, parent, proposal, changed, "manual", problem=problem, hand_made=True)
 
     # ----- training ----------------------------------------------------------------------------------
@@ -392,7 +337,7 @@ class Orchestrator:
         trial = job.trial
         worker.worktree.reset(trial.commit)
         if job.strategy == MERGE_FORWARD:
-            job.proposal.params = dict(self._current_params(worker.worktree))
+            job.proposal.params = dict(current_params(self.config, worker.worktree.path))
         note = TrialNote(
             trial=trial.number,
             tag=self.tag,
@@ -446,19 +391,15 @@ class Orchestrator:
             tip = self._tip(store)
             reference = self._reference(store, tip, trial.commit, by_commit)
             reference_value = reference.value if reference else None
-            if (
-                note.status is Status.SUCCESS
-                and note.value is not None
-                and self.config.is_better(note.value, reference_value)
-            ):
-                note.decision = Decision.KEEP
+            measured = Measurement(note.status, note.value, note.peak_vram_mb, note.reason)
+            verdict = judge(measured, reference_value, _value(by_commit, store.best()), self.rules)
+            note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
+            new_best = verdict.new_best
             if reference is not None and reference.commit != job.parent:
                 note.other["judged_against"] = reference.name  # the best had moved on while it trained
             overtaken = note.decision is Decision.KEEP and tip not in (job.parent, trial.commit)
             if overtaken:
                 note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
-            best_value = _value(by_commit, store.best())
-            new_best = note.decision is Decision.KEEP and self.config.is_better(note.value or 0.0, best_value)
             store.finish_trial(trial, note, new_best=new_best)
             if note.decision is Decision.KEEP and tip != trial.commit:
                 self._follow_in_checkout(store, tip, trial.commit)
@@ -514,17 +455,15 @@ class Orchestrator:
         self, store: TrialStore, tip: str, commit: str, by_commit: dict[str, Trial]
     ) -> Trial | None:
         """The run's best now: the newest measured success on the run branch, other than `commit`."""
-        current: str | None = tip
-        for _ in range(10_000):
-            if current is None:
-                return None
+        for current in store.first_parents(tip):
             known = by_commit.get(current)
-            measured = known is not None and known.status is Status.SUCCESS and known.value is not None
-            if current != commit and measured:
+            if (
+                current != commit
+                and known is not None
+                and known.status is Status.SUCCESS
+                and known.value is not None
+            ):
                 return known
-            obj = store.repo.get(current)
-            parents: list[pygit2.Oid] = list(obj.parent_ids) if isinstance(obj, pygit2.Commit) else []
-            current = str(parents[0]) if parents else None
         return None
 
     def _merge_forward(self, store: TrialStore, job: Job, old_tip: str, by_commit: dict[str, Trial]) -> None:
@@ -534,25 +473,19 @@ class Orchestrator:
         what the overtaken best had added since the trial's parent is merged onto it as a new trial,
         trained next like any other. A conflicting change is reported and left out.
         """
-        repo = store.repo
-        base, ours, theirs = (
-            repo[c].peel(pygit2.Commit).tree for c in (job.parent, job.trial.commit, old_tip)
-        )
-        index = repo.merge_trees(base, ours, theirs)
+        tree, conflicts = store.merge_trees(job.parent, job.trial.commit, old_tip)
         overtaken = by_commit[old_tip].name if old_tip in by_commit else old_tip[:10]
-        if index.conflicts is not None:
-            paths = sorted({(entry or their).path for entry, _, their in index.conflicts if entry or their})
+        if tree is None:
             self.reporter.say(
                 f"trial {job.trial.name} overtook {overtaken}; its change conflicts with "
-                f"{overtaken}'s in {', '.join(paths)}, so it is not carried forward"
+                f"{overtaken}'s in {', '.join(conflicts)}, so it is not carried forward"
             )
             return
-        tree = index.write_tree(repo)
-        if tree == ours.id:
+        if tree == store.tree_of(job.trial.commit):
             return  # nothing of the overtaken best is missing from the trial
         description = f"merge forward: {overtaken}'s change onto {job.trial.name}"
         trial = store.create_trial(self.tag, tree, job.trial.commit, description)
-        changed = sorted(_diff_paths(repo, job.trial.commit, trial.commit))
+        changed = sorted(store.diff_paths(job.trial.commit, trial.commit))
         extra = {"merged_from": overtaken}
         self._forward.append(
             Job(trial, job.trial.commit, Proposal(description), changed, MERGE_FORWARD, extra=extra)
@@ -560,41 +493,9 @@ class Orchestrator:
         self.reporter.say(f"trial {trial.name} queued: {description}")
 
     def _follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
-        """The run branch moved from `old` to `new` (a keep, a reverted hand commit, the shared best):
-        if the researcher's checkout is on that branch and sat clean on `old`, move it along, so
-        `git status` does not show changes that would undo the move. Edits of theirs stop it."""
-        repo = store.repo
-        if repo.is_bare or repo.head_is_detached or repo.head.name != run_branch(self.tag):
-            return
-        tree = repo[old].peel(pygit2.Commit).tree
-        repo.index.read()  # as it is on disk now
-        index_tree = repo.index.write_tree()
-        dirty = [p for p, f in repo.status().items() if f != pygit2.enums.FileStatus.IGNORED]
-        # The branch already moved, so "clean" means: files and index still hold the old commit.
-        if index_tree == tree.id and set(dirty) <= _diff_paths(repo, old, new):
-            force = pygit2.enums.CheckoutStrategy.FORCE
-            repo.checkout_tree(repo[new].peel(pygit2.Tree), strategy=force)  # type: ignore[no-untyped-call]
-            repo.index.read_tree(repo[new].peel(pygit2.Tree))
-            repo.index.write()
+        """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""
+        if follow_checkout(store.repo, run_branch(self.tag), old, new, store.diff_paths(old, new)):
             self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
-
-    def _static_problem(
-        self, workdir: Path, changed: list[str], is_baseline: bool
-    ) -> tuple[Status, str] | None:
-        """Reasons not to spend compute on a trial at all."""
-        outside = [p for p in changed if p not in self.config.editable_files]
-        if outside:
-            return Status.CRASH, f"changes files that are not editable: {', '.join(outside)}"
-        if not changed and not is_baseline:
-            return Status.NOOP, "the proposal changed nothing"
-        for path in changed:
-            file = workdir / path
-            if path.endswith(".py") and file.exists():
-                try:
-                    ast.parse(file.read_text(encoding="utf-8"), filename=path)
-                except SyntaxError as exc:
-                    return Status.CRASH, f"{path}:{exc.lineno}: {exc.msg} (not run)"
-        return None
 
     def _apply(self, note: TrialNote, result: RunResult) -> None:
         note.status, note.reason, note.log_tail = result.status, result.reason, result.log_tail
@@ -604,10 +505,6 @@ class Orchestrator:
         note.summary = {k: v for k, v in result.summary.items() if k not in known}
         if result.log_path is not None:
             note.other["log"] = str(result.log_path.relative_to(self.root))
-        limit = self.config.max_vram_gb
-        if note.status is Status.SUCCESS and limit and note.peak_vram_mb and note.peak_vram_mb > limit * 1024:
-            note.status = Status.CONSTRAINT
-            note.reason = f"peak VRAM {note.peak_vram_mb / 1024:.1f} GB is over max_vram_gb = {limit:g}"
 
     @staticmethod
     def _best_for_display(store: TrialStore) -> tuple[float | None, str]:
@@ -640,11 +537,3 @@ def _wait_all(events: list[threading.Event]) -> None:
 def _value(by_commit: dict[str, Trial], commit: str | None) -> float | None:
     trial = by_commit.get(commit or "")
     return trial.value if trial else None
-
-
-def _diff_paths(repo: pygit2.Repository, a: str, b: str) -> set[str]:
-    diff = repo[a].peel(pygit2.Tree).diff_to_tree(repo[b].peel(pygit2.Tree))
-    paths = set()
-    for delta in diff.deltas:
-        paths |= {delta.new_file.path, delta.old_file.path}
-    return paths

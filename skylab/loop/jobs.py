@@ -1,0 +1,45 @@
+"""What travels through the loop: a job (a committed trial about to train), a worker, the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from skylab.gitstore import Trial, TrialRef, TrialStore
+from skylab.notes import Status
+from skylab.runner import Runner
+from skylab.strategy import Proposal
+from skylab.worktree import TrialWorktree
+
+MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward
+
+
+@dataclass
+class RunOutcome:
+    trials: int
+    stopped_because: str
+    best: Trial | None
+
+
+@dataclass
+class Worker:
+    """One trial at a time: a work tree, a runner pinned to its GPU or host, a store handle."""
+
+    index: int
+    store: TrialStore
+    worktree: TrialWorktree
+    runner: Runner
+
+
+@dataclass
+class Job:
+    """A trial committed and about to train (or to be recorded without training)."""
+
+    trial: TrialRef
+    parent: str
+    proposal: Proposal
+    changed: list[str]
+    strategy: str
+    problem: tuple[Status, str] | None = None  # set: recorded as is, never trained
+    hand_made: bool = False
+    extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
+    measures_start: bool = False  # the unchanged starting point, measured before any proposal

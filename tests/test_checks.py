@@ -1,0 +1,45 @@
+"""The loop's checks before compute is spent, unit-tested directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skylab.gitstore import History
+from skylab.loop.checks import same_change, static_problem
+from skylab.notes import Status
+from skylab.strategy import PendingTrial
+
+
+def test_static_problems(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("X = (\n")
+    (tmp_path / "ok.py").write_text("X = 1\n")
+    assert static_problem(["train.py"], tmp_path, ["prepare.py"], False) == (
+        Status.CRASH,
+        "changes files that are not editable: prepare.py",
+    )
+    assert static_problem(["train.py"], tmp_path, [], False) == (Status.NOOP, "the proposal changed nothing")
+    assert static_problem(["train.py"], tmp_path, [], True) is None  # the unchanged starting point trains
+    status, reason = static_problem(["train.py"], tmp_path, ["train.py"], False) or (None, "")
+    assert status is Status.CRASH and reason.startswith("train.py:1:")
+    assert static_problem(["ok.py"], tmp_path, ["ok.py"], False) is None
+
+
+def test_the_same_change_in_flight_or_judged_is_a_duplicate(experiment: Path) -> None:
+    from skylab.gitstore import TrialStore
+    from tests.factory import add_trial
+
+    store = TrialStore.open(experiment)
+    judged = add_trial(store, "t", 1.0)
+    interrupted = add_trial(store, "t", None, status=Status.INTERRUPTED, description="other")
+    history = store.load()
+    tree_of = store.tree_of
+    assert same_change(history, [], tree_of(judged.commit) or "", tree_of) == (
+        Status.DUPLICATE,
+        "the same change as trial t/1: not trained again",
+    )
+    assert same_change(history, [], tree_of(interrupted.commit) or "", tree_of) is None  # deserves its run
+    in_flight = [(PendingTrial("t/9", "x", {}), "abc")]
+    assert same_change(History([], None, None, {}), in_flight, "abc", tree_of) == (
+        Status.DUPLICATE,
+        "the same change as trial t/9, in flight: not trained",
+    )

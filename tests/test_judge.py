@@ -1,0 +1,68 @@
+"""The judge: every keep/revert rule, unit-tested directly (no git, no threads, no I/O)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from skylab.loop.judge import Measurement, Rules, judge
+from skylab.notes import Decision, Status
+from skylab.objective import is_better
+
+MIN = Rules("minimize", max_vram_gb=10)
+MAX = Rules("maximize")
+
+
+def ok(value: float, vram: float | None = 1000.0) -> Measurement:
+    return Measurement(Status.SUCCESS, value, vram)
+
+
+def test_better_than_the_run_is_kept_and_better_than_all_is_the_best() -> None:
+    verdict = judge(ok(1.0), 1.5, 1.2, MIN)
+    assert verdict.decision is Decision.KEEP and verdict.new_best and verdict.status is Status.SUCCESS
+    kept_not_best = judge(ok(1.3), 1.5, 1.2, MIN)  # beats its run, not another run's best
+    assert kept_not_best.decision is Decision.KEEP and not kept_not_best.new_best
+
+
+def test_ties_and_worse_values_are_reverted() -> None:
+    for value in (1.5, 1.6):
+        verdict = judge(ok(value), 1.5, 1.5, MIN)
+        assert verdict.decision is Decision.REVERT and not verdict.new_best
+
+
+def test_the_first_measurement_of_a_run_is_kept() -> None:
+    verdict = judge(ok(7.0), reference=None, best=None, rules=MIN)
+    assert verdict.decision is Decision.KEEP and verdict.new_best
+
+
+def test_direction_maximize() -> None:
+    assert judge(ok(0.9), 0.8, 0.85, MAX).new_best
+    assert judge(ok(0.7), 0.8, 0.85, MAX).decision is Decision.REVERT
+
+
+@pytest.mark.parametrize("status", [s for s in Status if s is not Status.SUCCESS])
+def test_anything_but_a_success_is_reverted_whatever_its_value(status: Status) -> None:
+    verdict = judge(Measurement(status, 0.1, None, "why"), 1.5, 1.5, MIN)
+    assert verdict.decision is Decision.REVERT and not verdict.new_best
+    assert verdict.status is status and verdict.reason == "why"
+
+
+@pytest.mark.parametrize("value", [math.nan, -math.inf, math.inf])
+def test_a_non_finite_value_is_never_kept(value: float) -> None:
+    assert judge(ok(value), 1.5, 1.5, MIN).decision is Decision.REVERT
+    assert judge(ok(value), None, None, MIN).decision is Decision.REVERT
+    assert not is_better(value, None, "minimize")
+
+
+def test_a_missing_value_is_never_kept() -> None:
+    assert judge(Measurement(Status.SUCCESS, None), None, None, MIN).decision is Decision.REVERT
+
+
+def test_over_the_vram_limit_is_a_reverted_constraint_violation() -> None:
+    verdict = judge(ok(0.5, vram=20_000.0), 1.5, 1.5, MIN)
+    assert verdict.status is Status.CONSTRAINT and verdict.decision is Decision.REVERT
+    assert verdict.reason == "peak VRAM 19.5 GB is over max_vram_gb = 10"
+    assert judge(ok(0.5, vram=10 * 1024), 1.5, 1.5, MIN).decision is Decision.KEEP  # at the limit: fine
+    unlimited = Rules("minimize", max_vram_gb=None)
+    assert judge(ok(0.5, vram=20_000.0), 1.5, 1.5, unlimited).status is Status.SUCCESS  # no limit, no check

@@ -330,6 +330,15 @@ class TrialStore:
             return None, sorted(paths)
         return str(index.write_tree(self.repo)), []
 
+    def descends_from(self, commit: str, ancestor: str) -> bool:
+        """Whether `ancestor` is in `commit`'s history (and is not `commit` itself)."""
+        return bool(self.repo.descendant_of(commit, ancestor))
+
+    def checked_out_branch(self) -> str | None:
+        """The full name of the branch the user's checkout is on (None when detached or unborn)."""
+        repo = self.repo
+        return None if repo.head_is_unborn or repo.head_is_detached else str(repo.head.name)
+
     def first_parents(self, commit: str | None) -> Iterator[str]:
         """`commit`, then its first parent, and so on back to the root (at most 10,000 steps)."""
         for _ in range(10_000):
@@ -484,6 +493,16 @@ class TrialStore:
                     self._set_ref(BEST_REF, trial.commit, f"skylab: best is {trial.name}")
         if trial.number % MAINTENANCE_EVERY == 0:
             self.maintain()
+
+    def adopt_trial_ref(self, name: str, commit: str) -> None:
+        """Create the trial ref `tag/n` (a teammate's) at `commit`; never moves an existing one."""
+        with self.writing():
+            self._set_ref(TRIALS_PREFIX + name, commit, "skylab: pull", force=False)
+
+    def set_best(self, commit: str, reason: str) -> None:
+        """Point the best at `commit` (the caller has judged it better)."""
+        with self.writing():
+            self._set_ref(BEST_REF, commit, f"skylab: {reason}")
 
     def move_run_branch(self, tag: str, commit: str, reason: str) -> None:
         """Point a run branch at `commit`: a reverted hand commit leaves the kept chain this way."""

@@ -15,8 +15,6 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pygit2
-
 from skylab.errors import StoreError
 from skylab.gitstore import (
     BASELINE_REF,
@@ -120,11 +118,8 @@ def pull(store: TrialStore, remote: str, is_better: Callable[[float, float | Non
 
 def _staged(store: TrialStore, prefix: str) -> dict[str, str]:
     refs = {}
-    for name in store.repo.listall_references():
-        if name.startswith(prefix):
-            target = store.ref_target(name)
-            if target:
-                refs[name[len(prefix) :]] = target
+    for rest, target in store.refs_under(prefix):
+        refs[rest] = target
     return refs
 
 
@@ -141,9 +136,7 @@ def _adopt_trials(store: TrialStore, staging: str, report: SyncReport) -> None:
             if local is None and problem:
                 report.left_out.append(f"trial ref {rest}: {problem}")
             elif local is None:
-                store.repo.create_reference_direct(
-                    local_name, pygit2.Oid(hex=commit), False, message="skylab: pull"
-                )
+                store.adopt_trial_ref(rest, commit)
                 report.trials_added += 1
             elif local != commit:
                 report.trial_collisions.append(
@@ -152,14 +145,13 @@ def _adopt_trials(store: TrialStore, staging: str, report: SyncReport) -> None:
 
 
 def _adopt_branches(store: TrialStore, staging: str, report: SyncReport) -> None:
-    repo = store.repo
-    checked_out = None if repo.head_is_unborn or repo.head_is_detached else repo.head.name
+    checked_out = store.checked_out_branch()
     for tag, theirs in _staged(store, f"{staging}branches/").items():
         name = BRANCH_PREFIX + tag
         ours = store.ref_target(name)
-        if ours == theirs or (ours is not None and repo.descendant_of(ours, theirs)):
+        if ours == theirs or (ours is not None and store.descends_from(ours, theirs)):
             continue
-        if ours is not None and not repo.descendant_of(theirs, ours):
+        if ours is not None and not store.descends_from(theirs, ours):
             report.branches.append(f"skylab/{tag} has diverged from the remote's: left as it is")
             continue
         if name == checked_out:
@@ -167,7 +159,11 @@ def _adopt_branches(store: TrialStore, staging: str, report: SyncReport) -> None
                 f"skylab/{tag} is checked out: update it with `git merge --ff-only {theirs[:10]}`"
             )
             continue
-        repo.create_reference_direct(name, pygit2.Oid(hex=theirs), True, message="skylab: pull")
+        try:
+            store.move_run_branch(tag, theirs, "pull")
+        except StoreError as exc:  # a branch name that is no run tag of ours
+            report.left_out.append(f"branch skylab/{tag}: {exc}")
+            continue
         report.branches.append(f"skylab/{tag} {'fast-forwarded' if ours else 'created'} at {theirs[:10]}")
 
 
@@ -176,7 +172,7 @@ def _stray_trial_ref(store: TrialStore, name: str, commit: str, named: dict[str,
     tag, _, number = name.rpartition("/")
     if not tag or not number.isdigit():
         return "not a trial ref name (tag/number)"
-    if not isinstance(store.repo.get(commit), pygit2.Commit):
+    if store.tree_of(commit) is None:
         return f"points at {commit[:10]}, which is not a commit"
     if commit in named and named[commit] != name:
         return f"points at the commit of trial {named[commit]}"
@@ -205,10 +201,7 @@ def _choose_best(
     assert their_trial.value is not None
     our_value = our_trial.value if our_trial else None
     if ours is None or is_better(their_trial.value, our_value):
-        with store.writing():
-            store.repo.create_reference_direct(
-                BEST_REF, pygit2.Oid(hex=theirs), True, message="skylab: pull best"
-            )
+        store.set_best(theirs, "pull best")
         report.best = f"{their_trial.name} ({their_trial.value:.6f}, from the remote)"
 
 

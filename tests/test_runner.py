@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from skylab.notes import Status
-from skylab.runner import RunResult
+from skylab.runner import RunResult, TrialRequest
 from skylab.runner.local import LocalRunner
 
 
@@ -16,7 +16,7 @@ def run(
     lines: list[str] = []
     runner = LocalRunner(gpu=gpu, kill_grace=grace)
     result = runner.run(
-        tmp_path, "python train.py", "val_bpb", limit, tmp_path / "logs" / "1.log", lines.append
+        TrialRequest(tmp_path, "python train.py", "val_bpb", limit, tmp_path / "logs" / "1.log", lines.append)
     )
     return result, lines
 

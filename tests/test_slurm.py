@@ -13,6 +13,7 @@ import pytest
 
 from skylab.config import SlurmConfig
 from skylab.notes import Status
+from skylab.runner import TrialRequest
 from skylab.runner.slurm import JobEnd, SlurmRunner, map_end
 from tests.conftest import run_skylab
 from tests.loop_experiment import make_loop_experiment
@@ -83,7 +84,9 @@ def test_slurm_timeout_cancels_the_job(tmp_path: Path, slurm_env: LocalSlurm) ->
     workdir.mkdir()
     (workdir / "train.py").write_text("import time\nprint('step 0', flush=True)\ntime.sleep(120)\n")
     lines: list[str] = []
-    result = runner.run(workdir, "python train.py", "val_bpb", 3.0, tmp_path / "1.log", lines.append)
+    result = runner.run(
+        TrialRequest(workdir, "python train.py", "val_bpb", 3.0, tmp_path / "1.log", lines.append)
+    )
     assert result.status is Status.TIMEOUT and "wall-time limit" in result.reason
     assert "step 0" in lines
     assert " RUNNING " not in slurm_env.squeue()
@@ -106,7 +109,7 @@ def test_a_job_cancelled_outside_skylab_is_an_infra_failure(tmp_path: Path, slur
 
     canceller = threading.Thread(target=cancel_when_running)
     canceller.start()
-    result = runner.run(workdir, "python train.py", "val_bpb", 60.0, log)
+    result = runner.run(TrialRequest(workdir, "python train.py", "val_bpb", 60.0, log))
     canceller.join()
     assert result.status is Status.INFRA and "cancelled outside Skylab" in result.reason
 

@@ -36,7 +36,7 @@ from skylab.loop.judge import Measurement, Rules, judge
 from skylab.notes import Decision, Status, TrialNote
 from skylab.progress import Reporter
 from skylab.runlock import RunLock
-from skylab.runner import Runner, RunResult
+from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
 from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
 from skylab.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
 
@@ -361,16 +361,17 @@ class Orchestrator:
             note.status, note.reason = job.problem
             return note
         try:
-            result = worker.runner.run(
+            request = TrialRequest(
                 worker.worktree.path,
                 self.config.command,
                 self.config.metric,
                 self.config.max_trial_wall_time,
                 self.log_dir / f"{trial.number}.log",
                 self.reporter.line,
-                stop=self._stop,
+                self._stop,
             )
-        except KeyboardInterrupt:
+            result = worker.runner.run(request)
+        except (TrialStopped, KeyboardInterrupt):
             note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
             worker.store.finish_trial(trial, note, new_best=False)
             with self._state:

@@ -4,7 +4,7 @@ never decide: the orchestrator reads their result and judges it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -28,14 +28,26 @@ class RunResult:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class TrialRequest:
+    """What a runner is asked to do: run `command` in `workdir` (a checked-out trial) for at most
+    `wall_limit` seconds, with `env` added to the trial's environment; stream its output to
+    `log_path` and, line by line, to `on_line`; read `metric` from the summary block. A set `stop`
+    means: kill the trial and raise TrialStopped."""
+
+    workdir: Path
+    command: str
+    metric: str
+    wall_limit: float
+    log_path: Path
+    on_line: LineSink | None = None
+    stop: threading.Event | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class TrialStopped(Exception):
+    """The run was stopped (Ctrl-C or SIGTERM) while the trial ran; its processes are gone."""
+
+
 class Runner(Protocol):
-    def run(
-        self,
-        workdir: Path,
-        command: str,
-        metric: str,
-        wall_limit: float,
-        log_path: Path,
-        on_line: LineSink | None = None,
-        stop: threading.Event | None = None,  # set: kill the trial and raise KeyboardInterrupt
-    ) -> RunResult: ...
+    def run(self, request: TrialRequest) -> RunResult: ...

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import deque
-from pathlib import Path
 
 import psutil
 
-from skylab.notes import Status, cap_log_tail
-from skylab.runner import LineSink, RunResult
-from skylab.summary import parse_summary
+from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
+from skylab.runner.common import TAIL_LINES, result_from_output, trial_environment
 from skylab.worktree import group_file
 
 TRIAL_MARK = "SKYLAB_TRIAL_PROCESS"  # in every trial process's environment: finds its strays at the end
-TAIL_LINES = 40  # kept in memory for the summary and, on a crash, for the note
 KILL_GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL
 STOP_POLL_SECONDS = 0.2  # how often a waiting trial checks whether the run was stopped
-
-
-def trial_environment(gpu: str | None) -> dict[str, str]:
-    """The caller's environment, with Skylab's interpreter first on PATH (so `python` has torch),
-    unbuffered output (so progress streams) and, when given, the GPU pinned."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["PYTHONUNBUFFERED"] = "1"
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    return env
 
 
 class LocalRunner:
@@ -43,24 +27,16 @@ class LocalRunner:
         self.gpu = gpu
         self.kill_grace = kill_grace
 
-    def run(
-        self,
-        workdir: Path,
-        command: str,
-        metric: str,
-        wall_limit: float,
-        log_path: Path,
-        on_line: LineSink | None = None,
-        stop: threading.Event | None = None,
-    ) -> RunResult:
+    def run(self, request: TrialRequest) -> RunResult:
+        workdir, log_path, on_line = request.workdir, request.log_path, request.on_line
         log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         started = time.monotonic()
         mark = uuid.uuid4().hex
-        env = {**trial_environment(self.gpu), TRIAL_MARK: mark}
+        env = {**trial_environment(self.gpu, request.env), TRIAL_MARK: mark}
         with open(log_path, "w", encoding="utf-8") as log:
             process = subprocess.Popen(
-                command,
+                request.command,
                 shell=True,
                 cwd=workdir,
                 stdout=subprocess.PIPE,
@@ -77,7 +53,7 @@ class LocalRunner:
             reader.start()
             timed_out = False
             try:
-                timed_out = not _wait(process, started + wall_limit, stop)
+                timed_out = not _wait(process, started + request.wall_limit, request.stop)
                 if timed_out:
                     self._kill_group(process)
                 else:
@@ -90,7 +66,9 @@ class LocalRunner:
                 reader.join(timeout=5)
                 record.unlink(missing_ok=True)
         wall = time.monotonic() - started
-        return _result(process.returncode, timed_out, wall, wall_limit, metric, tail, log_path)
+        return result_from_output(
+            process.returncode, timed_out, wall, request.wall_limit, request.metric, tail, log_path
+        )
 
     def _kill_group(self, process: subprocess.Popen[str]) -> None:
         """SIGTERM to the whole group, a grace period, then SIGKILL to whatever is left."""
@@ -102,14 +80,14 @@ class LocalRunner:
 
 
 def _wait(process: subprocess.Popen[str], deadline: float, stop: threading.Event | None) -> bool:
-    """Wait for the process until `deadline`; False on timeout. A set `stop` means Ctrl-C."""
+    """Wait for the process until `deadline`; False on timeout. A set `stop` raises TrialStopped."""
     while True:
         try:
             process.wait(timeout=max(0.0, min(STOP_POLL_SECONDS, deadline - time.monotonic())))
             return True
         except subprocess.TimeoutExpired:
             if stop is not None and stop.is_set():
-                raise KeyboardInterrupt from None
+                raise TrialStopped from None
             if time.monotonic() >= deadline:
                 return False
 
@@ -149,41 +127,3 @@ def _pump(process: subprocess.Popen[str], log: object, tail: deque[str], on_line
                 on_line(stripped)
             except Exception:
                 on_line = None
-
-
-def _result(
-    code: int | None,
-    timed_out: bool,
-    wall: float,
-    limit: float,
-    metric: str,
-    tail: deque[str],
-    log_path: Path,
-) -> RunResult:
-    lines = list(tail)
-    summary = parse_summary("\n".join(lines))
-    raw_value = summary.get(metric)
-    value = raw_value if isinstance(raw_value, float) else None
-    vram = summary.get("peak_vram_mb")
-    train = summary.get("training_seconds")
-    result = RunResult(
-        status=Status.SUCCESS,
-        value=value,
-        peak_vram_mb=vram if isinstance(vram, float) else None,
-        train_seconds=train if isinstance(train, float) else None,
-        wall_seconds=wall,
-        summary=summary,
-        log_path=log_path,
-        exit_code=code,
-    )
-    if timed_out:
-        result.status, result.reason = Status.TIMEOUT, f"killed after the {limit:.0f} s wall-time limit"
-    elif code != 0:
-        result.status, result.reason = Status.CRASH, f"exited with status {code}"
-    elif value is None:
-        result.status, result.reason = Status.CRASH, f"exited normally but printed no {metric}"
-    elif not math.isfinite(value):
-        result.status, result.reason = Status.CRASH, f"printed {metric}: {value}, not a finite number"
-    if result.status is not Status.SUCCESS:
-        result.log_tail = cap_log_tail(lines)
-    return result

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ import pygit2
 from skylab.errors import SkylabError
 from skylab.notes import Status
 from skylab.remote_config import RemoteConfig
-from skylab.runner import LineSink, RunResult
-from skylab.runner.local import TAIL_LINES, _result
+from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
+from skylab.runner.common import TAIL_LINES, result_from_output
 
 PGID_MARKER = "skylab-pgid "
 RECONNECT_ATTEMPTS = 5
@@ -46,9 +47,11 @@ def training_argv(remote: RemoteConfig, command: str) -> list[str]:
     return argv
 
 
-def remote_shell_command(remote: RemoteConfig, workdir: str, argv: list[str]) -> str:
+def remote_shell_command(
+    remote: RemoteConfig, workdir: str, argv: list[str], extra: Mapping[str, str] | None = None
+) -> str:
     """`cd DIR && echo skylab-pgid $$ && exec env K=V ... ARGV`, every word quoted."""
-    env = {**remote.env, "PYTHONUNBUFFERED": "1"}
+    env = {**remote.env, **(extra or {}), "PYTHONUNBUFFERED": "1"}
     assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     return f"cd {shlex.quote(workdir)} && echo {PGID_MARKER}$$ && exec env {assignments} {shlex.join(argv)}"
 
@@ -213,22 +216,16 @@ class RemoteRunner:
 
     # ----- a trial ---------------------------------------------------------------------------------------
 
-    def run(
-        self,
-        workdir: Path,
-        command: str,
-        metric: str,
-        wall_limit: float,
-        log_path: Path,
-        on_line: LineSink | None = None,
-        stop: threading.Event | None = None,
-    ) -> RunResult:
+    def run(self, request: TrialRequest) -> RunResult:
         self.connect()
-        remote_dir = self.workdir_for(workdir)
-        files = [entry.path for entry in pygit2.Repository(str(workdir)).index]
-        self.sync(workdir, files, remote_dir)
-        shell = remote_shell_command(self.remote, remote_dir, training_argv(self.remote, command))
-        return self._stream(shell, metric, wall_limit, log_path, on_line, stop)
+        remote_dir = self.workdir_for(request.workdir)
+        files = [entry.path for entry in pygit2.Repository(str(request.workdir)).index]
+        self.sync(request.workdir, files, remote_dir)
+        argv = training_argv(self.remote, request.command)
+        shell = remote_shell_command(self.remote, remote_dir, argv, request.env)
+        return self._stream(
+            shell, request.metric, request.wall_limit, request.log_path, request.on_line, request.stop
+        )
 
     def _stream(
         self,
@@ -265,7 +262,7 @@ class RemoteRunner:
             try:
                 while True:
                     if stop is not None and stop.is_set():
-                        raise KeyboardInterrupt
+                        raise TrialStopped
                     if time.monotonic() - started > wall_limit:
                         timed_out = True
                         break
@@ -308,4 +305,4 @@ class RemoteRunner:
                 reason=f"the connection to {self.remote.host} was lost mid-trial",
             )
         code = None if timed_out else channel.recv_exit_status()
-        return _result(code, timed_out, wall, wall_limit, metric, tail, log_path)
+        return result_from_output(code, timed_out, wall, wall_limit, metric, tail, log_path)

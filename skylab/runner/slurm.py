@@ -16,7 +16,6 @@ import math
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,9 +24,9 @@ from pathlib import Path
 
 from skylab.config import SlurmConfig
 from skylab.errors import SkylabError
-from skylab.notes import Status
-from skylab.runner import LineSink, RunResult
-from skylab.runner.local import TAIL_LINES, _result, trial_environment
+from skylab.notes import Status, cap_log_tail
+from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
+from skylab.runner.common import TAIL_LINES, result_from_output, trial_environment
 
 SLURM_TIME_MARGIN = 120.0  # seconds Slurm's --time allows beyond Skylab's own wall-time limit
 COMMAND_TIMEOUT = 60.0  # seconds an sbatch/squeue/scancel call may take before it counts as failed
@@ -138,43 +137,26 @@ class SlurmRunner:
             argv.append(f"--mem={s.memory}")
         return [*argv, *s.options, f"--wrap={command}"]
 
-    def run(
-        self,
-        workdir: Path,
-        command: str,
-        metric: str,
-        wall_limit: float,
-        log_path: Path,
-        on_line: LineSink | None = None,
-        stop: threading.Event | None = None,
-    ) -> RunResult:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+    def run(self, request: TrialRequest) -> RunResult:
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         for attempt in range(self.slurm.retries + 1):
-            result, retry = self._attempt(workdir, command, metric, wall_limit, log_path, on_line, stop)
+            result, retry = self._attempt(request)
             if not retry or attempt == self.slurm.retries:
                 break
-            if on_line is not None:
-                on_line(f"skylab: {result.reason}; resubmitting ({attempt + 1}/{self.slurm.retries})")
+            if request.on_line is not None:
+                request.on_line(f"skylab: {result.reason}; resubmitting ({attempt + 1}/{self.slurm.retries})")
         result.wall_seconds = time.monotonic() - started
         return result
 
-    def _attempt(
-        self,
-        workdir: Path,
-        command: str,
-        metric: str,
-        wall_limit: float,
-        log_path: Path,
-        on_line: LineSink | None,
-        stop: threading.Event | None,
-    ) -> tuple[RunResult, bool]:
+    def _attempt(self, request: TrialRequest) -> tuple[RunResult, bool]:
         """One submission: its result, and whether the cluster (not the code) failed it."""
+        log_path, wall_limit, stop = request.log_path, request.wall_limit, request.stop
         log_path.unlink(missing_ok=True)
-        argv = self.sbatch_argv(workdir, command, wall_limit, log_path)
-        job = _call(argv, env=trial_environment(None)).stdout.strip().split(";")[0]
+        argv = self.sbatch_argv(request.workdir, request.command, wall_limit, log_path)
+        job = _call(argv, env=trial_environment(None, request.env)).stdout.strip().split(";")[0]
         tail: deque[str] = deque(maxlen=TAIL_LINES)
-        follower = _Follower(log_path, tail, on_line)
+        follower = _Follower(log_path, tail, request.on_line)
         submitted = time.monotonic()
         running_since: float | None = None
         timed_out = False
@@ -187,7 +169,7 @@ class SlurmRunner:
                 if state not in QUEUED and state not in RUNNING:
                     break
                 if stop is not None and stop.is_set():
-                    raise KeyboardInterrupt
+                    raise TrialStopped
                 if running_since is not None and time.monotonic() - running_since > wall_limit:
                     timed_out = True
                     self.cancel(job)
@@ -199,15 +181,14 @@ class SlurmRunner:
         end = self.job_end(job)
         follower.poll(final=True)
         wall = time.monotonic() - (running_since or submitted)
-        result = _result(
-            None if timed_out else end.exit_code, timed_out, wall, wall_limit, metric, tail, log_path
-        )
+        code = None if timed_out else end.exit_code
+        result = result_from_output(code, timed_out, wall, wall_limit, request.metric, tail, log_path)
         if timed_out:
             return result, False
         status, reason, retry = map_end(end)
         if status is not Status.SUCCESS:  # the job's end says more than its exit code
             result.status, result.reason = status, f"{reason} (job {job})"
-            result.log_tail = "\n".join(list(tail)[-20:])
+            result.log_tail = cap_log_tail(list(tail))
         return result, retry
 
     def job_state(self, job: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -12,7 +11,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
-import pygit2
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -370,64 +368,32 @@ def run(
     from skylab.durations import parse_duration
     from skylab.gitstore import check_tag
     from skylab.gpus import parse_gpus
-    from skylab.loop import Orchestrator
-    from skylab.progress import RunState, make_reporter
+    from skylab.session import SessionPlan, refuse_uncommitted_edits, run_session, with_llm_overrides
     from skylab.strategy import make_strategy
     from skylab.workers import make_runners
 
     store = _open(repo)
-    config = load_config(Path(store.repo.workdir or "."))
-    overrides = {
-        "agent": agent.value if agent else None,
-        "model": model,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-    }
-    chosen_llm = {key: value for key, value in overrides.items() if value is not None}
-    if chosen_llm:
-        config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, **chosen_llm))  # type: ignore[arg-type]
+    config = with_llm_overrides(
+        load_config(Path(store.repo.workdir or ".")),
+        agent=agent.value if agent else None,
+        model=model,
+        max_tokens=max_tokens,
+        temperature=temperature,
+    )
     tag = check_tag(default_tag(store) if tag is None else tag)
     try:
         seconds = parse_duration(budget) if budget is not None else None
     except ValueError as exc:
         raise SkylabError(f"--budget: {exc}") from None
-    _refuse_uncommitted_edits(store, config.editable_files)
+    refuse_uncommitted_edits(store, config.editable_files)
     if gpu is not None and gpus is not None:
         raise SkylabError("give --gpu or --gpus, not both")
     chosen_gpus = gpus if gpus is not None else gpu
     gpu_list = parse_gpus(chosen_gpus) if chosen_gpus is not None else []
     runners = make_runners(runner.value, config, workers, gpu_list, remote_config)
     chosen = None if queued_only else make_strategy(strategy.value, config)
-    state = RunState(tag=tag, strategy=strategy.value, metric=config.metric, budget=seconds)
-    report_path = default_report_path(store, tag)
-
-    def refresh_report(live: bool = True) -> None:
-        from skylab.report import generate
-
-        generate(store, config, report_path, tag=tag, live=live)
-
-    with make_reporter(console, state) as reporter:
-        orchestrator = Orchestrator(
-            store,
-            config,
-            chosen,
-            runners,
-            tag,
-            reporter,
-            budget=seconds,
-            max_trials=max_trials,
-            queued_only=queued_only,
-            after_trial=refresh_report,
-        )
-        _print_plan(reporter, store, config, tag, strategy.value, seconds, max_trials, orchestrator)
-        reporter.say(f"live report: {report_path}")
-        outcome = orchestrator.run()
-        refresh_report(live=False)
-        best = "none"
-        if outcome.best is not None and outcome.best.value is not None:
-            best = f"{outcome.best.value:.6f} ({outcome.best.name})"
-        count = f"{outcome.trials} trial{'' if outcome.trials == 1 else 's'}"
-        reporter.say(f"stopped: {outcome.stopped_because}. {count} this run; best {config.metric} {best}")
+    plan = SessionPlan(tag, strategy.value, seconds, max_trials, queued_only)
+    outcome = run_session(store, config, chosen, runners, plan, console)
     if outcome.stopped_because == "interrupted":
         raise typer.Exit(130)
 
@@ -466,40 +432,6 @@ def report(
     config = _experiment_for(store)
     path = generate(store, config, output or default_report_path(store, tag), tag=tag)
     console.print(f"report: {path.resolve()}", markup=False, soft_wrap=True)
-
-
-def _refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> None:
-    status = store.repo.status()
-    dirty = [path for path in editable if path in status and status[path] != pygit2.enums.FileStatus.IGNORED]
-    if dirty:
-        raise SkylabError(
-            f"{', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which a run "
-            "would leave out: it starts from the best trial (else the baseline), never from your branch. "
-            "Stash them, or commit them on a run branch (`git switch skylab/<tag>`), where Skylab trains "
-            "each commit as a hand-made trial"
-        )
-
-
-def _print_plan(reporter, store, config, tag, strategy, seconds, max_trials, orchestrator) -> None:  # type: ignore[no-untyped-def]
-    from skylab.durations import format_duration
-    from skylab.gitstore import run_branch
-
-    existing = store.ref_target(run_branch(tag))
-    start = existing or store.start_point()
-    where = "resuming" if existing else "new run"
-    expected = orchestrator.expected_trial_seconds()
-    workers = len(orchestrator.runners)
-    limit = (
-        "no time limit"
-        if seconds is None
-        else f"budget {format_duration(seconds)} (~{int(seconds // expected) * workers} trials)"
-    )
-    trials = f", at most {max_trials} trials" if max_trials else ""
-    parallel = f" · {workers} workers" if workers > 1 else ""
-    reporter.say(
-        f"skylab run {tag} ({where} from {start[:10]}){parallel} · strategy {strategy} · {limit}{trials} · "
-        f"~{format_duration(expected)} per trial · logs in .skylab/logs/{tag} · Ctrl-C stops after recording"
-    )
 
 
 @hook_app.command("post-commit")

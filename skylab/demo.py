@@ -19,13 +19,11 @@ from skylab.constants import set_constants
 from skylab.errors import SkylabError
 from skylab.gitstore import TrialStore
 from skylab.layout import report_path
-from skylab.loop import Orchestrator
 from skylab.preparation import run_prepare
-from skylab.progress import RunState, make_reporter
-from skylab.report import generate
 from skylab.resources import template_dir
 from skylab.runner.local import LocalRunner
 from skylab.scaffold import init_experiment
+from skylab.session import SessionPlan, run_session
 from skylab.strategy import make_strategy
 
 DEMO_TAG = "demo"
@@ -86,25 +84,7 @@ def run_demo(directory: Path | None, trials: int, console: Console) -> Path:
 
     store = TrialStore.open(directory)
     config = load_config(directory)
-    state = RunState(tag=DEMO_TAG, strategy="sweep", metric=config.metric, budget=None)
+    plan = SessionPlan(DEMO_TAG, "sweep", max_trials=trials)
+    run_session(store, config, make_strategy("sweep", config), [LocalRunner()], plan, console)
     report = report_path(directory, DEMO_TAG)
-    console.print(f"live report: {report}")
-
-    def refresh_report() -> None:
-        generate(store, config, report, tag=DEMO_TAG, live=True)
-
-    with make_reporter(console, state) as reporter:
-        orchestrator = Orchestrator(
-            store,
-            config,
-            make_strategy("sweep", config),
-            LocalRunner(),
-            DEMO_TAG,
-            reporter,
-            max_trials=trials,
-            after_trial=refresh_report,
-        )
-        outcome = orchestrator.run()
-        reporter.say(f"stopped: {outcome.stopped_because}")
-    generate(store, config, report, tag=DEMO_TAG)
     return report

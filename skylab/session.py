@@ -1,0 +1,121 @@
+"""One run, assembled: the reporter, the live report, the orchestrator, the plan and the final
+report. `skylab run` and `skylab demo` both start runs through `run_session`, so the two never drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+from rich.console import Console
+
+from skylab.config import ExperimentConfig
+from skylab.durations import format_duration
+from skylab.errors import SkylabError
+from skylab.gitstore import TrialStore, run_branch
+from skylab.layout import report_path
+from skylab.loop import Orchestrator, RunOutcome
+from skylab.progress import Reporter, RunState, make_reporter
+from skylab.runner import Runner
+from skylab.strategy import Strategy
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """What a run is asked to do."""
+
+    tag: str
+    strategy_name: str
+    budget: float | None = None
+    max_trials: int | None = None
+    queued_only: bool = False
+
+
+def with_llm_overrides(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
+    """The config with the command line's LLM settings (agent, model, ...) over experiment.toml's;
+    None leaves a setting as it is."""
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    if not chosen:
+        return config
+    return dataclasses.replace(config, llm=dataclasses.replace(config.llm, **chosen))
+
+
+def refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> None:
+    """A run starts from the best trial, never from the user's branch: edits of the editable files
+    in the checkout would be silently left out, so say so before anything starts."""
+    status = store.repo.status()
+    dirty = [path for path in editable if path in status and status[path] != pygit2.enums.FileStatus.IGNORED]
+    if dirty:
+        raise SkylabError(
+            f"{', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which a run "
+            "would leave out: it starts from the best trial (else the baseline), never from your branch. "
+            "Stash them, or commit them on a run branch (`git switch skylab/<tag>`), where Skylab trains "
+            "each commit as a hand-made trial"
+        )
+
+
+def plan_line(store: TrialStore, plan: SessionPlan, expected: float, workers: int) -> str:
+    """The one line a run prints before its first trial: where it starts, how long, how many."""
+    existing = store.ref_target(run_branch(plan.tag))
+    start = existing or store.start_point()
+    where = "resuming" if existing else "new run"
+    seconds = plan.budget
+    limit = (
+        "no time limit"
+        if seconds is None
+        else f"budget {format_duration(seconds)} (~{int(seconds // expected) * workers} trials)"
+    )
+    trials = f", at most {plan.max_trials} trials" if plan.max_trials else ""
+    parallel = f" · {workers} workers" if workers > 1 else ""
+    return (
+        f"skylab run {plan.tag} ({where} from {start[:10]}){parallel} · strategy {plan.strategy_name} · "
+        f"{limit}{trials} · ~{format_duration(expected)} per trial · logs in .skylab/logs/{plan.tag} · "
+        "Ctrl-C stops after recording"
+    )
+
+
+def run_session(
+    store: TrialStore,
+    config: ExperimentConfig,
+    strategy: Strategy | None,
+    runners: list[Runner],
+    plan: SessionPlan,
+    console: Console,
+) -> RunOutcome:
+    """Run the loop with a progress display and a live report, then write the final report."""
+    from skylab.report import generate
+
+    root = Path(store.repo.workdir or ".")
+    report = report_path(root, plan.tag)
+    state = RunState(tag=plan.tag, strategy=plan.strategy_name, metric=config.metric, budget=plan.budget)
+
+    def refresh_report(live: bool = True) -> None:
+        generate(store, config, report, tag=plan.tag, live=live)
+
+    reporter: Reporter
+    with make_reporter(console, state) as reporter:
+        orchestrator = Orchestrator(
+            store,
+            config,
+            strategy,
+            runners,
+            plan.tag,
+            reporter,
+            budget=plan.budget,
+            max_trials=plan.max_trials,
+            queued_only=plan.queued_only,
+            after_trial=refresh_report,
+        )
+        reporter.say(plan_line(store, plan, orchestrator.expected_trial_seconds(), len(runners)))
+        reporter.say(f"live report: {report}")
+        outcome = orchestrator.run()
+        refresh_report(live=False)
+        best = "none"
+        if outcome.best is not None and outcome.best.value is not None:
+            best = f"{outcome.best.value:.6f} ({outcome.best.name})"
+        count = f"{outcome.trials} trial{'' if outcome.trials == 1 else 's'}"
+        reporter.say(f"stopped: {outcome.stopped_because}. {count} this run; best {config.metric} {best}")
+    return outcome

@@ -8,26 +8,19 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from skylab.durations import parse_duration
 from skylab.errors import ConfigError, SkylabError
-from skylab.notes import OTHER_KEYS, RESERVED_KEYS
+from skylab.notes import OTHER_KEYS, RESERVED_KEYS, Scalar
 from skylab.objective import is_better
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
+from skylab.tomlfile import Table, read_toml, type_name
 
 CONFIG_NAME = "experiment.toml"
 
 Direction = Literal["minimize", "maximize"]
 SweepMode = Literal["grid", "random", "tpe"]
-Scalar = int | float | str | bool
 
 # A grid over an integer range larger than this is almost certainly a typo for a random/TPE search.
 MAX_GRID_POINTS_PER_PARAMETER = 10_000
@@ -145,88 +138,6 @@ class ExperimentConfig:
         return is_better(candidate, incumbent, self.direction)
 
 
-class _Table:
-    """A TOML table being read: checks types, remembers which keys were used, rejects the rest."""
-
-    def __init__(self, file: str, prefix: str, data: Any) -> None:
-        self.file = file
-        self.prefix = prefix
-        if not isinstance(data, dict):
-            raise ConfigError(file, prefix, f"must be a table, not {_type_name(data)}")
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        if not name:
-            return self.prefix
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def error(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.file, self.key(name), problem)
-
-    def get(self, name: str, kinds: tuple[type, ...], kind_name: str, default: Any = ..., /) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise self.error(name, "is required but missing")
-            return default
-        value = self.data[name]
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(name, f"must be {kind_name}, not a boolean")
-        if not isinstance(value, kinds):
-            raise self.error(name, f"must be {kind_name}, not {_type_name(value)}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.error(name, f"must be a finite number, not {value}")
-        return value
-
-    def string(self, name: str, default: Any = ...) -> Any:
-        value = self.get(name, (str,), "a string", default)
-        if isinstance(value, str) and not value.strip():
-            raise self.error(name, "must not be empty")
-        return value
-
-    def positive(self, name: str, default: Any = ...) -> Any:
-        value = self.get(name, (int, float), "a number", default)
-        if value is not None and value is not default and value <= 0:
-            raise self.error(name, f"must be positive, not {value}")
-        return value
-
-    def duration(self, name: str, default: Any = ...) -> Any:
-        value = self.get(name, (int, float, str), "a number of seconds or a duration like '10m'", default)
-        if value is None or value is default:
-            return value
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise self.error(name, str(exc)) from None
-
-    def string_list(self, name: str, default: Any = ...) -> Any:
-        value = self.get(name, (list,), "a list of strings", default)
-        for item in value:
-            if not isinstance(item, str):
-                raise self.error(name, f"must be a list of strings, but holds {_type_name(item)}")
-        return value
-
-    def table(self, name: str, required: bool = False) -> _Table | None:
-        self.used.add(name)
-        if name not in self.data:
-            if required:
-                raise self.error(name, "table is required but missing")
-            return None
-        return _Table(self.file, self.key(name), self.data[name])
-
-    def finish(self) -> None:
-        for name in self.data:
-            if name not in self.used:
-                raise self.error(name, "unknown key")
-
-
-def _type_name(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    names.update({list: "a list", dict: "a table"})
-    return names.get(type(value), type(value).__name__)
-
-
 def find_config(start: Path) -> Path:
     """The experiment.toml of the experiment that contains `start` (itself, or a parent)."""
     start = start.resolve()
@@ -244,19 +155,12 @@ def load_config(path: Path | str) -> ExperimentConfig:
     if path.is_dir():
         path = path / CONFIG_NAME
         display = str(path)
-    if not path.is_file():
-        raise ConfigError(display, "", "file not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(display, "", "is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(display, "", f"invalid TOML: {exc}") from None
+    raw = read_toml(path, display)
     return _parse(path.resolve(), display, raw)
 
 
 def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
-    top = _Table(display, "", raw)
+    top = Table(display, "", raw)
 
     experiment = top.table("experiment", required=True)
     assert experiment is not None
@@ -332,7 +236,7 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     )
 
 
-def _parse_slurm(table: _Table) -> SlurmConfig:
+def _parse_slurm(table: Table) -> SlurmConfig:
     defaults = SlurmConfig()
     gpus = table.get("gpus_per_trial", (int,), "an integer", 0)
     if gpus < 0:
@@ -363,7 +267,7 @@ def _parse_slurm(table: _Table) -> SlurmConfig:
     return slurm
 
 
-def _parse_llm(table: _Table) -> LLMConfig:
+def _parse_llm(table: Table) -> LLMConfig:
     defaults = LLMConfig()
     agent = table.string("agent", defaults.agent)
     if agent not in ("api", "claude-code"):
@@ -395,7 +299,7 @@ def _parse_llm(table: _Table) -> LLMConfig:
     return llm
 
 
-def _check_files(root: Path, table: _Table, key: str, files: tuple[str, ...]) -> tuple[str, ...]:
+def _check_files(root: Path, table: Table, key: str, files: tuple[str, ...]) -> tuple[str, ...]:
     """The files as normal relative paths (`./train.py` is `train.py`), each an existing file that
     resolves inside the experiment directory, symlinks followed."""
     seen: list[str] = []
@@ -430,7 +334,7 @@ def experiment_file(root: Path, name: str) -> Path:
     return root / name
 
 
-def _parse_sweep(table: _Table, editable: tuple[str, ...]) -> SweepConfig:
+def _parse_sweep(table: Table, editable: tuple[str, ...]) -> SweepConfig:
     mode = table.string("mode", "random")
     if mode not in ("grid", "random", "tpe"):
         raise table.error("mode", f'must be "grid", "random" or "tpe", not "{mode}"')
@@ -451,7 +355,7 @@ def _parse_sweep(table: _Table, editable: tuple[str, ...]) -> SweepConfig:
     return SweepConfig(mode=mode, file=file, seed=seed, parameters=parameters)
 
 
-def _parse_parameter(params: _Table, name: str, mode: str) -> ParameterSpace:
+def _parse_parameter(params: Table, name: str, mode: str) -> ParameterSpace:
     if not name.isidentifier():
         raise params.error(name, "is not a Python identifier, so it cannot name a constant")
     spec = params.data[name]
@@ -461,12 +365,12 @@ def _parse_parameter(params: _Table, name: str, mode: str) -> ParameterSpace:
         for value in spec:
             if not isinstance(value, int | float | str | bool):
                 raise params.error(
-                    name, f"values must be numbers, strings or booleans, not {_type_name(value)}"
+                    name, f"values must be numbers, strings or booleans, not {type_name(value)}"
                 )
             if isinstance(value, float) and not math.isfinite(value):
                 raise params.error(name, f"values must be finite numbers, not {value}")
         return ParameterSpace(name=name, values=tuple(spec))
-    rng = _Table(params.file, params.key(name), spec)
+    rng = Table(params.file, params.key(name), spec)
     low = rng.get("low", (int, float), "a number")
     high = rng.get("high", (int, float), "a number")
     log = rng.get("log", (bool,), "a boolean", False)

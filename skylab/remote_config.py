@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import stat
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from skylab.config import _Table
-from skylab.errors import ConfigError
 from skylab.gpus import is_gpu_id
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
+from skylab.tomlfile import Table, read_toml
 
 REMOTE_CONFIG_NAME = "remote.toml"
 
@@ -55,13 +48,8 @@ class RemoteConfig:
 
 def load_remote_config(path: Path) -> RemoteConfig:
     display = str(path)
-    if not path.is_file():
-        raise ConfigError(display, "", f"file not found (the remote runner reads {REMOTE_CONFIG_NAME})")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(display, "", f"invalid TOML: {exc}") from None
-    top = _Table(display, "", raw)
+    raw = read_toml(path, display, f"file not found (the remote runner reads {REMOTE_CONFIG_NAME})")
+    top = Table(display, "", raw)
     table = top.table("remote", required=True)
     assert table is not None
     hosts = _hosts(table)
@@ -118,7 +106,7 @@ def load_remote_config(path: Path) -> RemoteConfig:
     )
 
 
-def _hosts(table: _Table) -> list[str]:
+def _hosts(table: Table) -> list[str]:
     """`host = "a"` or `hosts = ["a", "b"]`: the same user, port and key on each."""
     if "hosts" in table.data:
         if "host" in table.data:

@@ -292,3 +292,12 @@ def test_any_command_line_exits_0_or_2_with_one_line_and_no_traceback(
     if exited.value.code == 2:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), (argv, err)
+
+
+def test_an_undecodable_remote_toml_is_one_config_error(tmp_path: Path) -> None:
+    from skylab.remote_config import load_remote_config
+
+    path = tmp_path / "remote.toml"
+    path.write_bytes(b"[remote]\nhost = \"\xff\xfe\"\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_remote_config(path)

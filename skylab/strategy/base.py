@@ -13,8 +13,7 @@ from typing import Protocol
 
 from skylab.config import ExperimentConfig
 from skylab.gitstore import History, Trial
-
-Scalar = int | float | str | bool
+from skylab.notes import Scalar as Scalar  # re-exported: a strategy names its values so
 
 
 @dataclass

@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.history import bench_arguments, bench_repository  # noqa: E402
-from skylab.config import load_config  # noqa: E402
-from skylab.gitstore import TrialStore  # noqa: E402
-from skylab.report import generate  # noqa: E402
+from skylab.experiment.config import load_config  # noqa: E402
+from skylab.report.html import generate  # noqa: E402
+from skylab.store.gitstore import TrialStore  # noqa: E402
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ from skylab.errors import SkylabError
 from skylab.terminal import escape_controls
 
 if TYPE_CHECKING:
-    from skylab.config import ExperimentConfig
-    from skylab.gitstore import TrialStore
+    from skylab.experiment.config import ExperimentConfig
     from skylab.runner import Runner
+    from skylab.store.gitstore import TrialStore
 
 app = typer.Typer(
     help="Autonomous pretraining research, with every trial a git commit.",
@@ -100,8 +100,8 @@ def make_runner(kind: RunnerName, root: Path, gpu: str | None, remote_config: Pa
         return LocalRunner(gpu=gpu)
     if kind is RunnerName.slurm:
         raise SkylabError("prepare runs here or over SSH (--runner local or remote), not as a Slurm job")
-    from skylab.remote_config import REMOTE_CONFIG_NAME, load_remote_config
     from skylab.runner.remote import RemoteRunner
+    from skylab.runner.remote_config import REMOTE_CONFIG_NAME, load_remote_config
 
     runner = RemoteRunner(load_remote_config(remote_config or root / REMOTE_CONFIG_NAME))
     runner.connect(attempts=1)
@@ -114,13 +114,13 @@ RemoteConfigOption = Annotated[
 
 
 def _open(repo: Path) -> TrialStore:
-    from skylab.gitstore import TrialStore  # imports stay inside commands so `--help` is instant
+    from skylab.store.gitstore import TrialStore  # imports stay inside commands so `--help` is instant
 
     return TrialStore.open(repo)
 
 
 def _experiment_for(store: TrialStore) -> ExperimentConfig:
-    from skylab.config import load_config
+    from skylab.experiment.config import load_config
 
     return load_config(Path(store.repo.workdir or "."))
 
@@ -133,7 +133,7 @@ def init(
     ] = None,
 ) -> None:
     """Make DIR a Skylab experiment: git repo, template, post-commit hook, baseline commit."""
-    from skylab.scaffold import init_experiment
+    from skylab.experiment.scaffold import init_experiment
 
     actions = init_experiment(directory, template)
     for action in actions:
@@ -153,8 +153,8 @@ def history(
     ] = None,
 ) -> None:
     """The trials, rebuilt from refs and notes."""
-    from skylab.gitstore import run_branch
-    from skylab.history_view import history_rows, history_table, rows_as_json, write_legacy_tsv
+    from skylab.report.history_view import history_rows, history_table, rows_as_json, write_legacy_tsv
+    from skylab.store.gitstore import run_branch
 
     store = _open(repo)
     loaded = store.load()
@@ -229,7 +229,7 @@ def pull(remote: RemoteArgument = None, repo: RepoOption = Path(".")) -> None:
 
 
 def _sync(direction: str, remote: str | None, repo: Path) -> None:
-    from skylab import sync
+    from skylab.store import sync
 
     store = _open(repo)
     config = _experiment_for(store)
@@ -257,7 +257,7 @@ def prepare(
     remote_config: RemoteConfigOption = None,
 ) -> None:
     """Run the experiment's data preparation (download, tokenizer, tokenisation) once."""
-    from skylab.preparation import run_prepare, run_remote_prepare
+    from skylab.runner.preparation import run_prepare, run_remote_prepare
 
     sources = source or ["climbmix"]
     if runner is RunnerName.local:
@@ -278,8 +278,8 @@ def constants(
     ),
 ) -> None:
     """List the module-level constants of an editable file, or set some (NAME=VALUE ...)."""
-    from skylab.config import load_config
-    from skylab.constants import parse_assignment, read_constants, set_constants
+    from skylab.experiment.config import load_config
+    from skylab.experiment.constants import parse_assignment, read_constants, set_constants
 
     config = load_config(experiment)
     name = file or (config.sweep.file if config.sweep else config.editable_files[0])
@@ -357,20 +357,22 @@ def run(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-j", min=1, help="Trials at once (default: one per GPU or slot, else 1)."),
+        typer.Option(
+            "--workers", "-j", min=1, max=1024, help="Trials at once (default: one per GPU or slot, else 1)."
+        ),
     ] = None,
     queued_only: Annotated[bool, typer.Option("--queued-only", hidden=True)] = False,
     remote_config: RemoteConfigOption = None,
     repo: RepoOption = Path("."),
 ) -> None:
     """Search unattended: propose, commit, train for the fixed budget, keep or revert."""
-    from skylab.config import load_config
-    from skylab.durations import parse_duration
-    from skylab.gitstore import check_tag
-    from skylab.gpus import parse_gpus
+    from skylab.experiment.config import load_config
+    from skylab.experiment.durations import parse_duration
+    from skylab.loop.workers import make_runners
+    from skylab.runner.gpus import parse_gpus
     from skylab.session import SessionPlan, refuse_uncommitted_edits, run_session, with_llm_overrides
+    from skylab.store.gitstore import check_tag
     from skylab.strategy import make_strategy
-    from skylab.workers import make_runners
 
     store = _open(repo)
     config = with_llm_overrides(
@@ -414,7 +416,7 @@ def demo(
 
 
 def default_report_path(store: TrialStore, tag: str | None) -> Path:
-    from skylab.layout import report_path
+    from skylab.experiment.layout import report_path
 
     return report_path(Path(store.repo.workdir or "."), tag)
 
@@ -426,7 +428,7 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None,
 ) -> None:
     """Write the self-contained HTML report of the trials (one file, no network needed to view it)."""
-    from skylab.report import generate
+    from skylab.report.html import generate
 
     store = _open(repo)
     config = _experiment_for(store)
@@ -437,7 +439,7 @@ def report(
 @hook_app.command("post-commit")
 def post_commit_hook(repo: RepoOption = Path(".")) -> None:
     """Called by the post-commit hook: queue a commit made on a Skylab run branch for training."""
-    from skylab.handcommits import on_post_commit
+    from skylab.loop.handcommits import on_post_commit
 
     message = on_post_commit(_open(repo))
     if message:

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from skylab.config import CONFIG_NAME, load_config
-from skylab.constants import set_constants
 from skylab.errors import SkylabError
-from skylab.gitstore import TrialStore
-from skylab.layout import report_path
-from skylab.preparation import run_prepare
-from skylab.resources import template_dir
+from skylab.experiment.config import CONFIG_NAME, load_config
+from skylab.experiment.constants import set_constants
+from skylab.experiment.layout import report_path
+from skylab.experiment.resources import template_dir
+from skylab.experiment.scaffold import init_experiment
 from skylab.runner.local import LocalRunner
-from skylab.scaffold import init_experiment
+from skylab.runner.preparation import run_prepare
 from skylab.session import SessionPlan, run_session
+from skylab.store.gitstore import TrialStore
 from skylab.strategy import make_strategy
 
 DEMO_TAG = "demo"

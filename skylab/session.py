@@ -12,14 +12,14 @@ from typing import Any
 import pygit2
 from rich.console import Console
 
-from skylab.config import ExperimentConfig
-from skylab.durations import format_duration
 from skylab.errors import SkylabError
-from skylab.gitstore import TrialStore, run_branch
-from skylab.layout import report_path
+from skylab.experiment.config import ExperimentConfig
+from skylab.experiment.durations import format_duration
+from skylab.experiment.layout import report_path
 from skylab.loop import Orchestrator, RunOutcome
-from skylab.progress import Reporter, RunState, make_reporter
+from skylab.loop.progress import Reporter, RunState, make_reporter
 from skylab.runner import Runner
+from skylab.store.gitstore import TrialStore, run_branch
 from skylab.strategy import Strategy
 
 
@@ -86,7 +86,7 @@ def run_session(
     console: Console,
 ) -> RunOutcome:
     """Run the loop with a progress display and a live report, then write the final report."""
-    from skylab.report import generate
+    from skylab.report.html import generate
 
     root = Path(store.repo.workdir or ".")
     report = report_path(root, plan.tag)

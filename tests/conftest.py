@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from skylab.gitstore import TrialStore
-from skylab.scaffold import init_experiment
+from skylab.experiment.scaffold import init_experiment
+from skylab.store.gitstore import TrialStore
 from tests.slurm import slurm  # noqa: F401  (a fixture for every test module)
 from tests.sshd import sshd  # noqa: F401  (a fixture for every test module)
 
@@ -59,7 +59,7 @@ def git(*args: str, cwd: Path) -> str:
 @pytest.fixture
 def copy_template(tmp_path: Path) -> Iterator[Path]:
     """A writable copy of the tiny-bigram template, not yet a repository."""
-    from skylab.resources import template_dir
+    from skylab.experiment.resources import template_dir
 
     target = tmp_path / "tpl"
     shutil.copytree(template_dir("tiny-bigram"), target)

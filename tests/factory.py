@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pygit2
 
-from skylab.gitstore import TrialRef, TrialStore, utc_now
-from skylab.notes import Decision, Status, TrialNote
+from skylab.store.gitstore import TrialRef, TrialStore, utc_now
+from skylab.store.notes import Decision, Status, TrialNote
 
 
 def tree_with(store: TrialStore, parent: str, files: dict[str, str]) -> pygit2.Oid:

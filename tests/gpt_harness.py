@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from skylab.resources import template_dir
+from skylab.experiment.resources import template_dir
 
 TEMPLATE = template_dir("gpt-pretrain")
 SONNETS = (template_dir("tiny-bigram") / "data" / "sonnets.txt").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skylab.scaffold import init_experiment
+from skylab.experiment.scaffold import init_experiment
 
 TRAIN = """\
 import subprocess

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skylab.config import load_config
 from skylab.errors import ConfigError, SkylabError
-from skylab.gitstore import TrialStore
+from skylab.experiment.config import load_config
+from skylab.store.gitstore import TrialStore
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
 from tests.test_config import VALID, write
@@ -284,8 +284,13 @@ def test_any_command_line_exits_0_or_2_with_one_line_and_no_traceback(
     if command == "report" and "-o" not in argv:
         argv += ["-o", str(tmp_path / "report.html")]
     capfd.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
+    here = os.getcwd()
+    os.chdir(tmp_path)  # relative paths the fuzz invents (--export best) land in the test's directory
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+    finally:
+        os.chdir(here)
     err = capfd.readouterr().err
     assert "Traceback" not in err, (argv, err)
     assert exited.value.code in (0, 2), (argv, exited.value.code, err)
@@ -295,9 +300,9 @@ def test_any_command_line_exits_0_or_2_with_one_line_and_no_traceback(
 
 
 def test_an_undecodable_remote_toml_is_one_config_error(tmp_path: Path) -> None:
-    from skylab.remote_config import load_remote_config
+    from skylab.runner.remote_config import load_remote_config
 
     path = tmp_path / "remote.toml"
-    path.write_bytes(b"[remote]\nhost = \"\xff\xfe\"\n")
+    path.write_bytes(b'[remote]\nhost = "\xff\xfe"\n')
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         load_remote_config(path)

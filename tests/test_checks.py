@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skylab.gitstore import History
 from skylab.loop.checks import same_change, static_problem
-from skylab.notes import Status
+from skylab.store.gitstore import History
+from skylab.store.notes import Status
 from skylab.strategy import PendingTrial
 
 
@@ -25,7 +25,7 @@ def test_static_problems(tmp_path: Path) -> None:
 
 
 def test_the_same_change_in_flight_or_judged_is_a_duplicate(experiment: Path) -> None:
-    from skylab.gitstore import TrialStore
+    from skylab.store.gitstore import TrialStore
     from tests.factory import add_trial
 
     store = TrialStore.open(experiment)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from skylab.config import load_config
 from skylab.errors import ConfigError
+from skylab.experiment.config import load_config
 from tests.conftest import run_skylab
 
 VALID = """\
@@ -72,7 +72,7 @@ def test_maximize_direction_flips_comparison(tmp_path: Path) -> None:
 
 
 def test_the_shipped_template_is_valid() -> None:
-    from skylab.resources import template_dir
+    from skylab.experiment.resources import template_dir
 
     config = load_config(template_dir("tiny-bigram"))
     assert config.sweep is not None and {p.name for p in config.sweep.parameters} >= {"LEARNING_RATE"}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from skylab.constants import ConstantError, parse_assignment, read_constants, set_constants
+from skylab.experiment.constants import ConstantError, parse_assignment, read_constants, set_constants
 
 SOURCE = """\
 \"\"\"Docstring: DEPTH = 3 here is not an assignment.\"\"\"

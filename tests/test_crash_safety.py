@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from skylab.gitstore import TrialStore, run_branch
-from skylab.notes import Decision, Status
+from skylab.store.gitstore import TrialStore, run_branch
+from skylab.store.notes import Decision, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ WRITER = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    from skylab.gitstore import TrialStore
+    from skylab.store.gitstore import TrialStore
     from tests.factory import add_trial
 
     kill_at = int(sys.argv[2])
@@ -62,7 +62,7 @@ def is_lower(a: float, b: float | None) -> bool:
 
 
 def test_kill_between_every_pair_of_writes(tmp_path: Path) -> None:
-    from skylab.scaffold import init_experiment
+    from skylab.experiment.scaffold import init_experiment
 
     reference = tmp_path / "reference"
     init_experiment(reference, template="tiny-bigram")
@@ -130,7 +130,7 @@ def test_stale_ref_lock_left_by_a_killed_writer_is_cleared_by_repair(
 
 @pytest.mark.parametrize("kill_at", [3, 7])
 def test_history_cli_reports_interrupted_trial(tmp_path: Path, kill_at: int) -> None:
-    from skylab.scaffold import init_experiment
+    from skylab.experiment.scaffold import init_experiment
     from tests.conftest import run_skylab
 
     experiment = tmp_path / "exp"

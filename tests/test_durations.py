@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from skylab.durations import format_duration, parse_duration
+from skylab.experiment.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

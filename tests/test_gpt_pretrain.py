@@ -15,8 +15,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from skylab.constants import set_constants
-from skylab.summary import parse_summary
+from skylab.experiment.constants import set_constants
+from skylab.runner.summary import parse_summary
 from tests.conftest import run_skylab
 from tests.gpt_harness import POEMS, TEMPLATE, ShardServer, load_module, smoke_prepare, write_parquet
 

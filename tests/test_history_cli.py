@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from skylab.gitstore import TrialStore
-from skylab.notes import Status
+from skylab.store.gitstore import TrialStore
+from skylab.store.notes import Status
 from tests.conftest import run_skylab
 from tests.factory import add_trial
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from skylab.gitstore import NOTES_REF, TrialRef, TrialStore
-from skylab.notes import Status
+from skylab.store.gitstore import NOTES_REF, TrialRef, TrialStore
+from skylab.store.notes import Status
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
 
@@ -88,7 +88,7 @@ def test_a_finished_note_beats_an_interrupted_one_written_by_someone_elses_repai
     b = TrialStore.open(bob)
     b.record_interrupted(b.load().by_commit()[running.commit], "val_bpb", "an older Skylab's repair")
 
-    from skylab.notes import Decision, TrialNote
+    from skylab.store.notes import Decision, TrialNote
 
     finished = TrialNote(
         trial=2, tag="alice", status=Status.SUCCESS, decision=Decision.KEEP, metric="val_bpb", value=1.2

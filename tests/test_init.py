@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from skylab.errors import SkylabError
-from skylab.gitstore import TrialStore
-from skylab.scaffold import init_experiment
+from skylab.experiment.scaffold import init_experiment
+from skylab.store.gitstore import TrialStore
 from tests.conftest import git, run_skylab
 
 

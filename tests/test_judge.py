@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from skylab.experiment.objective import is_better
 from skylab.loop.judge import Measurement, Rules, judge
-from skylab.notes import Decision, Status
-from skylab.objective import is_better
+from skylab.store.notes import Decision, Status
 
 MIN = Rules("minimize", max_vram_gb=10)
 MAX = Rules("maximize")

@@ -127,8 +127,8 @@ def test_edits_outside_the_editable_files_are_refused_as_tool_errors(exp: Path, 
 
 
 def test_symlink_out_of_the_tree_is_refused(exp: Path, api: FakeMessagesAPI, tmp_path: Path) -> None:
-    from skylab.config import load_config
     from skylab.errors import ConfigError
+    from skylab.experiment.config import load_config
     from skylab.strategy.workspace import ToolError, Workspace
 
     target = tmp_path / "secret.txt"

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from skylab.config import load_config
 from skylab.errors import SkylabError
-from skylab.gitstore import TrialStore, run_branch
+from skylab.experiment.config import load_config
 from skylab.loop import Orchestrator
-from skylab.progress import Reporter, RunState
+from skylab.loop.progress import Reporter, RunState
 from skylab.runner.local import LocalRunner
+from skylab.store.gitstore import TrialStore, run_branch
 from skylab.strategy import Proposal, ProposalContext, make_strategy
 from skylab.strategy.sweep import SweepStrategy
 from tests.conftest import SKYLAB, git, run_skylab

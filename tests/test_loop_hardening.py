@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from skylab.gitstore import TrialStore
+from skylab.store.gitstore import TrialStore
 from tests.conftest import SKYLAB, git, run_skylab
 from tests.loop_experiment import make_loop_experiment
 

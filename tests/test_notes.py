@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skylab.notes import Decision, NoteFormatError, Status, TrialNote
+from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote
 
 
 def full_note(**changes: object) -> TrialNote:

@@ -15,12 +15,12 @@ import pygit2
 import pytest
 from rich.console import Console
 
-from skylab.config import load_config
-from skylab.gitstore import TrialStore, run_branch
+from skylab.experiment.config import load_config
 from skylab.loop import Orchestrator
-from skylab.notes import Decision, Status
-from skylab.progress import Reporter, RunState
+from skylab.loop.progress import Reporter, RunState
 from skylab.runner.local import LocalRunner
+from skylab.store.gitstore import TrialStore, run_branch
+from skylab.store.notes import Decision, Status
 from skylab.strategy import PendingTrial, Proposal, ProposalContext
 from skylab.strategy.llm_context import build_context
 from skylab.strategy.sweep import SweepStrategy
@@ -243,8 +243,8 @@ def test_kill_9_with_all_workers_busy_loses_no_trial(tmp_path: Path) -> None:
 
 
 def test_gpus_pin_one_worker_to_each(tmp_path: Path) -> None:
-    from skylab.gpus import parse_gpus
-    from skylab.workers import local_pins
+    from skylab.loop.workers import local_pins
+    from skylab.runner.gpus import parse_gpus
 
     assert local_pins(None, parse_gpus("0,1,2,3")) == ["0", "1", "2", "3"]
     assert local_pins(4, parse_gpus("0,1")) == ["0", "1", "0", "1"]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from skylab.errors import ConfigError
-from skylab.remote_config import RemoteConfig, load_remote_config
 from skylab.runner.remote import remote_shell_command, training_argv
+from skylab.runner.remote_config import RemoteConfig, load_remote_config
 from tests.conftest import SKYLAB
 from tests.loop_experiment import make_loop_experiment
 from tests.sshd import SSHServer
@@ -239,7 +239,7 @@ def test_prepare_runs_once_on_the_remote_host(tmp_path: Path, sshd: SSHServer) -
     subprocess.run([SKYLAB, "init", str(exp), "--template", "gpt-pretrain"], check=True, capture_output=True)
     cache = tmp_path / "remote-cache"
     corpus = tmp_path / "remote-corpus.txt"  # a path on the remote host (it is this machine)
-    from skylab.resources import template_dir
+    from skylab.experiment.resources import template_dir
 
     corpus.write_text((template_dir("tiny-bigram") / "data" / "sonnets.txt").read_text())
     toml = sshd.remote_toml(tmp_path / "remote-work") + f'\n[remote.env]\nSKYLAB_CACHE = "{cache}"\n'

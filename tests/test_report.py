@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from skylab.config import load_config
-from skylab.gitstore import TrialStore
-from skylab.notes import Status
-from skylab.report import build_report_data, generate, render_report
+from skylab.experiment.config import load_config
+from skylab.report.html import build_report_data, generate, render_report
+from skylab.store.gitstore import TrialStore
+from skylab.store.notes import Status
 from tests.browser import chromium, screenshot
 from tests.conftest import SKYLAB, run_skylab
 from tests.factory import add_trial

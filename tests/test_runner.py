@@ -4,9 +4,9 @@ import sys
 import time
 from pathlib import Path
 
-from skylab.notes import Status
 from skylab.runner import RunResult, TrialRequest
 from skylab.runner.local import LocalRunner
+from skylab.store.notes import Status
 
 
 def run(

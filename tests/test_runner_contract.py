@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from skylab.notes import Status
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
+from skylab.store.notes import Status
 from tests.slurm import LocalSlurm
 from tests.sshd import SSHServer
 
@@ -46,15 +46,15 @@ def make_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make
 
         yield lambda: LocalRunner(kill_grace=1.0)
     elif kind == "remote":
-        from skylab.remote_config import load_remote_config
         from skylab.runner.remote import RemoteRunner
+        from skylab.runner.remote_config import load_remote_config
 
         server: SSHServer = request.getfixturevalue("sshd")
         toml = tmp_path / "remote.toml"
         toml.write_text(server.remote_toml(tmp_path / "remote-work"))
         yield lambda: RemoteRunner(load_remote_config(toml), kill_grace=1.0, backoff=0.1)
     else:
-        from skylab.config import SlurmConfig
+        from skylab.experiment.config import SlurmConfig
         from skylab.runner.slurm import SlurmRunner
 
         slurm: LocalSlurm = request.getfixturevalue("slurm")

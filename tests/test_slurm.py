@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from skylab.config import SlurmConfig
-from skylab.notes import Status
+from skylab.experiment.config import SlurmConfig
 from skylab.runner import TrialRequest
 from skylab.runner.slurm import JobEnd, SlurmRunner, map_end
+from skylab.store.notes import Status
 from tests.conftest import run_skylab
 from tests.loop_experiment import make_loop_experiment
 from tests.slurm import LocalSlurm

@@ -7,8 +7,8 @@ import pygit2
 import pytest
 
 from skylab.errors import StoreError
-from skylab.gitstore import BEST_REF, NOTES_REF, TrialStore, check_tag
-from skylab.notes import Status
+from skylab.store.gitstore import BEST_REF, NOTES_REF, TrialStore, check_tag
+from skylab.store.notes import Status
 from tests.conftest import git
 from tests.factory import add_trial, tree_with
 

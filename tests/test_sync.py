@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from skylab.gitstore import TrialStore
+from skylab.store.gitstore import TrialStore
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
 

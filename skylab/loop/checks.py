@@ -9,10 +9,10 @@ import ast
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from skylab.config import ExperimentConfig
-from skylab.constants import read_constants
-from skylab.gitstore import History
-from skylab.notes import Status
+from skylab.experiment.config import ExperimentConfig
+from skylab.experiment.constants import read_constants
+from skylab.store.gitstore import History
+from skylab.store.notes import Status
 from skylab.strategy import PendingTrial, Scalar
 
 Problem = tuple[Status, str]

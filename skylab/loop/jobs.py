@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from skylab.gitstore import Trial, TrialRef, TrialStore
-from skylab.notes import Status
+from skylab.loop.worktree import TrialWorktree
 from skylab.runner import Runner
+from skylab.store.gitstore import Trial, TrialRef, TrialStore
+from skylab.store.notes import Status
 from skylab.strategy import Proposal
-from skylab.worktree import TrialWorktree
 
 MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skylab.notes import Decision, Status
-from skylab.objective import is_better
+from skylab.experiment.objective import is_better
+from skylab.store.notes import Decision, Status
 
 
 @dataclass(frozen=True)

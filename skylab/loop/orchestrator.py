@@ -24,21 +24,21 @@ from types import FrameType
 
 import pygit2
 
-from skylab import handcommits
-from skylab.config import ExperimentConfig
-from skylab.durations import format_duration
 from skylab.errors import SkylabError
-from skylab.gitstore import History, Trial, TrialRef, TrialStore, run_branch, utc_now
-from skylab.layout import log_dir
+from skylab.experiment.config import ExperimentConfig
+from skylab.experiment.durations import format_duration
+from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params, same_change, static_problem
+from skylab.loop.handcommits import pop as pop_hand_commit
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker
 from skylab.loop.judge import Measurement, Rules, judge
-from skylab.notes import Decision, Status, TrialNote
-from skylab.progress import Reporter
-from skylab.runlock import RunLock
+from skylab.loop.progress import Reporter
+from skylab.loop.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
+from skylab.store.gitstore import History, Trial, TrialRef, TrialStore, run_branch, utc_now
+from skylab.store.notes import Decision, Status, TrialNote
+from skylab.store.runlock import RunLock
 from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
-from skylab.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
 
 STARTUP_ALLOWANCE = 30.0  # seconds a trial needs beyond its training budget, until history says better
 MAX_DISCARDS_IN_A_ROW = 3
@@ -250,7 +250,7 @@ class Orchestrator:
             forward = self._forward.popleft() if self._forward else None
         if forward is not None:
             return forward
-        hand = handcommits.pop(worker.store, self.tag)
+        hand = pop_hand_commit(worker.store, self.tag)
         if hand is not None:
             return self._hand_job(worker, hand, history) or "wait"
         if self.queued_only or self.strategy is None:

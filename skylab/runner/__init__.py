@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from skylab.notes import Status
+from skylab.store.notes import Status
 
 LineSink = Callable[[str], None]
 

@@ -10,9 +10,9 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from skylab.notes import Status, cap_log_tail
 from skylab.runner import RunResult
-from skylab.summary import parse_summary
+from skylab.runner.summary import parse_summary
+from skylab.store.notes import Status, cap_log_tail
 
 TAIL_LINES = 40  # kept in memory for the summary and, on a crash, for the note
 

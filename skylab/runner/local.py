@@ -13,9 +13,9 @@ from collections import deque
 
 import psutil
 
+from skylab.experiment.layout import group_file
 from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
 from skylab.runner.common import TAIL_LINES, result_from_output, trial_environment
-from skylab.worktree import group_file
 
 TRIAL_MARK = "SKYLAB_TRIAL_PROCESS"  # in every trial process's environment: finds its strays at the end
 KILL_GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL

@@ -23,10 +23,10 @@ from typing import Any
 import pygit2
 
 from skylab.errors import SkylabError
-from skylab.notes import Status
-from skylab.remote_config import RemoteConfig
 from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
 from skylab.runner.common import TAIL_LINES, result_from_output
+from skylab.runner.remote_config import RemoteConfig
+from skylab.store.notes import Status
 
 PGID_MARKER = "skylab-pgid "
 RECONNECT_ATTEMPTS = 5

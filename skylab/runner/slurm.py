@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from skylab.config import SlurmConfig
 from skylab.errors import SkylabError
-from skylab.notes import Status, cap_log_tail
+from skylab.experiment.config import SlurmConfig
 from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
 from skylab.runner.common import TAIL_LINES, result_from_output, trial_environment
+from skylab.store.notes import Status, cap_log_tail
 
 SLURM_TIME_MARGIN = 120.0  # seconds Slurm's --time allows beyond Skylab's own wall-time limit
 COMMAND_TIMEOUT = 60.0  # seconds an sbatch/squeue/scancel call may take before it counts as failed

@@ -8,7 +8,7 @@ strategy only when it is asked for.
 
 from __future__ import annotations
 
-from skylab.config import ExperimentConfig
+from skylab.experiment.config import ExperimentConfig
 from skylab.strategy.base import PendingTrial, Proposal, ProposalContext, Scalar, Strategy
 
 __all__ = ["PendingTrial", "Proposal", "ProposalContext", "Scalar", "Strategy", "make_strategy"]

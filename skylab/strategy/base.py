@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from skylab.config import ExperimentConfig
-from skylab.gitstore import History, Trial
-from skylab.notes import Scalar as Scalar  # re-exported: a strategy names its values so
+from skylab.experiment.config import ExperimentConfig
+from skylab.store.gitstore import History, Trial
+from skylab.store.notes import Scalar as Scalar  # re-exported: a strategy names its values so
 
 
 @dataclass

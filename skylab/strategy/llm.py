@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skylab.config import ExperimentConfig, LLMConfig, experiment_file
 from skylab.errors import SkylabError
+from skylab.experiment.config import ExperimentConfig, LLMConfig, experiment_file
 from skylab.strategy.base import Proposal, ProposalContext, Strategy
 from skylab.strategy.llm_context import build_context, rules
 from skylab.strategy.workspace import ToolError, Workspace

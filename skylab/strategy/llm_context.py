@@ -8,8 +8,8 @@ the least essential first (frozen files, then older history).
 
 from __future__ import annotations
 
-from skylab.durations import format_duration
-from skylab.notes import Decision, Status
+from skylab.experiment.durations import format_duration
+from skylab.store.notes import Decision, Status
 from skylab.strategy.base import ProposalContext
 
 RECENT_TRIALS = 20

@@ -1,6 +1,6 @@
 """Sweeps over module-level constants: grid, seeded random, or Optuna's TPE.
 
-Each proposal rewrites just the named assignments of the sweep file (skylab.constants), so the
+Each proposal rewrites just the named assignments of the sweep file (skylab.experiment.constants), so the
 trial's diff is one line per parameter. History is the memory: points already tried in any run of
 this experiment are skipped (grid, random), and TPE's study is rebuilt from the notes, so a resumed
 or restarted search keeps learning.
@@ -13,10 +13,10 @@ import math
 import random
 from typing import Any
 
-from skylab.config import ExperimentConfig, ParameterSpace, SweepConfig, experiment_file
-from skylab.constants import read_constants, set_constants
 from skylab.errors import ConfigError
-from skylab.notes import Status
+from skylab.experiment.config import ExperimentConfig, ParameterSpace, SweepConfig, experiment_file
+from skylab.experiment.constants import read_constants, set_constants
+from skylab.store.notes import Status
 from skylab.strategy.base import Proposal, ProposalContext, Scalar
 
 MAX_RANDOM_DRAWS = 10_000  # draws before random search says the space is used up

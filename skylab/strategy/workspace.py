@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from skylab.config import ExperimentConfig
+from skylab.experiment.config import ExperimentConfig
 
 MAX_READ_CHARS = 200_000
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pygit2
 
 from skylab.errors import SkylabError
-from skylab.layout import worktrees_dir
+from skylab.experiment.layout import group_file, worktrees_dir
 
 
 def worktree_name(tag: str, worker: int) -> str:
@@ -26,11 +26,6 @@ def worktree_name(tag: str, worker: int) -> str:
 
 def worktrees_root(main: pygit2.Repository) -> Path:
     return worktrees_dir(Path(main.workdir or main.path))
-
-
-def group_file(workdir: Path) -> Path:
-    """Where a local runner records the process group training in `workdir` (for kill -9 recovery)."""
-    return workdir.parent / f".{workdir.name}.pgid"
 
 
 def kill_leftover_training(workdir: Path) -> bool:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from skylab.durations import format_duration
+from skylab.experiment.durations import format_duration
 from skylab.terminal import escape_controls
 
 PLAIN_LINE_EVERY = 30.0  # seconds between training lines echoed in plain mode

@@ -6,8 +6,8 @@ import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from skylab.gpus import is_gpu_id
-from skylab.tomlfile import Table, read_toml
+from skylab.experiment.tomlfile import Table, read_toml
+from skylab.runner.gpus import is_gpu_id
 
 REMOTE_CONFIG_NAME = "remote.toml"
 

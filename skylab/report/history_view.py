@@ -9,8 +9,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from skylab.gitstore import History, Trial
-from skylab.notes import Status
+from skylab.store.gitstore import History, Trial
+from skylab.store.notes import Status
 from skylab.terminal import escape_controls
 
 

@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from skylab.errors import ConfigError, SkylabError
-from skylab.notes import OTHER_KEYS, RESERVED_KEYS, Scalar
-from skylab.objective import is_better
-from skylab.tomlfile import Table, read_toml, type_name
+from skylab.experiment.objective import is_better
+from skylab.experiment.tomlfile import Table, read_toml, type_name
+from skylab.store.notes import OTHER_KEYS, RESERVED_KEYS, Scalar
 
 CONFIG_NAME = "experiment.toml"
 

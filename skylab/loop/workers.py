@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skylab.config import ExperimentConfig
 from skylab.errors import SkylabError
+from skylab.experiment.config import ExperimentConfig
 from skylab.runner import Runner
 
 
@@ -35,8 +35,8 @@ def make_runners(
 
         check_slurm()
         return [SlurmRunner(config.slurm) for _ in range(workers or 1)]
-    from skylab.remote_config import REMOTE_CONFIG_NAME, load_remote_config
     from skylab.runner.remote import RemoteRunner
+    from skylab.runner.remote_config import REMOTE_CONFIG_NAME, load_remote_config
 
     remote = load_remote_config(remote_config or config.root / REMOTE_CONFIG_NAME)
     if gpus:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from skylab.config import load_config
 from skylab.errors import SkylabError
+from skylab.experiment.config import load_config
 
 if TYPE_CHECKING:
     from skylab.runner.remote import RemoteRunner

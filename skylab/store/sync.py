@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skylab.errors import StoreError
-from skylab.gitstore import (
+from skylab.store.gitstore import (
     BASELINE_REF,
     BEST_REF,
     BRANCH_PREFIX,
@@ -25,7 +25,7 @@ from skylab.gitstore import (
     Trial,
     TrialStore,
 )
-from skylab.notes import Status
+from skylab.store.notes import Status
 
 STAGING_PREFIX = "refs/skylab-remotes/"
 

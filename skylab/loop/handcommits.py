@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from skylab.gitstore import BRANCH_PREFIX, TrialStore
-from skylab.layout import log_dir
-from skylab.runlock import RunLock
+from skylab.experiment.layout import log_dir
+from skylab.store.gitstore import BRANCH_PREFIX, TrialStore
+from skylab.store.runlock import RunLock
 
 
 def queue_dir(store: TrialStore) -> Path:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pygit2
 
 from skylab.errors import StoreError
-from skylab.notes import Decision, NoteFormatError, Status, TrialNote
+from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote
 
 NOTES_REF = "refs/notes/skylab"
 BEST_REF = "refs/skylab/best"

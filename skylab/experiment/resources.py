@@ -6,7 +6,7 @@ from pathlib import Path
 
 from skylab.errors import SkylabError
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # the skylab package
 
 
 def resource_dir(name: str) -> Path:

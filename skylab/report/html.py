@@ -19,12 +19,12 @@ from typing import Any
 
 import jinja2
 
-from skylab.config import ExperimentConfig
-from skylab.durations import format_duration
-from skylab.gitstore import History, Trial, TrialStore
-from skylab.history_view import HistoryRow, history_rows
-from skylab.notes import Decision, Status
-from skylab.resources import resource_dir
+from skylab.experiment.config import ExperimentConfig
+from skylab.experiment.durations import format_duration
+from skylab.experiment.resources import resource_dir
+from skylab.report.history_view import HistoryRow, history_rows
+from skylab.store.gitstore import History, Trial, TrialStore
+from skylab.store.notes import Decision, Status
 
 CHART_WIDTH, CHART_HEIGHT = 900, 360
 MARGIN = {"left": 72, "right": 20, "top": 16, "bottom": 44}

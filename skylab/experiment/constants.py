@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from skylab.errors import SkylabError
-from skylab.notes import Scalar
+from skylab.store.notes import Scalar
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pygit2
 
-from skylab.config import CONFIG_NAME, ExperimentConfig, load_config
 from skylab.errors import SkylabError
-from skylab.gitstore import NOTES_REF, TrialStore
-from skylab.layout import WORK_DIR
-from skylab.resources import resource_dir, template_dir
+from skylab.experiment.config import CONFIG_NAME, ExperimentConfig, load_config
+from skylab.experiment.layout import WORK_DIR
+from skylab.experiment.resources import resource_dir, template_dir
+from skylab.store.gitstore import NOTES_REF, TrialStore
 
 DEFAULT_TEMPLATE = "gpt-pretrain"
 HOOK_MARKER = "# skylab-hook: post-commit"

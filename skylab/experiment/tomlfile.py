@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from skylab.durations import parse_duration
 from skylab.errors import ConfigError
+from skylab.experiment.durations import parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,0 +1,1 @@
+"""What the researcher reads: the history table and the HTML report, built from the notes."""

@@ -122,7 +122,7 @@ def _open(repo: Path) -> TrialStore:
 def _experiment_for(store: TrialStore) -> ExperimentConfig:
     from skylab.experiment.config import load_config
 
-    return load_config(Path(store.repo.workdir or "."))
+    return load_config(store.root)
 
 
 @app.command()
@@ -137,9 +137,9 @@ def init(
 
     actions = init_experiment(directory, template)
     for action in actions:
-        console.print(f"• {action}")
+        console.print(f"• {action}", markup=False)
     if not actions:
-        console.print(f"{directory.resolve()} is already a Skylab experiment: nothing to do")
+        console.print(f"{directory.resolve()} is already a Skylab experiment: nothing to do", markup=False)
 
 
 @app.command()
@@ -168,7 +168,7 @@ def history(
     rows = history_rows(loaded, trials)
     if export is not None:
         write_legacy_tsv(rows, export)
-        err_console.print(f"wrote {len(rows)} trials to {export}")
+        err_console.print(f"wrote {len(rows)} trials to {export}", markup=False)
     if as_json:
         # No indent: json's C encoder only handles compact output, 5x faster at 10,000 trials.
         sys.stdout.write(json.dumps(rows_as_json(rows)) + "\n")
@@ -181,7 +181,7 @@ def history(
         err_console.print(f"[yellow]warning:[/] {escape(ref)} is left out of history: {escape(problem)}")
     if not rows:
         what = f"run '{tag}'" if tag else "this repository"
-        console.print(f"No trials in {what} yet. Start one with `skylab run`.")
+        console.print(f"No trials in {what} yet. Start one with `skylab run`.", markup=False)
         return
     title = "Kept chain" if best else "Trials"
     console.print(history_table(rows, f"{title}{f' of {tag}' if tag else ''} ({len(rows)})"))
@@ -200,7 +200,7 @@ def show(
     """A trial's note and its diff against its parent."""
     store = _open(repo)
     found = store.resolve_trial(trial, tag)
-    console.print(f"[bold]trial {found.name}[/]  commit {found.commit}")
+    console.print(f"[bold]trial {escape(found.name)}[/]  commit {found.commit}")
     if found.note is None:
         console.print("(no note: the trial was interrupted before its result was recorded)")
     else:
@@ -376,7 +376,7 @@ def run(
 
     store = _open(repo)
     config = with_llm_overrides(
-        load_config(Path(store.repo.workdir or ".")),
+        load_config(store.root),
         agent=agent.value if agent else None,
         model=model,
         max_tokens=max_tokens,
@@ -418,7 +418,7 @@ def demo(
 def default_report_path(store: TrialStore, tag: str | None) -> Path:
     from skylab.experiment.layout import report_path
 
-    return report_path(Path(store.repo.workdir or "."), tag)
+    return report_path(store.root, tag)
 
 
 @app.command()

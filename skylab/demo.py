@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import CONFIG_NAME, load_config
@@ -72,14 +73,14 @@ def run_demo(directory: Path | None, trials: int, console: Console) -> Path:
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="skylab-demo-"))
     directory = directory.resolve()
-    console.print(f"[bold]Skylab demo[/] in {directory}")
+    console.print(f"[bold]Skylab demo[/] in {escape(str(directory))}")
     fresh = not (directory / CONFIG_NAME).exists()
     if fresh:
         if directory.exists() and any(p.name != ".git" for p in directory.iterdir()):
             raise SkylabError(f"{directory} is not empty and not a demo experiment: give an empty directory")
         make_demo_experiment(directory)
     for action in init_experiment(directory):
-        console.print(f"• {action}")
+        console.print(f"• {action}", markup=False)
     run_prepare(directory, ["demo"], 0, console)
 
     store = TrialStore.open(directory)

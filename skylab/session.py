@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pygit2
@@ -88,7 +87,7 @@ def run_session(
     """Run the loop with a progress display and a live report, then write the final report."""
     from skylab.report.html import generate
 
-    root = Path(store.repo.workdir or ".")
+    root = store.root
     report = report_path(root, plan.tag)
     state = RunState(tag=plan.tag, strategy=plan.strategy_name, metric=config.metric, budget=plan.budget)
 

@@ -306,3 +306,14 @@ def test_an_undecodable_remote_toml_is_one_config_error(tmp_path: Path) -> None:
     path.write_bytes(b'[remote]\nhost = "\xff\xfe"\n')
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         load_remote_config(path)
+
+
+def test_paths_and_names_that_look_like_markup_are_printed_as_they_are(
+    experiment: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "[").mkdir()
+    result = run_skylab(
+        "history", "--export", f"{tmp_path}/[/]", "-C", str(experiment)
+    )  # the file "]" in "["
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "[/]" in result.stderr and (tmp_path / "[" / "]").is_file()

@@ -66,3 +66,33 @@ def test_over_the_vram_limit_is_a_reverted_constraint_violation() -> None:
     assert judge(ok(0.5, vram=10 * 1024), 1.5, 1.5, MIN).decision is Decision.KEEP  # at the limit: fine
     unlimited = Rules("minimize", max_vram_gb=None)
     assert judge(ok(0.5, vram=20_000.0), 1.5, 1.5, unlimited).status is Status.SUCCESS  # no limit, no check
+
+
+def test_a_failing_starting_point_is_hopeless_unless_the_machine_failed() -> None:
+    from skylab.loop.judge import hopeless
+
+    why = hopeless([], Status.CRASH, "crash: exited with status 1", True, "abcdef1234567")
+    assert why.startswith("the starting point abcdef1234 does not train (crash: exited with status 1)")
+    assert hopeless([], Status.INFRA, "infra: lost the host", True, "abcdef1234567") == ""
+    assert hopeless([], Status.SUCCESS, "", True, "abcdef1234567") == ""
+
+
+def test_five_identical_failures_in_a_row_are_hopeless_four_or_mixed_are_not() -> None:
+    from skylab.loop.judge import failure_signature, hopeless
+
+    same = failure_signature(Status.CRASH, "exited with status 1", "step 1\nRuntimeError: OOM\n\n")
+    assert same == "crash: exited with status 1 (RuntimeError: OOM)"
+    assert hopeless([same] * 3, Status.CRASH, same, False, "x") == ""
+    assert hopeless([same] * 4, Status.CRASH, same, False, "x").startswith(
+        "5 trials in a row failed the same way"
+    )
+    other = failure_signature(Status.TIMEOUT, "killed", "")
+    assert hopeless([same, same, other, same], Status.CRASH, same, False, "x") == ""
+
+
+def test_expected_trial_time_is_the_median_of_the_last_ten_successes() -> None:
+    from skylab.loop.judge import expected_trial_seconds
+
+    assert expected_trial_seconds([], 300.0, 30.0) == 330.0
+    assert expected_trial_seconds([1.0, 2.0, 9.0], 300.0, 30.0) == 2.0
+    assert expected_trial_seconds([100.0] * 5 + [1.0] * 10, 300.0, 30.0) == 1.0  # only the last ten count

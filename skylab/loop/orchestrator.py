@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import statistics
 import threading
 import time
 from collections import deque
@@ -31,7 +30,15 @@ from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params, same_change, static_problem
 from skylab.loop.handcommits import pop as pop_hand_commit
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker
-from skylab.loop.judge import Measurement, Rules, judge
+from skylab.loop.judge import (
+    NOT_FAILURES,
+    Measurement,
+    Rules,
+    expected_trial_seconds,
+    failure_signature,
+    hopeless,
+    judge,
+)
 from skylab.loop.progress import Reporter
 from skylab.loop.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
@@ -42,7 +49,6 @@ from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
 
 STARTUP_ALLOWANCE = 30.0  # seconds a trial needs beyond its training budget, until history says better
 MAX_DISCARDS_IN_A_ROW = 3
-MAX_SAME_FAILURES_IN_A_ROW = 5  # trials failing the same way in a row: the experiment, not the ideas
 WAIT_POLL_SECONDS = 0.5  # a worker with nothing to start yet looks again this often
 
 
@@ -86,7 +92,7 @@ class Orchestrator:
         self.max_trials = max_trials
         self.queued_only = queued_only
         self.after_trial = after_trial  # e.g. rewrite the live report
-        self.root = Path(store.repo.workdir or ".")
+        self.root = store.root
         self.log_dir = log_dir(self.root, tag)
         self._propose_lock = threading.Lock()  # one proposal at a time, seeing every trial in flight
         self._state = threading.Condition()  # guards the counters below; decisions happen under it
@@ -106,7 +112,7 @@ class Orchestrator:
     # ----- the loop --------------------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
-        with RunLock(Path(self.store.repo.path)), sigterm_as_interrupt():
+        with RunLock(self.store.git_dir), sigterm_as_interrupt():
             for line in self.store.repair(self.config.metric, self.config.is_better):
                 self.reporter.say(f"repaired: {line}")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
@@ -207,10 +213,8 @@ class Orchestrator:
             t.note.wall_seconds
             for t in (history or self.store.load()).trials
             if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds
-        ][-10:]
-        if walls:
-            return float(statistics.median(walls))
-        return self.config.time_budget_seconds + STARTUP_ALLOWANCE
+        ]
+        return expected_trial_seconds(walls, self.config.time_budget_seconds, STARTUP_ALLOWANCE)
 
     # ----- choosing the next trial -------------------------------------------------------------------
 
@@ -235,7 +239,7 @@ class Orchestrator:
                 if isinstance(job, Job):
                     with self._state:
                         self._claimed += 1
-                        tree = str(worker.store.repo[job.trial.commit].peel(pygit2.Commit).tree_id)
+                        tree = worker.store.tree_of(job.trial.commit) or ""
                         started = PendingTrial(job.trial.name, job.proposal.description, job.proposal.params)
                         self._pending[worker.index] = (started, tree)
                     return job
@@ -376,10 +380,10 @@ class Orchestrator:
             worker.store.finish_trial(trial, note, new_best=False)
             with self._state:
                 self._pending.pop(worker.index, None)
-                best = self._best_for_display(worker.store)
+                best = best_for_display(worker.store)
             self.reporter.trial_finished(f"trial {trial.name}: interrupted", *best)
             return None
-        self._apply(note, result)
+        record_result(note, result, self.config.metric, self.root)
         return note
 
     # ----- judging ---------------------------------------------------------------------------------
@@ -411,30 +415,25 @@ class Orchestrator:
                 self._merge_forward(store, job, tip, by_commit)
             self._pending.pop(worker.index, None)
             self._done += 1
-            best = (note.value, trial.name) if new_best else self._best_for_display(store)
-            self.reporter.trial_finished(self._summary_line(trial, note, reference_value), *best)
+            best = (note.value, trial.name) if new_best else best_for_display(store)
+            self.reporter.trial_finished(
+                summary_line(trial, note, self.config.metric, reference_value), *best
+            )
             self._state.notify_all()
         self._refresh_after_trial()
         with self._state:
             self._stop_on_hopeless_failures(job, note)
 
     def _stop_on_hopeless_failures(self, job: Job, note: TrialNote) -> None:
-        """Stop (one line, via the run's error) when the starting point itself fails (its code, not
-        the machine: an `infra` failure is measured again), or when MAX_SAME_FAILURES_IN_A_ROW
-        trials in a row fail the same way, a lost host included: no proposal can fix that."""
-        if note.status in (Status.SUCCESS, Status.NOOP, Status.DUPLICATE, Status.INTERRUPTED):
+        """Stop the run (its error: one line) when the judge says no proposal can help."""
+        if note.status in NOT_FAILURES:
             self._failures.clear()
             return
-        last_line = next((line for line in reversed(note.log_tail.splitlines()) if line.strip()), "")
-        why = f"{note.status.value}: {note.reason}" + (f" ({last_line.strip()[:200]})" if last_line else "")
-        if job.measures_start and note.status is not Status.INFRA:  # a lost machine proves nothing
-            raise SkylabError(
-                f"the starting point {job.parent[:10]} does not train ({why}): fix it, then run again"
-            )
-        self._failures.append(why)
-        recent = self._failures[-MAX_SAME_FAILURES_IN_A_ROW:]
-        if len(recent) == MAX_SAME_FAILURES_IN_A_ROW and len(set(recent)) == 1:
-            raise SkylabError(f"{len(recent)} trials in a row failed the same way ({why}): stopping")
+        signature = failure_signature(note.status, note.reason, note.log_tail)
+        why = hopeless(self._failures, note.status, signature, job.measures_start, job.parent)
+        self._failures.append(signature)
+        if why:
+            raise SkylabError(why)
 
     def _refresh_after_trial(self) -> None:
         """Run the after-trial callback (the live report) outside the decision lock, one at a time;
@@ -498,30 +497,6 @@ class Orchestrator:
         if follow_checkout(store.repo, run_branch(self.tag), old, new, store.diff_paths(old, new)):
             self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
 
-    def _apply(self, note: TrialNote, result: RunResult) -> None:
-        note.status, note.reason, note.log_tail = result.status, result.reason, result.log_tail
-        note.value, note.peak_vram_mb = result.value, result.peak_vram_mb
-        note.train_seconds, note.wall_seconds = result.train_seconds, round(result.wall_seconds, 3)
-        known = {self.config.metric, "peak_vram_mb", "training_seconds"}
-        note.summary = {k: v for k, v in result.summary.items() if k not in known}
-        if result.log_path is not None:
-            note.other["log"] = str(result.log_path.relative_to(self.root))
-
-    @staticmethod
-    def _best_for_display(store: TrialStore) -> tuple[float | None, str]:
-        best = store.best()
-        note = store.note_for(best) if best else None
-        return (note.value, f"{note.tag}/{note.trial}") if note else (None, "")
-
-    def _summary_line(self, trial: TrialRef, note: TrialNote, parent_value: float | None) -> str:
-        if note.value is None:
-            return f"trial {trial.name}: {note.status.value} — {note.reason}"
-        delta = "" if parent_value is None else f" ({note.value - parent_value:+.6f})"
-        return (
-            f"trial {trial.name}: {note.status.value} {self.config.metric} {note.value:.6f}{delta} → "
-            f"{note.decision.value}"
-        )
-
 
 def ran_by(store: TrialStore) -> str:
     """Who runs these trials, for a repository shared by a team: `name@host`."""
@@ -538,3 +513,28 @@ def _wait_all(events: list[threading.Event]) -> None:
 def _value(by_commit: dict[str, Trial], commit: str | None) -> float | None:
     trial = by_commit.get(commit or "")
     return trial.value if trial else None
+
+
+def record_result(note: TrialNote, result: RunResult, metric: str, root: Path) -> None:
+    """Copy what the runner measured into the trial's note (its summary without the fields the
+    note has lines of its own for)."""
+    note.status, note.reason, note.log_tail = result.status, result.reason, result.log_tail
+    note.value, note.peak_vram_mb = result.value, result.peak_vram_mb
+    note.train_seconds, note.wall_seconds = result.train_seconds, round(result.wall_seconds, 3)
+    known = {metric, "peak_vram_mb", "training_seconds"}
+    note.summary = {k: v for k, v in result.summary.items() if k not in known}
+    if result.log_path is not None:
+        note.other["log"] = str(result.log_path.relative_to(root))
+
+
+def best_for_display(store: TrialStore) -> tuple[float | None, str]:
+    best = store.best()
+    note = store.note_for(best) if best else None
+    return (note.value, f"{note.tag}/{note.trial}") if note else (None, "")
+
+
+def summary_line(trial: TrialRef, note: TrialNote, metric: str, parent_value: float | None) -> str:
+    if note.value is None:
+        return f"trial {trial.name}: {note.status.value} — {note.reason}"
+    delta = "" if parent_value is None else f" ({note.value - parent_value:+.6f})"
+    return f"trial {trial.name}: {note.status.value} {metric} {note.value:.6f}{delta} → {note.decision.value}"

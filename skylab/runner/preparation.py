@@ -91,5 +91,5 @@ def run_remote_prepare(
 
     single = dataclasses.replace(runner.remote, num_gpus=1)
     shell = remote_shell_command(runner.remote, remote_dir, training_argv(single, shlex.join(command)))
-    console.print(f"preparing on {runner.remote.host} in {remote_dir}")
+    console.print(f"preparing on {runner.remote.host} in {remote_dir}", markup=False)
     return runner.execute(shell, lambda line: console.print(line, markup=False, highlight=False))

@@ -173,6 +173,15 @@ class TrialStore:
             raise StoreError(f"{Path(path).resolve()} is not in a git repository (run `skylab init` first)")
         return cls(pygit2.Repository(found))
 
+    @property
+    def root(self) -> Path:
+        """The experiment's directory: the repository's work tree."""
+        return Path(self.repo.workdir or ".")
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.repo.path)
+
     # ----- reading -------------------------------------------------------------------------------
 
     def ref_target(self, name: str) -> str | None:

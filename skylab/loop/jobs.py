@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from skylab.loop.worktree import TrialWorktree
 from skylab.runner import Runner
-from skylab.store.gitstore import Trial, TrialRef, TrialStore
-from skylab.store.notes import Status
+from skylab.store.gitstore import Trial, TrialRef, TrialStore, utc_now
+from skylab.store.notes import Decision, Status, TrialNote
 from skylab.strategy import Proposal
 
 MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward
@@ -43,3 +43,27 @@ class Job:
     hand_made: bool = False
     extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
     measures_start: bool = False  # the unchanged starting point, measured before any proposal
+
+
+def starting_note(job: Job, metric: str, ran_by: str, worker: str | None) -> TrialNote:
+    """The note of a trial about to train: reverted until the judge says otherwise, with who ran
+    it (and on which worker, when there are several), its proposal and the LLM tokens it cost."""
+    trial = job.trial
+    note = TrialNote(
+        trial=trial.number,
+        tag=trial.tag,
+        status=Status.SUCCESS,
+        decision=Decision.REVERT,
+        metric=metric,
+        strategy=job.strategy,
+        parent=job.parent,
+        started_at=utc_now(),
+        description=job.proposal.description,
+        params=dict(job.proposal.params),
+    )
+    note.other.update({key: str(value) for key, value in job.proposal.usage.items()})
+    note.other.update(job.extra)
+    note.other["ran_by"] = ran_by
+    if worker is not None:
+        note.other["worker"] = worker
+    return note

@@ -28,8 +28,9 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params, same_change, static_problem
+from skylab.loop.forward import merge_forward_job, run_best
 from skylab.loop.handcommits import pop as pop_hand_commit
-from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker
+from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, starting_note
 from skylab.loop.judge import (
     NOT_FAILURES,
     Measurement,
@@ -42,7 +43,7 @@ from skylab.loop.judge import (
 from skylab.loop.progress import Reporter
 from skylab.loop.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
-from skylab.store.gitstore import History, Trial, TrialRef, TrialStore, run_branch, utc_now
+from skylab.store.gitstore import History, Trial, TrialRef, TrialStore, run_branch
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.store.runlock import RunLock
 from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
@@ -149,7 +150,7 @@ class Orchestrator:
             return
         by_commit = self.store.load().by_commit()
         best_trial = by_commit.get(best)
-        tip_trial = self._reference(self.store, tip, "", by_commit)
+        tip_trial = run_best(self.store, tip, "", by_commit)
         if best_trial is None or best_trial.value is None or tip_trial is None:
             return
         if self.config.is_better(best_trial.value, tip_trial.value):
@@ -342,23 +343,8 @@ class Orchestrator:
         worker.worktree.reset(trial.commit)
         if job.strategy == MERGE_FORWARD:
             job.proposal.params = dict(current_params(self.config, worker.worktree.path))
-        note = TrialNote(
-            trial=trial.number,
-            tag=self.tag,
-            status=Status.SUCCESS,
-            decision=Decision.REVERT,
-            metric=self.config.metric,
-            strategy=job.strategy,
-            parent=job.parent,
-            started_at=utc_now(),
-            description=job.proposal.description,
-            params=dict(job.proposal.params),
-        )
-        note.other.update({key: str(value) for key, value in job.proposal.usage.items()})
-        note.other.update(job.extra)
-        note.other["ran_by"] = self.ran_by
-        if len(self.runners) > 1:
-            note.other["worker"] = str(worker.index)
+        shared = len(self.runners) > 1
+        note = starting_note(job, self.config.metric, self.ran_by, str(worker.index) if shared else None)
         self.reporter.trial_started(trial.name, job.proposal.description, self.expected_trial_seconds())
         self.reporter.add_tokens(sum(job.proposal.usage.values()))
         if job.problem is not None:
@@ -394,7 +380,7 @@ class Orchestrator:
         with self._state, store.writing():
             by_commit = store.load().by_commit()
             tip = self._tip(store)
-            reference = self._reference(store, tip, trial.commit, by_commit)
+            reference = run_best(store, tip, trial.commit, by_commit)
             reference_value = reference.value if reference else None
             measured = Measurement(note.status, note.value, note.peak_vram_mb, note.reason)
             verdict = judge(measured, reference_value, _value(by_commit, store.best()), self.rules)
@@ -451,46 +437,14 @@ class Orchestrator:
         finally:
             self._refresh_lock.release()
 
-    def _reference(
-        self, store: TrialStore, tip: str, commit: str, by_commit: dict[str, Trial]
-    ) -> Trial | None:
-        """The run's best now: the newest measured success on the run branch, other than `commit`."""
-        for current in store.first_parents(tip):
-            known = by_commit.get(current)
-            if (
-                current != commit
-                and known is not None
-                and known.status is Status.SUCCESS
-                and known.value is not None
-            ):
-                return known
-        return None
-
     def _merge_forward(self, store: TrialStore, job: Job, old_tip: str, by_commit: dict[str, Trial]) -> None:
-        """The kept trial overtook a best it never saw: carry that best's change forward onto it.
-
-        The run branch moves to the trial (its chain is its real ancestry, every link measured), and
-        what the overtaken best had added since the trial's parent is merged onto it as a new trial,
-        trained next like any other. A conflicting change is reported and left out.
-        """
-        tree, conflicts = store.merge_trees(job.parent, job.trial.commit, old_tip)
-        overtaken = by_commit[old_tip].name if old_tip in by_commit else old_tip[:10]
-        if tree is None:
-            self.reporter.say(
-                f"trial {job.trial.name} overtook {overtaken}; its change conflicts with "
-                f"{overtaken}'s in {', '.join(conflicts)}, so it is not carried forward"
-            )
-            return
-        if tree == store.tree_of(job.trial.commit):
-            return  # nothing of the overtaken best is missing from the trial
-        description = f"merge forward: {overtaken}'s change onto {job.trial.name}"
-        trial = store.create_trial(self.tag, tree, job.trial.commit, description)
-        changed = sorted(store.diff_paths(job.trial.commit, trial.commit))
-        extra = {"merged_from": overtaken}
-        self._forward.append(
-            Job(trial, job.trial.commit, Proposal(description), changed, MERGE_FORWARD, extra=extra)
-        )
-        self.reporter.say(f"trial {trial.name} queued: {description}")
+        """The kept trial overtook a best it never saw: carry that best's change forward onto it,
+        as a trial trained next (see forward.merge_forward_job)."""
+        forward, line = merge_forward_job(store, self.tag, job, old_tip, by_commit)
+        if forward is not None:
+            self._forward.append(forward)
+        if line:
+            self.reporter.say(line)
 
     def _follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
         """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""

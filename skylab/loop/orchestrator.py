@@ -27,7 +27,7 @@ from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
-from skylab.loop.checks import current_params, same_change, static_problem
+from skylab.loop.checks import current_params
 from skylab.loop.forward import merge_forward_job, run_best
 from skylab.loop.handcommits import pop as pop_hand_commit
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, starting_note
@@ -41,12 +41,13 @@ from skylab.loop.judge import (
     judge,
 )
 from skylab.loop.progress import Reporter
+from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
 from skylab.loop.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
 from skylab.store.gitstore import History, Trial, TrialRef, TrialStore, run_branch
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.store.runlock import RunLock
-from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
+from skylab.strategy import PendingTrial, Strategy
 
 STARTUP_ALLOWANCE = 30.0  # seconds a trial needs beyond its training budget, until history says better
 MAX_DISCARDS_IN_A_ROW = 3
@@ -257,7 +258,7 @@ class Orchestrator:
             return forward
         hand = pop_hand_commit(worker.store, self.tag)
         if hand is not None:
-            return self._hand_job(worker, hand, history) or "wait"
+            return hand_job(self.config, self.tag, worker, hand, history) or "wait"
         if self.queued_only or self.strategy is None:
             self._reason = "no queued commits left"
             return "stop"
@@ -265,8 +266,10 @@ class Orchestrator:
         tip_trial = history.by_commit().get(tip)
         if tip_trial is None and pending:
             return "wait"  # the starting point is being measured: proposals start from its result
-        outcome = self._proposed_job(worker, history, pending, tip, tip_trial)
-        if outcome == "discarded":
+        outcome = proposed_job(
+            self.config, self.strategy, self.tag, worker, history, pending, tip, tip_trial, self.reporter.say
+        )
+        if outcome == DISCARDED:
             self._discards += 1
             if self._discards >= MAX_DISCARDS_IN_A_ROW:
                 raise SkylabError("the strategy's proposals kept changing files that are not editable")
@@ -275,65 +278,6 @@ class Orchestrator:
         if outcome is None:
             return "stop"
         return outcome
-
-    def _proposed_job(
-        self,
-        worker: Worker,
-        history: History,
-        pending: list[tuple[PendingTrial, str]],
-        tip: str,
-        tip_trial: Trial | None,
-    ) -> Job | str | None:
-        tree_dir = worker.worktree
-        tree_dir.reset(tip)
-        if tip_trial is None:  # the run starts from a commit never measured: measure it first
-            proposal = Proposal(
-                "baseline: the starting point, unchanged", current_params(self.config, tree_dir.path)
-            )
-        else:
-            assert self.strategy is not None
-            context = ProposalContext(
-                self.config,
-                history,
-                self.tag,
-                tip,
-                tip_trial,
-                tree_dir.path,
-                worker.store.diff_against_parent,
-                tuple(trial for trial, _ in pending),
-            )
-            found = self.strategy.propose(context)
-            if found is None:
-                return None
-            proposal = found
-        changed = tree_dir.changed_files()
-        outside = [path for path in changed if path not in self.config.editable_files]
-        if outside:
-            self.reporter.say(f"discarded a proposal that changed non-editable files: {', '.join(outside)}")
-            tree_dir.reset(tip)
-            return "discarded"
-        tree = tree_dir.snapshot(changed)
-        problem = static_problem(self.config.editable_files, tree_dir.path, changed, tip_trial is None)
-        if problem is None and changed:
-            problem = same_change(history, pending, str(tree), worker.store.tree_of)
-        trial = worker.store.create_trial(self.tag, tree, tip, proposal.description)
-        name = self.strategy.name if self.strategy else "manual"
-        return Job(trial, tip, proposal, changed, name, problem=problem, measures_start=tip_trial is None)
-
-    def _hand_job(self, worker: Worker, commit: str, history: History) -> Job | None:
-        repo = worker.store.repo
-        if commit in history.by_commit() or repo.get(commit) is None:
-            return None
-        obj = repo[commit].peel(pygit2.Commit)
-        if not obj.parent_ids:
-            return None
-        parent = str(obj.parent_ids[0])
-        changed = sorted(worker.store.diff_paths(parent, commit))
-        trial = worker.store.begin_trial(self.tag, commit)
-        worker.worktree.reset(commit)
-        proposal = Proposal(obj.message.strip().split("\n")[0] or "hand-made commit")
-        problem = static_problem(self.config.editable_files, worker.worktree.path, changed, False)
-        return Job(trial, parent, proposal, changed, "manual", problem=problem, hand_made=True)
 
     # ----- training ----------------------------------------------------------------------------------
 

@@ -322,6 +322,14 @@ class TrialStore:
         diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
         return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
 
+    def commit_summary(self, commit: str) -> tuple[str, str] | None:
+        """(first parent, first line of the message) of a commit here; None for a root commit or
+        anything that is not a commit of this repository."""
+        obj = self.repo.get(commit)
+        if not isinstance(obj, pygit2.Commit) or not obj.parent_ids:
+            return None
+        return str(obj.parent_ids[0]), obj.message.strip().split("\n")[0]
+
     def tree_of(self, commit: str) -> str | None:
         """The tree id of a commit of this repository (None for anything else)."""
         obj = self.repo.get(commit)

@@ -1,0 +1,88 @@
+"""Turning what comes next into a job: a strategy's proposal (or the unchanged starting point,
+measured first) or a commit the researcher made by hand, committed as a trial with the problems
+found before any compute is spent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from skylab.experiment.config import ExperimentConfig
+from skylab.loop.checks import current_params, same_change, static_problem
+from skylab.loop.jobs import Job, Worker
+from skylab.store.gitstore import History, Trial
+from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
+
+DISCARDED = "discarded"  # the proposal changed files that are not editable: nothing was committed
+
+
+def proposed_job(
+    config: ExperimentConfig,
+    strategy: Strategy | None,
+    tag: str,
+    worker: Worker,
+    history: History,
+    pending: list[tuple[PendingTrial, str]],
+    tip: str,
+    tip_trial: Trial | None,
+    say: Callable[[str], None],
+) -> Job | str | None:
+    """The next proposal from `tip`, committed as a trial of `tag` (a Job); DISCARDED (said with
+    `say`); or None when the strategy has nothing left. An unmeasured tip is measured first,
+    unchanged."""
+    tree_dir = worker.worktree
+    tree_dir.reset(tip)
+    if tip_trial is None:  # the run starts from a commit never measured: measure it first
+        proposal = Proposal("baseline: the starting point, unchanged", current_params(config, tree_dir.path))
+    else:
+        assert strategy is not None
+        context = ProposalContext(
+            config,
+            history,
+            tag,
+            tip,
+            tip_trial,
+            tree_dir.path,
+            worker.store.diff_against_parent,
+            tuple(trial for trial, _ in pending),
+        )
+        found = strategy.propose(context)
+        if found is None:
+            return None
+        proposal = found
+    changed = tree_dir.changed_files()
+    outside = [path for path in changed if path not in config.editable_files]
+    if outside:
+        say(f"discarded a proposal that changed non-editable files: {', '.join(outside)}")
+        tree_dir.reset(tip)
+        return DISCARDED
+    tree = tree_dir.snapshot(changed)
+    problem = static_problem(config.editable_files, tree_dir.path, changed, tip_trial is None)
+    if problem is None and changed:
+        problem = same_change(history, pending, str(tree), worker.store.tree_of)
+    trial = worker.store.create_trial(tag, tree, tip, proposal.description)
+    name = strategy.name if strategy else "manual"
+    return Job(trial, tip, proposal, changed, name, problem=problem, measures_start=tip_trial is None)
+
+
+def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, history: History) -> Job | None:
+    """A commit the researcher made on the run branch, as the next trial of `tag` (None when it is
+    already a trial, unknown, or a root commit)."""
+    if commit in history.by_commit():
+        return None
+    found = worker.store.commit_summary(commit)
+    if found is None:
+        return None
+    parent, subject = found
+    changed = sorted(worker.store.diff_paths(parent, commit))
+    trial = worker.store.begin_trial(tag, commit)
+    worker.worktree.reset(commit)
+    problem = static_problem(config.editable_files, worker.worktree.path, changed, False)
+    return Job(
+        trial,
+        parent,
+        Proposal(subject or "hand-made commit"),
+        changed,
+        "manual",
+        problem=problem,
+        hand_made=True,
+    )

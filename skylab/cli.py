@@ -9,7 +9,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -33,8 +33,6 @@ app = typer.Typer(
 )
 hook_app = typer.Typer(help="Entry points for the git hooks `skylab init` installs.", add_completion=False)
 app.add_typer(hook_app, name="hook")
-
-# Piped output is not cut to 80 columns: a history table should survive `| less` and logs whole.
 
 
 class _ClosableStdout:
@@ -73,6 +71,7 @@ class _ClosableStdout:
         return self.stream.fileno()
 
 
+# Piped output is not cut to 80 columns: a history table should survive `| less` and logs whole.
 console = Console(
     file=_ClosableStdout(sys.stdout),  # type: ignore[arg-type]
     highlight=False,
@@ -459,30 +458,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except UsageError as exc:  # an unknown option, a missing or malformed value
         where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        err_console.print(f"[red]error:[/] {_one_line(exc.format_message() + where)}", soft_wrap=True)
-        sys.exit(2)
+        _fail(exc.format_message() + where, 2)
     except ClickException as exc:
-        err_console.print(f"[red]error:[/] {_one_line(exc.format_message())}", soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.format_message(), exc.exit_code)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
     except SkylabError as exc:
-        err_console.print(f"[red]error:[/] {_one_line(str(exc))}", soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except OSError as exc:  # a path the user gave that cannot be written or read: say which, in one line
-        where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"[red]error:[/] {_one_line(where + (exc.strerror or str(exc)))}", soft_wrap=True)
-        sys.exit(2)
+        _fail((f"{exc.filename}: " if exc.filename else "") + (exc.strerror or str(exc)), 2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def _one_line(message: str) -> str:
-    """An error message as one line of plain text: control characters escaped, no markup."""
-    return escape(escape_controls(message))
+def _fail(message: str, code: int) -> NoReturn:
+    """`error: MESSAGE` as one line of plain text on stderr (control characters escaped, no
+    markup), then exit with `code`."""
+    err_console.print(f"[red]error:[/] {escape(escape_controls(message))}", soft_wrap=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pygit2
@@ -14,7 +15,7 @@ from rich.console import Console
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
-from skylab.experiment.layout import report_path
+from skylab.experiment.layout import log_dir, report_path
 from skylab.loop import Orchestrator, RunOutcome
 from skylab.loop.progress import Reporter, RunState, make_reporter
 from skylab.runner import Runner
@@ -71,7 +72,7 @@ def plan_line(store: TrialStore, plan: SessionPlan, expected: float, workers: in
     parallel = f" · {workers} workers" if workers > 1 else ""
     return (
         f"skylab run {plan.tag} ({where} from {start[:10]}){parallel} · strategy {plan.strategy_name} · "
-        f"{limit}{trials} · ~{format_duration(expected)} per trial · logs in .skylab/logs/{plan.tag} · "
+        f"{limit}{trials} · ~{format_duration(expected)} per trial · logs in {log_dir(Path(), plan.tag)} · "
         "Ctrl-C stops after recording"
     )
 

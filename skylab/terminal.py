@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 def escape_controls(text: str, keep_newlines: bool = False) -> str:
     """`text` with control characters shown escaped (`\\x1b`, `\\n`), never sent raw: a note or an
     argument cannot move the cursor, retitle the window, or break a one-line message in two."""
-    pattern = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]") if keep_newlines else _CONTROL
+    pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
     return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -126,9 +126,7 @@ def document_batches(paths: list[Path]) -> Iterator[list[str]]:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError) as exc:
             raise PrepareError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
-        documents = split_text(text)
-        for first in range(0, len(documents), REFILL_DOCUMENTS):
-            yield documents[first : first + REFILL_DOCUMENTS]
+        yield from _in_batches(split_text(text))
 
 
 def split_text(text: str, size: int = TEXT_DOCUMENT_CHARS) -> list[str]:
@@ -155,9 +153,7 @@ def _parquet_batches(path: Path) -> Iterator[list[str]]:
         raise PrepareError(f"{path}: no 'text' column (columns: {', '.join(parquet.schema_arrow.names)})")
     for group in range(parquet.num_row_groups):
         rows = parquet.read_row_group(group, columns=["text"]).column("text").to_pylist()
-        texts = [text for text in rows if text is not None]
-        for first in range(0, len(texts), REFILL_DOCUMENTS):
-            yield texts[first : first + REFILL_DOCUMENTS]
+        yield from _in_batches([text for text in rows if text is not None])
 
 
 def split_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -379,6 +375,7 @@ def batch_sizes_path(target: Path) -> Path:
 
 
 def _in_batches(documents: list[str]) -> Iterator[list[str]]:
+    """`documents` in groups of REFILL_DOCUMENTS, in order."""
     for first in range(0, len(documents), REFILL_DOCUMENTS):
         yield documents[first : first + REFILL_DOCUMENTS]
 

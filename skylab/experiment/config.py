@@ -310,8 +310,10 @@ def _check_files(root: Path, table: Table, key: str, files: tuple[str, ...]) -> 
         if ".." in pure.parts:
             raise table.error(key, f"'{file}' points outside the experiment directory")
         name = str(pure)
-        if name in seen or name == ".":
-            raise table.error(key, f"'{file}' is listed twice" if name in seen else "'.' is not a file")
+        if name == ".":
+            raise table.error(key, "'.' is not a file")
+        if name in seen:
+            raise table.error(key, f"'{file}' is listed twice")
         seen.append(name)
         if outside_experiment(root, name):
             raise table.error(key, f"'{file}' resolves outside the experiment directory (a symlink?)")

@@ -184,6 +184,15 @@ class TrialStore:
 
     # ----- reading -------------------------------------------------------------------------------
 
+    def _commit(self, sha: str) -> pygit2.Commit | None:
+        """The commit `sha` names in this repository; None for anything else (a tree, a blob, an
+        object that is not here, a string that is no object id)."""
+        try:
+            obj = self.repo.get(sha)
+        except ValueError:  # pygit2's GitErrors for a malformed or ambiguous id are ValueErrors
+            return None
+        return obj if isinstance(obj, pygit2.Commit) else None
+
     def ref_target(self, name: str) -> str | None:
         ref = self.repo.references.get(name)
         return None if ref is None else str(ref.resolve().target)
@@ -259,7 +268,7 @@ class TrialStore:
         refs_by_commit: dict[str, list[TrialRef]] = {}
         stray: dict[str, str] = {}
         for ref in self.trial_refs():
-            if not isinstance(self.repo.get(ref.commit), pygit2.Commit):
+            if self._commit(ref.commit) is None:
                 stray[trial_ref(ref.tag, ref.number)] = f"points at {ref.commit[:10]}, not a commit here"
                 continue
             refs_by_commit.setdefault(ref.commit, []).append(ref)
@@ -279,7 +288,7 @@ class TrialStore:
         # Notes whose trial ref is gone (deleted by hand, or not fetched) still count as trials,
         # when their commit is here to show.
         for commit, note in notes.items():
-            if isinstance(self.repo.get(commit), pygit2.Commit):
+            if self._commit(commit) is not None:
                 trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
             else:
                 unreadable[commit] = "its commit is not in this repository"
@@ -289,8 +298,8 @@ class TrialStore:
     def _started(self, trial: Trial) -> str:
         if trial.note and trial.note.started_at:
             return trial.note.started_at
-        commit = self.repo.get(trial.commit)
-        if not isinstance(commit, pygit2.Commit):
+        commit = self._commit(trial.commit)
+        if commit is None:
             return ""
         when = datetime.fromtimestamp(commit.commit_time, timezone.utc)
         return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -325,15 +334,15 @@ class TrialStore:
     def commit_summary(self, commit: str) -> tuple[str, str] | None:
         """(first parent, first line of the message) of a commit here; None for a root commit or
         anything that is not a commit of this repository."""
-        obj = self.repo.get(commit)
-        if not isinstance(obj, pygit2.Commit) or not obj.parent_ids:
+        obj = self._commit(commit)
+        if obj is None or not obj.parent_ids:
             return None
         return str(obj.parent_ids[0]), obj.message.strip().split("\n")[0]
 
     def tree_of(self, commit: str) -> str | None:
         """The tree id of a commit of this repository (None for anything else)."""
-        obj = self.repo.get(commit)
-        return str(obj.tree_id) if isinstance(obj, pygit2.Commit) else None
+        obj = self._commit(commit)
+        return None if obj is None else str(obj.tree_id)
 
     def merge_trees(self, base: str, ours: str, theirs: str) -> tuple[str | None, list[str]]:
         """The 3-way merge of two commits' trees over `base`'s: (the merged tree id, []) or, when
@@ -362,16 +371,15 @@ class TrialStore:
             if commit is None:
                 return
             yield commit
-            obj = self.repo.get(commit)
-            parents: list[pygit2.Oid] = list(obj.parent_ids) if isinstance(obj, pygit2.Commit) else []
-            commit = str(parents[0]) if parents else None
+            obj = self._commit(commit)
+            commit = str(obj.parent_ids[0]) if obj is not None and obj.parent_ids else None
 
     def diff_against_parent(self, trial: Trial) -> str:
         """The trial's change: against the parent its note names, or (when the note names none, or
         no commit of this repository) against its commit's first parent."""
         commit = self.repo[trial.commit].peel(pygit2.Commit)
         named = trial.parent if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", trial.parent) else ""
-        if named and not isinstance(self.repo.get(named), pygit2.Commit):
+        if named and self._commit(named) is None:
             named = ""
         parent_id = named or (str(commit.parent_ids[0]) if commit.parent_ids else "")
         if parent_id:

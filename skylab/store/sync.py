@@ -117,10 +117,7 @@ def pull(store: TrialStore, remote: str, is_better: Callable[[float, float | Non
 
 
 def _staged(store: TrialStore, prefix: str) -> dict[str, str]:
-    refs = {}
-    for rest, target in store.refs_under(prefix):
-        refs[rest] = target
-    return refs
+    return dict(store.refs_under(prefix))
 
 
 def _adopt_trials(store: TrialStore, staging: str, report: SyncReport) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from skylab.experiment.config import ExperimentConfig
+from skylab.experiment.config import ExperimentConfig, outside_experiment
 
 MAX_READ_CHARS = 200_000
 
@@ -34,8 +34,7 @@ class Workspace:
             raise ToolError(f"{name}: '..' is not allowed; only files of this experiment can be used")
         relative = str(pure)
         path = self.root / relative
-        resolved = path.resolve()
-        if resolved != self.root and self.root not in resolved.parents:
+        if outside_experiment(self.root, relative):
             raise ToolError(f"{name}: leads outside the experiment (a symbolic link?)")
         if for_writing:
             if relative in self.frozen:

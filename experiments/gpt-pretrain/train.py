@@ -119,20 +119,15 @@ def attend(q, k, v, window, backend, mask=None):
         return out[0] if isinstance(out, tuple) else out
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if window >= T:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    elif backend == "flex":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+    if mask is None:
+        mask = sliding_window_mask(T, window, backend, q.device)
+    if backend == "flex":
         from torch.nn.attention.flex_attention import flex_attention
 
-        out = flex_attention(
-            q,
-            k,
-            v,
-            block_mask=mask if mask is not None else sliding_window_mask(T, window, backend, q.device),
-        )
+        out = flex_attention(q, k, v, block_mask=mask)
     else:
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask if mask is not None else sliding_window_mask(T, window, backend, q.device)
-        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out.transpose(1, 2)
 
 

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from skylab.experiment.scaffold import init_experiment  # noqa: E402
-from skylab.store.gitstore import TrialStore, utc_now  # noqa: E402
-from skylab.store.notes import Decision, Status, TrialNote  # noqa: E402
+from skylab.store.gitstore import TrialStore  # noqa: E402
+from skylab.store.notes import Decision, Status, TrialNote, utc_now  # noqa: E402
 from tests.factory import tree_with  # noqa: E402
 
 

@@ -153,7 +153,7 @@ def history(
 ) -> None:
     """The trials, rebuilt from refs and notes."""
     from skylab.report.history_view import history_rows, history_table, rows_as_json, write_legacy_tsv
-    from skylab.store.gitstore import run_branch
+    from skylab.store.refs import run_branch
 
     store = _open(repo)
     loaded = store.load()
@@ -320,7 +320,7 @@ def default_tag(store: TrialStore | None = None) -> str:
         email = store.signature().email or ""
         who = email.split("@")[0] if "@" in email else ""
     who = re.sub(r"[^A-Za-z0-9._-]+", "-", who or os.environ.get("USER", "")).strip("-._")[:40]
-    parts = [day, *([who] if who else []), *([store.clone_id()] if store is not None else [])]
+    parts = [day, *([who] if who else []), *([store.clone.clone_id()] if store is not None else [])]
     return "-".join(parts)
 
 
@@ -370,7 +370,7 @@ def run(
     from skylab.loop.workers import make_runners
     from skylab.runner.gpus import parse_gpus
     from skylab.session import SessionPlan, refuse_uncommitted_edits, run_session, with_llm_overrides
-    from skylab.store.gitstore import check_tag
+    from skylab.store.refs import check_tag
     from skylab.strategy import make_strategy
 
     store = _open(repo)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pygit2
 from rich.console import Console
 
 from skylab.errors import SkylabError
@@ -19,7 +18,8 @@ from skylab.experiment.layout import log_dir, report_path
 from skylab.loop import Orchestrator, RunOutcome
 from skylab.loop.progress import Reporter, RunState, make_reporter
 from skylab.runner import Runner
-from skylab.store.gitstore import TrialStore, run_branch
+from skylab.store.gitstore import TrialStore
+from skylab.store.refs import run_branch
 from skylab.strategy import Strategy
 
 
@@ -46,8 +46,8 @@ def with_llm_overrides(config: ExperimentConfig, **overrides: Any) -> Experiment
 def refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> None:
     """A run starts from the best trial, never from the user's branch: edits of the editable files
     in the checkout would be silently left out, so say so before anything starts."""
-    status = store.repo.status()
-    dirty = [path for path in editable if path in status and status[path] != pygit2.enums.FileStatus.IGNORED]
+    changed = store.dirty_paths()
+    dirty = [path for path in editable if path in changed]
     if dirty:
         raise SkylabError(
             f"{', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted changes, which a run "

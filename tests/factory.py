@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pygit2
 
-from skylab.store.gitstore import TrialRef, TrialStore, utc_now
-from skylab.store.notes import Decision, Status, TrialNote
+from skylab.store.gitstore import TrialStore
+from skylab.store.notes import Decision, Status, TrialNote, utc_now
+from skylab.store.refs import TrialRef
 
 
 def tree_with(store: TrialStore, parent: str, files: dict[str, str]) -> pygit2.Oid:

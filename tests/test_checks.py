@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from skylab.loop.checks import same_change, static_problem
-from skylab.store.gitstore import History
+from skylab.store.history import History
 from skylab.store.notes import Status
 from skylab.strategy import PendingTrial
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from skylab.store.gitstore import TrialStore, run_branch
+from skylab.store.gitstore import TrialStore
 from skylab.store.notes import Decision, Status
+from skylab.store.refs import run_branch
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from skylab.store.gitstore import NOTES_REF, TrialRef, TrialStore
+from skylab.store.gitstore import TrialStore
 from skylab.store.notes import Status
+from skylab.store.refs import NOTES_REF, TrialRef
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
 

@@ -19,7 +19,8 @@ from skylab.experiment.config import load_config
 from skylab.loop import Orchestrator
 from skylab.loop.progress import Reporter, RunState
 from skylab.runner.local import LocalRunner
-from skylab.store.gitstore import TrialStore, run_branch
+from skylab.store.gitstore import TrialStore
+from skylab.store.refs import run_branch
 from skylab.strategy import Proposal, ProposalContext, make_strategy
 from skylab.strategy.sweep import SweepStrategy
 from tests.conftest import SKYLAB, git, run_skylab

@@ -19,8 +19,9 @@ from skylab.experiment.config import load_config
 from skylab.loop import Orchestrator
 from skylab.loop.progress import Reporter, RunState
 from skylab.runner.local import LocalRunner
-from skylab.store.gitstore import TrialStore, run_branch
+from skylab.store.gitstore import TrialStore
 from skylab.store.notes import Decision, Status
+from skylab.store.refs import run_branch
 from skylab.strategy import PendingTrial, Proposal, ProposalContext
 from skylab.strategy.llm_context import build_context
 from skylab.strategy.sweep import SweepStrategy

@@ -7,8 +7,9 @@ import pygit2
 import pytest
 
 from skylab.errors import StoreError
-from skylab.store.gitstore import BEST_REF, NOTES_REF, TrialStore, check_tag
+from skylab.store.gitstore import TrialStore
 from skylab.store.notes import Status
+from skylab.store.refs import BEST_REF, NOTES_REF, check_tag
 from tests.conftest import git
 from tests.factory import add_trial, tree_with
 

@@ -17,7 +17,8 @@ from skylab.errors import SkylabError
 from skylab.experiment.config import CONFIG_NAME, ExperimentConfig, load_config
 from skylab.experiment.layout import WORK_DIR
 from skylab.experiment.resources import resource_dir, template_dir
-from skylab.store.gitstore import NOTES_REF, TrialStore
+from skylab.store.gitstore import TrialStore
+from skylab.store.refs import NOTES_REF
 
 DEFAULT_TEMPLATE = "gpt-pretrain"
 HOOK_MARKER = "# skylab-hook: post-commit"

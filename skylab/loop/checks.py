@@ -11,7 +11,7 @@ from pathlib import Path
 
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.constants import read_constants
-from skylab.store.gitstore import History
+from skylab.store.history import History
 from skylab.store.notes import Status
 from skylab.strategy import PendingTrial, Scalar
 

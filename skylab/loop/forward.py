@@ -5,7 +5,8 @@ orchestrator calls these under its decision lock; they write only through the st
 from __future__ import annotations
 
 from skylab.loop.jobs import MERGE_FORWARD, Job
-from skylab.store.gitstore import Trial, TrialStore
+from skylab.store.gitstore import TrialStore
+from skylab.store.history import Trial
 from skylab.store.notes import Status
 from skylab.strategy import Proposal
 

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from skylab.experiment.layout import log_dir
-from skylab.store.gitstore import BRANCH_PREFIX, TrialStore
+from skylab.store.gitstore import TrialStore
+from skylab.store.refs import BRANCH_PREFIX
 from skylab.store.runlock import RunLock
 
 
@@ -46,18 +47,17 @@ def pop(store: TrialStore, tag: str) -> str | None:
 
 def on_post_commit(store: TrialStore) -> str:
     """What the hook does for HEAD; returns the line to show the committer."""
-    repo = store.repo
-    if repo.head_is_detached or not repo.head.name.startswith(BRANCH_PREFIX):
+    branch, commit = store.checked_out_branch(), store.head_commit()
+    if branch is None or commit is None or not branch.startswith(BRANCH_PREFIX):
         return ""
-    tag = repo.head.name[len(BRANCH_PREFIX) :]
-    commit = str(repo.head.target)
+    tag = branch[len(BRANCH_PREFIX) :]
     history = store.load()
     if commit in history.by_commit():
         return ""  # already a trial: never twice
     enqueue(store, tag, commit)
-    if not RunLock(Path(repo.path)).try_acquire_and_release():
+    if not RunLock(store.git_dir).try_acquire_and_release():
         return f"skylab: {commit[:10]} queued; the active skylab run trains it next"
-    root = Path(repo.workdir or ".")
+    root = store.root
     log = log_dir(root, tag) / f"hand-{commit[:10]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     skylab = Path(sys.executable).parent / "skylab"

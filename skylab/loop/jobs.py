@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 from skylab.loop.worktree import TrialWorktree
 from skylab.runner import Runner
-from skylab.store.gitstore import Trial, TrialRef, TrialStore, utc_now
-from skylab.store.notes import Decision, Status, TrialNote
+from skylab.store.gitstore import TrialStore
+from skylab.store.history import Trial
+from skylab.store.notes import Decision, Status, TrialNote, utc_now
+from skylab.store.refs import TrialRef
 from skylab.strategy import Proposal
 
 MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward

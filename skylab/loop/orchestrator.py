@@ -21,8 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-import pygit2
-
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
@@ -42,10 +40,12 @@ from skylab.loop.judge import (
 )
 from skylab.loop.progress import Reporter
 from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
-from skylab.loop.worktree import TrialWorktree, follow_checkout, remove_extra_worktrees
+from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
-from skylab.store.gitstore import History, Trial, TrialRef, TrialStore, run_branch
+from skylab.store.gitstore import TrialStore
+from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
+from skylab.store.refs import TrialRef, run_branch
 from skylab.store.runlock import RunLock
 from skylab.strategy import PendingTrial, Strategy
 
@@ -119,7 +119,7 @@ class Orchestrator:
                 self.reporter.say(f"repaired: {line}")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
             self._continue_from_shared_best()
-            for name in remove_extra_worktrees(self.store.repo, self.tag, len(self.runners)):
+            for name in remove_extra_worktrees(self.root, self.tag, len(self.runners)):
                 self.reporter.say(f"removed the work tree of a worker this run does not have: {name}")
             workers = [self._make_worker(index, runner) for index, runner in enumerate(self.runners)]
             self.worktree = workers[0].worktree
@@ -163,8 +163,8 @@ class Orchestrator:
             )
 
     def _make_worker(self, index: int, runner: Runner) -> Worker:
-        store = self.store if index == 0 else TrialStore(pygit2.Repository(self.store.repo.path))
-        return Worker(index, store, TrialWorktree(store.repo, self.tag, index), runner)
+        store = self.store if index == 0 else TrialStore.open(self.store.git_dir)  # a handle per thread
+        return Worker(index, store, TrialWorktree(self.root, self.tag, index), runner)
 
     def _interrupt(self, finished: list[threading.Event]) -> None:
         """Stop every worker: each records its trial as interrupted before its thread ends."""
@@ -392,7 +392,7 @@ class Orchestrator:
 
     def _follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
         """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""
-        if follow_checkout(store.repo, run_branch(self.tag), old, new, store.diff_paths(old, new)):
+        if store.follow_checkout(run_branch(self.tag), old, new):
             self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from skylab.experiment.config import ExperimentConfig
 from skylab.loop.checks import current_params, same_change, static_problem
 from skylab.loop.jobs import Job, Worker
-from skylab.store.gitstore import History, Trial
+from skylab.store.history import History, Trial
 from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
 
 DISCARDED = "discarded"  # the proposal changed files that are not editable: nothing was committed

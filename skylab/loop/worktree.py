@@ -24,10 +24,6 @@ def worktree_name(tag: str, worker: int) -> str:
     return tag if worker == 0 else f"{tag}+{worker}"
 
 
-def worktrees_root(main: pygit2.Repository) -> Path:
-    return worktrees_dir(Path(main.workdir or main.path))
-
-
 def kill_leftover_training(workdir: Path) -> bool:
     """Kill a training process group that a killed Skylab left running in `workdir`; True if one was.
 
@@ -70,10 +66,10 @@ def _cwd(pid: int) -> Path | None:
         return None
 
 
-def remove_extra_worktrees(main: pygit2.Repository, tag: str, workers: int) -> list[str]:
+def remove_extra_worktrees(experiment: Path, tag: str, workers: int) -> list[str]:
     """Remove this run's worker trees beyond `workers` (left by a larger or killed run)."""
     removed: list[str] = []
-    root = worktrees_root(main)
+    root = worktrees_dir(experiment)
     if not root.is_dir():
         return removed
     for path in sorted(root.glob(f"{tag}+*")):
@@ -83,7 +79,7 @@ def remove_extra_worktrees(main: pygit2.Repository, tag: str, workers: int) -> l
             shutil.rmtree(path)
             removed.append(path.name)
     if removed:
-        _prune(Path(main.workdir or main.path))
+        _prune(experiment)
     return removed
 
 
@@ -92,13 +88,14 @@ def _prune(root: Path) -> None:
 
 
 class TrialWorktree:
-    def __init__(self, main: pygit2.Repository, tag: str, worker: int = 0) -> None:
-        root = Path(main.workdir or main.path)
-        self.path = worktrees_root(main) / worktree_name(tag, worker)
-        self.main = main
+    """Worker `worker`'s tree of run `tag`, a linked worktree of the experiment's repository (it
+    shares its objects, so what it writes there is a commit's tree in the main repository too)."""
+
+    def __init__(self, experiment: Path, tag: str, worker: int = 0) -> None:
+        self.path = worktrees_dir(experiment) / worktree_name(tag, worker)
         kill_leftover_training(self.path)
         if not (self.path / ".git").exists():
-            self._create(root)
+            self._create(experiment)
         self.repo = pygit2.Repository(str(self.path))
         # Only Skylab works in this tree, and only under the run lock that the caller holds: an index
         # lock here was left by a killed run, and would block every checkout of this tag's trials.
@@ -139,23 +136,5 @@ class TrialWorktree:
                 index.add(path)
             else:
                 index.remove(path)
-        tree: pygit2.Oid = index.write_tree(self.main)
+        tree: pygit2.Oid = index.write_tree(self.repo)
         return tree
-
-
-def follow_checkout(repo: pygit2.Repository, branch: str, old: str, new: str, changed: set[str]) -> bool:
-    """`branch` moved from `old` to `new` (`changed`: the paths between them). When the researcher's
-    checkout is on that branch and sat clean on `old` (index and files hold it, except paths the
-    move changes), check `new` out there too, so `git status` shows no change that would undo the
-    move. Returns whether it did; edits of theirs stop it."""
-    if repo.is_bare or repo.head_is_detached or repo.head.name != branch:
-        return False
-    repo.index.read()  # as it is on disk now
-    dirty = {p for p, f in repo.status().items() if f != pygit2.enums.FileStatus.IGNORED}
-    if repo.index.write_tree() != repo[old].peel(pygit2.Tree).id or not dirty <= changed:
-        return False
-    target = repo[new].peel(pygit2.Tree)
-    repo.checkout_tree(target, strategy=pygit2.enums.CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
-    repo.index.read_tree(target)
-    repo.index.write()
-    return True

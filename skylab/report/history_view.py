@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from skylab.store.gitstore import History, Trial
+from skylab.store.history import History, Trial
 from skylab.store.notes import Status
 from skylab.terminal import escape_controls
 

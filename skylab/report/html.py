@@ -23,7 +23,8 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.resources import resource_dir
 from skylab.report.history_view import HistoryRow, history_rows
-from skylab.store.gitstore import History, Trial, TrialStore
+from skylab.store.gitstore import TrialStore
+from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status
 
 CHART_WIDTH, CHART_HEIGHT = 900, 360

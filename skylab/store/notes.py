@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 
 FORMAT_VERSION = 1
@@ -253,3 +254,13 @@ def _decode_scalar(value: str) -> Scalar:
     if not isinstance(decoded, int | float | str | bool):
         raise NoteFormatError(f"{value[:60]!r} is not a number, string or boolean")
     return decoded
+
+
+def iso_utc(when: datetime) -> str:
+    """ISO 8601 in UTC, to the millisecond, as notes write times (`started_at`)."""
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_now() -> str:
+    """Now, as notes write it: to the millisecond, so that trials started in one second still sort."""
+    return iso_utc(datetime.now(timezone.utc))

@@ -11,21 +11,14 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skylab.errors import StoreError
-from skylab.store.gitstore import (
-    BASELINE_REF,
-    BEST_REF,
-    BRANCH_PREFIX,
-    NOTES_REF,
-    TRIALS_PREFIX,
-    Trial,
-    TrialStore,
-)
+from skylab.store.gitstore import TrialStore
+from skylab.store.history import Trial
 from skylab.store.notes import Status
+from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, TRIALS_PREFIX
 
 STAGING_PREFIX = "refs/skylab-remotes/"
 
@@ -56,8 +49,7 @@ class SyncReport:
 
 
 def _git(store: TrialStore, *args: str) -> str:
-    workdir = store.repo.workdir or store.repo.path
-    result = subprocess.run(["git", "-C", workdir, *args], capture_output=True, text=True, check=False)
+    result = store.git(*args)
     if result.returncode != 0 and args[0] != "push":
         raise StoreError(f"git {args[0]} failed: {git_failure(result.stderr)}")
     return result.stdout + result.stderr
@@ -72,7 +64,7 @@ def git_failure(stderr: str) -> str:
 
 
 def _staging(store: TrialStore, remote: str) -> str:
-    if re.fullmatch(r"[A-Za-z0-9._-]+", remote) and remote in store.repo.remotes.names():
+    if re.fullmatch(r"[A-Za-z0-9._-]+", remote) and remote in store.remote_names():
         key = remote
     else:
         key = "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
@@ -80,11 +72,11 @@ def _staging(store: TrialStore, remote: str) -> str:
 
 
 def default_remote(store: TrialStore) -> str:
-    names = list(store.repo.remotes.names())
+    names = store.remote_names()
     if "origin" in names:
         return "origin"
     if len(names) == 1 and names[0]:
-        return str(names[0])
+        return names[0]
     raise StoreError("no remote given and no single default: name one, e.g. `skylab push origin`")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from skylab.experiment.config import ExperimentConfig
-from skylab.store.gitstore import History, Trial
+from skylab.store.history import History, Trial
 from skylab.store.notes import Scalar as Scalar  # re-exported: a strategy names its values so
 
 

@@ -1,0 +1,156 @@
+"""History as the refs and notes say it: the trial and history types, and the pure rules that build
+a history from the notes and trial refs read out of a repository."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from skylab.store.notes import Decision, Status, TrialNote
+from skylab.store.refs import TrialRef, trial_ref
+
+
+@dataclass
+class Trial:
+    """One trial as history shows it: its ref and, once finished, its note."""
+
+    tag: str
+    number: int
+    commit: str
+    note: TrialNote | None
+    has_ref: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.tag}/{self.number}"
+
+    @property
+    def status(self) -> Status:
+        return self.note.status if self.note else Status.INTERRUPTED
+
+    @property
+    def value(self) -> float | None:
+        return self.note.value if self.note else None
+
+    @property
+    def parent(self) -> str:
+        return self.note.parent if self.note else ""
+
+    @property
+    def kept(self) -> bool:
+        return self.note is not None and self.note.decision is Decision.KEEP
+
+
+@dataclass
+class History:
+    """Everything the refs and notes say, rebuilt on every load."""
+
+    trials: list[Trial]
+    best: str | None
+    baseline: str | None
+    unreadable_notes: dict[str, str]  # commit -> why its note cannot be read (the note is kept as is)
+    stray_refs: dict[str, str] = field(default_factory=dict)  # ref name -> why history leaves it out
+
+    def by_commit(self) -> dict[str, Trial]:
+        return {t.commit: t for t in self.trials}
+
+    def for_tag(self, tag: str | None) -> list[Trial]:
+        return [t for t in self.trials if tag is None or t.tag == tag]
+
+    def tags(self) -> list[str]:
+        return list(dict.fromkeys(t.tag for t in self.trials))
+
+    def kept_chain(self, tip: str | None = None) -> list[Trial]:
+        """The kept trials leading to `tip` (default: best), oldest first."""
+        index = self.by_commit()
+        chain: list[Trial] = []
+        commit = tip if tip is not None else self.best
+        seen: set[str] = set()
+        while commit and commit in index and commit not in seen:
+            seen.add(commit)
+            trial = index[commit]
+            chain.append(trial)
+            commit = trial.parent
+        return list(reversed(chain))
+
+    def value_of(self, commit: str | None) -> float | None:
+        """The metric value of the trial at `commit` (None: no such trial, or no value)."""
+        trial = self.by_commit().get(commit or "")
+        return None if trial is None else trial.value
+
+
+def build_history(
+    notes: dict[str, TrialNote],
+    unreadable: dict[str, str],
+    refs: Iterable[TrialRef],
+    is_commit: Callable[[str], bool],
+    started: Callable[[Trial], str],
+    best: str | None,
+    baseline: str | None,
+) -> History:
+    """History from parsed notes and trial refs alone; pure apart from the two callbacks.
+
+    A commit is one trial: when several trial refs point at it, the one its note names wins and the
+    others are left out as stray (a second ref never takes over a result). A trial ref that does not
+    point at a commit is stray too. A note that does not parse is kept as it is and listed as
+    unreadable; its trial shows with no result. Trials sort by start time, then tag and number.
+    """
+    notes, unreadable = dict(notes), dict(unreadable)
+    refs_by_commit: dict[str, list[TrialRef]] = {}
+    stray: dict[str, str] = {}
+    for ref in refs:
+        if not is_commit(ref.commit):
+            stray[trial_ref(ref.tag, ref.number)] = f"points at {ref.commit[:10]}, not a commit here"
+            continue
+        refs_by_commit.setdefault(ref.commit, []).append(ref)
+    trials: dict[str, Trial] = {}
+    for commit, commit_refs in refs_by_commit.items():
+        note = notes.pop(commit, None)
+        named = [r for r in commit_refs if note is not None and (r.tag, r.number) == (note.tag, note.trial)]
+        chosen = named[0] if named else min(commit_refs, key=lambda r: (r.tag, r.number))
+        for other in commit_refs:
+            if other != chosen:
+                stray[trial_ref(other.tag, other.number)] = f"points at trial {chosen.name}'s commit"
+        if note is not None and (chosen.tag, chosen.number) != (note.tag, note.trial):
+            stray[trial_ref(chosen.tag, chosen.number)] = f"its commit is trial {note.tag}/{note.trial}"
+            trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
+            continue
+        trials[commit] = Trial(chosen.tag, chosen.number, commit, note)
+    # Notes whose trial ref is gone (deleted by hand, or not fetched) still count as trials, when
+    # their commit is here to show.
+    for commit, note in notes.items():
+        if is_commit(commit):
+            trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
+        else:
+            unreadable[commit] = "its commit is not in this repository"
+    ordered = sorted(trials.values(), key=lambda t: (started(t), t.tag, t.number))
+    return History(ordered, best, baseline, unreadable, stray)
+
+
+def run_tips_to_repair(history: History, tips: dict[str, str | None]) -> list[Trial]:
+    """The last kept trial of each run whose branch (`tips`: tag -> tip) a crash left behind it:
+    still at that trial's parent, or missing. A branch moved anywhere else was moved on purpose."""
+    behind = []
+    for tag in history.tags():
+        kept = [t for t in history.for_tag(tag) if t.kept]
+        if not kept:
+            continue
+        last, tip = kept[-1], tips.get(tag)
+        if tip != last.commit and (tip is None or tip == last.parent):
+            behind.append(last)
+    return behind
+
+
+def best_after_repair(history: History, is_better: Callable[[float, float | None], bool]) -> str | None:
+    """The best once every kept trial is counted: history's best, unless a kept trial (one whose
+    best move a crash cut off) beats it."""
+    best, best_value = history.best, history.value_of(history.best)
+    for trial in history.trials:
+        if (
+            trial.kept
+            and trial.value is not None
+            and trial.commit != best
+            and is_better(trial.value, best_value)
+        ):
+            best, best_value = trial.commit, trial.value
+    return best

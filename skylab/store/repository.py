@@ -1,0 +1,272 @@
+"""The git repository as the store uses it: objects, refs, the notes tree, the write lock.
+
+It knows nothing of trials (that is `gitstore.TrialStore`, built on it) and is the one place that
+turns commits, trees and refs into the plain strings the rest of Skylab works with. Ref and note
+writes (`_set_ref`, `_write_notes`) are for the store package alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pygit2
+
+from skylab.errors import StoreError
+from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS
+
+FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
+
+
+class GitRepo:
+    """One repository: read anything, write refs and notes under one re-entrant lock."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.skylab_dir = Path(repo.path) / "skylab"
+        self._lock_depth = 0
+        self._thread_lock = threading.RLock()
+
+    @property
+    def root(self) -> Path:
+        """The experiment's directory: the repository's work tree."""
+        return Path(self.repo.workdir or ".")
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.repo.path)
+
+    def git(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the git command line in this repository (for what pygit2 lacks: fetch, push, gc)."""
+        workdir = self.repo.workdir or self.repo.path
+        return subprocess.run(["git", "-C", workdir, *args], capture_output=True, text=True, check=False)
+
+    # ----- reading -------------------------------------------------------------------------------
+
+    def _commit(self, sha: str) -> pygit2.Commit | None:
+        """The commit `sha` names in this repository; None for anything else (a tree, a blob, an
+        object that is not here, a string that is no object id)."""
+        try:
+            obj = self.repo.get(sha)
+        except ValueError:  # pygit2's GitErrors for a malformed or ambiguous id are ValueErrors
+            return None
+        return obj if isinstance(obj, pygit2.Commit) else None
+
+    def is_commit(self, sha: str) -> bool:
+        return self._commit(sha) is not None
+
+    def ref_target(self, name: str) -> str | None:
+        ref = self.repo.references.get(name)
+        return None if ref is None else str(ref.resolve().target)
+
+    def refs_under(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """(name without prefix, target commit) for every direct ref under `prefix`."""
+        for ref in self.repo.references.iterator():
+            name = ref.name
+            if name.startswith(prefix) and ref.type == pygit2.enums.ReferenceType.DIRECT:
+                yield name[len(prefix) :], str(ref.target)
+
+    def remote_names(self) -> list[str]:
+        return [str(name) for name in self.repo.remotes.names() if name]
+
+    def resolve_commit(self, spec: str) -> str | None:
+        """The commit a revision (`HEAD~2`, a branch, a short id) names here; None when none."""
+        try:
+            return str(self.repo.revparse_single(spec).peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+    def diff_paths(self, a: str, b: str) -> set[str]:
+        """The paths that differ between two commits' trees."""
+        diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
+        return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
+
+    def commit_summary(self, commit: str) -> tuple[str, str] | None:
+        """(first parent, first line of the message) of a commit here; None for a root commit or
+        anything that is not a commit of this repository."""
+        obj = self._commit(commit)
+        if obj is None or not obj.parent_ids:
+            return None
+        return str(obj.parent_ids[0]), obj.message.strip().split("\n")[0]
+
+    def tree_of(self, commit: str) -> str | None:
+        """The tree id of a commit of this repository (None for anything else)."""
+        obj = self._commit(commit)
+        return None if obj is None else str(obj.tree_id)
+
+    def merge_trees(self, base: str, ours: str, theirs: str) -> tuple[str | None, list[str]]:
+        """The 3-way merge of two commits' trees over `base`'s: (the merged tree id, []) or, when
+        they conflict, (None, the conflicting paths). Writes no commit and no ref."""
+        base_tree, our_tree, their_tree = (
+            self.repo[c].peel(pygit2.Commit).tree for c in (base, ours, theirs)
+        )
+        index = self.repo.merge_trees(base_tree, our_tree, their_tree)
+        if index.conflicts is not None:
+            paths = {(entry or their).path for entry, _, their in index.conflicts if entry or their}
+            return None, sorted(paths)
+        return str(index.write_tree(self.repo)), []
+
+    def descends_from(self, commit: str, ancestor: str) -> bool:
+        """Whether `ancestor` is in `commit`'s history (and is not `commit` itself)."""
+        return bool(self.repo.descendant_of(commit, ancestor))
+
+    def checked_out_branch(self) -> str | None:
+        """The full name of the branch the user's checkout is on (None when detached or unborn)."""
+        repo = self.repo
+        return None if repo.head_is_unborn or repo.head_is_detached else str(repo.head.name)
+
+    def head_commit(self) -> str | None:
+        """The commit the user's checkout is on (None while the repository has no commit)."""
+        return None if self.repo.head_is_unborn else str(self.repo.head.target)
+
+    def dirty_paths(self) -> set[str]:
+        """Paths of the user's checkout that differ from HEAD, staged or not (ignored files aside)."""
+        ignored = pygit2.enums.FileStatus.IGNORED
+        return {path for path, flags in self.repo.status().items() if flags != ignored}
+
+    def first_parents(self, commit: str | None) -> Iterator[str]:
+        """`commit`, then its first parent, and so on back to the root (at most 10,000 steps)."""
+        for _ in range(10_000):
+            if commit is None:
+                return
+            yield commit
+            obj = self._commit(commit)
+            commit = str(obj.parent_ids[0]) if obj is not None and obj.parent_ids else None
+
+    def read_notes(self, notes_commit: str | None = None) -> dict[str, pygit2.Blob]:
+        """Annotated commit -> note blob, read by walking the notes tree (any fan-out)."""
+        if notes_commit is None:
+            notes_commit = self.ref_target(NOTES_REF)
+        if notes_commit is None:
+            return {}
+        tree = self.repo[notes_commit].peel(pygit2.Tree)
+        found: dict[str, pygit2.Blob] = {}
+        flat: dict[str, pygit2.Blob] = {}
+
+        def walk(tree: pygit2.Tree, prefix: str) -> None:
+            for entry in tree:
+                name = prefix + (entry.name or "")
+                if isinstance(entry, pygit2.Tree):
+                    walk(entry, name)
+                elif isinstance(entry, pygit2.Blob) and len(name) in (40, 64):
+                    # A note git wrote without fan-out loses to ours for the same commit.
+                    (flat if not prefix else found)[name] = entry
+
+        walk(tree, "")
+        for commit, blob in flat.items():
+            found.setdefault(commit, blob)
+        return found
+
+    # ----- writing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store's write lock: one writer at a time across processes and threads (re-entrant).
+
+        The thread lock orders writers inside one process (an flock is per open file, not per
+        thread); the flock orders processes.
+        """
+        with self._thread_lock:
+            if self._lock_depth:
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
+            self.skylab_dir.mkdir(exist_ok=True)
+            with open(self.skylab_dir / "store.lock", "a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                self._lock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth = 0
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def signature(self) -> pygit2.Signature:
+        try:
+            return self.repo.default_signature
+        except (KeyError, pygit2.GitError):
+            return pygit2.Signature(*FALLBACK_SIGNATURE)
+
+    def follow_checkout(self, branch: str, old: str, new: str) -> bool:
+        """`branch` moved from `old` to `new`. When the researcher's checkout is on that branch and
+        sat clean on `old` (index and files hold it, except paths the move changes), check `new`
+        out there too, so `git status` shows no change that would undo the move. Returns whether
+        it did; edits of theirs stop it."""
+        repo = self.repo
+        if repo.is_bare or repo.head_is_detached or repo.head.name != branch:
+            return False
+        repo.index.read()  # as it is on disk now
+        unchanged = repo.index.write_tree() == repo[old].peel(pygit2.Tree).id
+        if not unchanged or not self.dirty_paths() <= self.diff_paths(old, new):
+            return False
+        target = repo[new].peel(pygit2.Tree)
+        repo.checkout_tree(target, strategy=pygit2.enums.CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
+        repo.index.read_tree(target)
+        repo.index.write()
+        return True
+
+    def maintain(self) -> None:
+        """Let git pack loose objects and refs when it judges it worthwhile (`git gc --auto`).
+
+        Each trial adds a handful of loose objects and a loose ref; packed, history loads about
+        twice as fast. The store calls it every so many trials, never on a trial's critical path.
+        """
+        self.git("gc", "--auto", "--quiet")
+
+    def clear_stale_ref_locks(self) -> list[str]:
+        """Remove `.lock` files a killed writer left on Skylab's refs; they would block every update.
+
+        Every Skylab writer holds the store lock while it writes a ref, so once we hold it, a ref
+        lock file on one of our refs belongs to a process that is gone.
+        """
+        fixed = []
+        with self.writing():
+            for folder in (self.git_dir / name for name in SKYLAB_REF_FOLDERS):
+                for lock in folder.rglob("*.lock") if folder.is_dir() else []:
+                    lock.unlink()
+                    fixed.append(f"removed a stale lock {lock.relative_to(self.git_dir)}")
+        return fixed
+
+    def _set_ref(self, name: str, target: str, message: str, force: bool = True) -> None:
+        try:
+            self.repo.create_reference_direct(name, pygit2.Oid(hex=target), force, message=message)
+        except pygit2.AlreadyExistsError:
+            raise StoreError(f"{name} already exists") from None
+
+    def _write_notes(
+        self, notes: dict[str, str | pygit2.Oid], message: str, merge_parent: str | None = None
+    ) -> None:
+        """One notes commit adding or replacing `notes` (commit -> text or blob id)."""
+        parent = self.ref_target(NOTES_REF)
+        base_tree = self.repo[parent].peel(pygit2.Tree) if parent else None
+        tree = self._notes_tree(base_tree, notes)
+        sig = self.signature()
+        parents = [pygit2.Oid(hex=p) for p in (parent, merge_parent) if p]
+        commit = self.repo.create_commit(None, sig, sig, message, tree, parents)
+        self._set_ref(NOTES_REF, str(commit), message)
+
+    def _notes_tree(self, base: pygit2.Tree | None, notes: dict[str, str | pygit2.Oid]) -> pygit2.Oid:
+        by_prefix: dict[str, list[tuple[str, pygit2.Oid]]] = {}
+        for commit, content in notes.items():
+            blob = content if isinstance(content, pygit2.Oid) else self.repo.create_blob(content.encode())
+            by_prefix.setdefault(commit[:2], []).append((commit[2:], blob))
+        root = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
+        for prefix, entries in by_prefix.items():
+            existing = base[prefix] if base is not None and prefix in base else None
+            if isinstance(existing, pygit2.Tree):
+                sub = self.repo.TreeBuilder(existing)
+            else:
+                sub = self.repo.TreeBuilder()
+            for rest, blob in entries:
+                sub.insert(rest, blob, pygit2.GIT_FILEMODE_BLOB)
+                if base is not None and prefix + rest in base:
+                    root.remove(prefix + rest)  # a flat note git wrote for the same commit
+            root.insert(prefix, sub.write(), pygit2.GIT_FILEMODE_TREE)
+        return root.write()

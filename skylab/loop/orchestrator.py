@@ -15,7 +15,6 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,26 +25,19 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
-from skylab.loop.forward import merge_forward_job, run_best
+from skylab.loop.decision import Decider, best_for_display
 from skylab.loop.handcommits import pop as pop_hand_commit
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, starting_note
 from skylab.loop.judge import (
-    NOT_FAILURES,
-    Measurement,
-    Rules,
     expected_trial_seconds,
-    failure_signature,
-    hopeless,
-    judge,
 )
 from skylab.loop.progress import Reporter
 from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
 from skylab.store.gitstore import TrialStore
-from skylab.store.history import History, Trial
-from skylab.store.notes import Decision, Status, TrialNote
-from skylab.store.refs import TrialRef, run_branch
+from skylab.store.history import History
+from skylab.store.notes import Status, TrialNote
 from skylab.store.runlock import RunLock
 from skylab.strategy import PendingTrial, Strategy
 
@@ -102,14 +94,12 @@ class Orchestrator:
         self._refresh_lock = threading.Lock()
         self._refresh_again = False
         self._pending: dict[int, tuple[PendingTrial, str]] = {}  # worker -> (trial, tree id)
-        self._forward: deque[Job] = deque()  # merge-forward trials, trained before new proposals
         self._claimed = self._done = self._discards = 0
-        self._failures: list[str] = []  # how the latest trials failed, in a row (cleared by a success)
         self._reason = "the strategy has nothing left to propose"
         self._error: BaseException | None = None
         self._started = time.monotonic()
         self.ran_by = ran_by(store)
-        self.rules = Rules(config.direction, config.max_vram_gb)
+        self.decider = Decider(config, tag, reporter)
 
     # ----- the loop --------------------------------------------------------------------------------
 
@@ -118,13 +108,13 @@ class Orchestrator:
             for line in self.store.repair(self.config.metric, self.config.is_better):
                 self.reporter.say(f"repaired: {line}")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
-            self._continue_from_shared_best()
+            self.decider.continue_from_shared_best(self.store)
             for name in remove_extra_worktrees(self.root, self.tag, len(self.runners)):
                 self.reporter.say(f"removed the work tree of a worker this run does not have: {name}")
             workers = [self._make_worker(index, runner) for index, runner in enumerate(self.runners)]
             self.worktree = workers[0].worktree
-            for worker in workers:
-                worker.worktree.reset(self._tip())  # undoes whatever a killed run left half-applied
+            for worker in workers:  # undoes whatever a killed run left half-applied
+                worker.worktree.reset(self.decider.tip(self.store))
             self._started = time.monotonic()
             finished = [threading.Event() for _ in workers]
             try:
@@ -136,31 +126,12 @@ class Orchestrator:
                 self._interrupt(finished)
             finally:
                 for worker in workers:
-                    worker.worktree.reset(self._tip())
+                    worker.worktree.reset(self.decider.tip(self.store))
         if self._error is not None:
             raise self._error
         history = self.store.load()
         best = history.by_commit().get(history.best or "")
         return RunOutcome(self._done, self._reason, best)
-
-    def _continue_from_shared_best(self) -> None:
-        """A run whose tip is worse than the best of all (a teammate's, after `skylab pull`, or another
-        run's) continues from that best: its chain is real ancestry, every link measured."""
-        best, tip = self.store.best(), self._tip()
-        if best is None or best == tip:
-            return
-        by_commit = self.store.load().by_commit()
-        best_trial = by_commit.get(best)
-        tip_trial = run_best(self.store, tip, "", by_commit)
-        if best_trial is None or best_trial.value is None or tip_trial is None:
-            return
-        if self.config.is_better(best_trial.value, tip_trial.value):
-            self.store.move_run_branch(self.tag, best, f"continue from the best, {best_trial.name}")
-            self._follow_in_checkout(self.store, tip, best)
-            self.reporter.say(
-                f"continuing from the best of all runs, {best_trial.name} ({best_trial.value:.6f}), "
-                f"not this run's {tip_trial.name} ({tip_trial.value:.6f})"
-            )
 
     def _make_worker(self, index: int, runner: Runner) -> Worker:
         store = self.store if index == 0 else TrialStore.open(self.store.git_dir)  # a handle per thread
@@ -203,11 +174,6 @@ class Orchestrator:
                             "(Ctrl-C stops them)"
                         )
                 self._state.notify_all()
-
-    def _tip(self, store: TrialStore | None = None) -> str:
-        tip = (store or self.store).ref_target(run_branch(self.tag))
-        assert tip is not None
-        return tip
 
     def expected_trial_seconds(self, history: History | None = None) -> float:
         """A trial's wall time so far in this experiment (median of recent successes), else a guess."""
@@ -253,7 +219,7 @@ class Orchestrator:
     def _choose(self, worker: Worker, history: History, pending: list[tuple[PendingTrial, str]]) -> Job | str:
         """A job, "wait" (retry when a trial finishes) or "stop"."""
         with self._state:
-            forward = self._forward.popleft() if self._forward else None
+            forward = self.decider.forward.popleft() if self.decider.forward else None
         if forward is not None:
             return forward
         hand = pop_hand_commit(worker.store, self.tag)
@@ -262,7 +228,7 @@ class Orchestrator:
         if self.queued_only or self.strategy is None:
             self._reason = "no queued commits left"
             return "stop"
-        tip = self._tip(worker.store)
+        tip = self.decider.tip(worker.store)
         tip_trial = history.by_commit().get(tip)
         if tip_trial is None and pending:
             return "wait"  # the starting point is being measured: proposals start from its result
@@ -319,51 +285,15 @@ class Orchestrator:
     # ----- judging ---------------------------------------------------------------------------------
 
     def _decide(self, worker: Worker, job: Job, note: TrialNote) -> None:
-        """Keep or revert against the run's best now, record it, and carry an overtaken best forward."""
-        store, trial = worker.store, job.trial
-        with self._state, store.writing():
-            by_commit = store.load().by_commit()
-            tip = self._tip(store)
-            reference = run_best(store, tip, trial.commit, by_commit)
-            reference_value = reference.value if reference else None
-            measured = Measurement(note.status, note.value, note.peak_vram_mb, note.reason)
-            verdict = judge(measured, reference_value, _value(by_commit, store.best()), self.rules)
-            note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
-            new_best = verdict.new_best
-            if reference is not None and reference.commit != job.parent:
-                note.other["judged_against"] = reference.name  # the best had moved on while it trained
-            overtaken = note.decision is Decision.KEEP and tip not in (job.parent, trial.commit)
-            if overtaken:
-                note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
-            store.finish_trial(trial, note, new_best=new_best)
-            if note.decision is Decision.KEEP and tip != trial.commit:
-                self._follow_in_checkout(store, tip, trial.commit)
-            if job.hand_made and note.decision is Decision.REVERT and tip == trial.commit:
-                store.move_run_branch(self.tag, job.parent, f"revert hand commit {trial.name}")
-                self._follow_in_checkout(store, trial.commit, job.parent)
-            if overtaken:
-                self._merge_forward(store, job, tip, by_commit)
+        """Judge and record the trial against the run's best now (one decision at a time)."""
+        with self._state:
+            self.decider.decide(worker.store, job, note)
             self._pending.pop(worker.index, None)
             self._done += 1
-            best = (note.value, trial.name) if new_best else best_for_display(store)
-            self.reporter.trial_finished(
-                summary_line(trial, note, self.config.metric, reference_value), *best
-            )
             self._state.notify_all()
         self._refresh_after_trial()
         with self._state:
-            self._stop_on_hopeless_failures(job, note)
-
-    def _stop_on_hopeless_failures(self, job: Job, note: TrialNote) -> None:
-        """Stop the run (its error: one line) when the judge says no proposal can help."""
-        if note.status in NOT_FAILURES:
-            self._failures.clear()
-            return
-        signature = failure_signature(note.status, note.reason, note.log_tail)
-        why = hopeless(self._failures, note.status, signature, job.measures_start, job.parent)
-        self._failures.append(signature)
-        if why:
-            raise SkylabError(why)
+            self.decider.check_failures(job, note)
 
     def _refresh_after_trial(self) -> None:
         """Run the after-trial callback (the live report) outside the decision lock, one at a time;
@@ -381,20 +311,6 @@ class Orchestrator:
         finally:
             self._refresh_lock.release()
 
-    def _merge_forward(self, store: TrialStore, job: Job, old_tip: str, by_commit: dict[str, Trial]) -> None:
-        """The kept trial overtook a best it never saw: carry that best's change forward onto it,
-        as a trial trained next (see forward.merge_forward_job)."""
-        forward, line = merge_forward_job(store, self.tag, job, old_tip, by_commit)
-        if forward is not None:
-            self._forward.append(forward)
-        if line:
-            self.reporter.say(line)
-
-    def _follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
-        """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""
-        if store.follow_checkout(run_branch(self.tag), old, new):
-            self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
-
 
 def ran_by(store: TrialStore) -> str:
     """Who runs these trials, for a repository shared by a team: `name@host`."""
@@ -408,11 +324,6 @@ def _wait_all(events: list[threading.Event]) -> None:
         time.sleep(0.1)
 
 
-def _value(by_commit: dict[str, Trial], commit: str | None) -> float | None:
-    trial = by_commit.get(commit or "")
-    return trial.value if trial else None
-
-
 def record_result(note: TrialNote, result: RunResult, metric: str, root: Path) -> None:
     """Copy what the runner measured into the trial's note (its summary without the fields the
     note has lines of its own for)."""
@@ -423,16 +334,3 @@ def record_result(note: TrialNote, result: RunResult, metric: str, root: Path) -
     note.summary = {k: v for k, v in result.summary.items() if k not in known}
     if result.log_path is not None:
         note.other["log"] = str(result.log_path.relative_to(root))
-
-
-def best_for_display(store: TrialStore) -> tuple[float | None, str]:
-    best = store.best()
-    note = store.note_for(best) if best else None
-    return (note.value, f"{note.tag}/{note.trial}") if note else (None, "")
-
-
-def summary_line(trial: TrialRef, note: TrialNote, metric: str, parent_value: float | None) -> str:
-    if note.value is None:
-        return f"trial {trial.name}: {note.status.value} — {note.reason}"
-    delta = "" if parent_value is None else f" ({note.value - parent_value:+.6f})"
-    return f"trial {trial.name}: {note.status.value} {metric} {note.value:.6f}{delta} → {note.decision.value}"

@@ -1,0 +1,118 @@
+"""Deciding a finished trial: ask the judge, record the verdict, move what a keep moves.
+
+The orchestrator calls `Decider.decide` under its decision lock, one trial at a time, against the
+run's best at that moment. Every rule comes from `judge`; this module turns the verdict into writes
+(note, run branch, best), keeps the researcher's checkout of the run branch in step, reverts a
+reverted hand commit off the branch and queues the merge-forward of a best the trial overtook.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from skylab.errors import SkylabError
+from skylab.experiment.config import ExperimentConfig
+from skylab.loop.forward import merge_forward_job, run_best
+from skylab.loop.jobs import Job
+from skylab.loop.judge import NOT_FAILURES, Measurement, Rules, failure_signature, hopeless, judge
+from skylab.loop.progress import Reporter
+from skylab.store.gitstore import TrialStore
+from skylab.store.notes import Decision, TrialNote
+from skylab.store.refs import TrialRef, run_branch
+
+
+class Decider:
+    """Decides and records trials of one run; not thread-safe: its caller serialises `decide`."""
+
+    def __init__(self, config: ExperimentConfig, tag: str, reporter: Reporter) -> None:
+        self.config = config
+        self.tag = tag
+        self.reporter = reporter
+        self.rules = Rules(config.direction, config.max_vram_gb)
+        self.forward: deque[Job] = deque()  # merge-forward trials, trained before new proposals
+        self._failures: list[str] = []  # how the latest trials failed, in a row (cleared by a success)
+
+    def tip(self, store: TrialStore) -> str:
+        tip = store.ref_target(run_branch(self.tag))
+        assert tip is not None, "the run branch exists from the start of a run"
+        return tip
+
+    def decide(self, store: TrialStore, job: Job, note: TrialNote) -> None:
+        """Keep or revert against the run's best now, record it, and carry an overtaken best forward."""
+        trial = job.trial
+        with store.writing():
+            history = store.load()
+            by_commit = history.by_commit()
+            tip = self.tip(store)
+            reference = run_best(store, tip, trial.commit, by_commit)
+            reference_value = reference.value if reference else None
+            measured = Measurement(note.status, note.value, note.peak_vram_mb, note.reason)
+            verdict = judge(measured, reference_value, history.value_of(store.best()), self.rules)
+            note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
+            if reference is not None and reference.commit != job.parent:
+                note.other["judged_against"] = reference.name  # the best had moved on while it trained
+            overtaken = note.decision is Decision.KEEP and tip not in (job.parent, trial.commit)
+            if overtaken:
+                note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
+            store.finish_trial(trial, note, new_best=verdict.new_best)
+            if note.decision is Decision.KEEP and tip != trial.commit:
+                self.follow_in_checkout(store, tip, trial.commit)
+            if job.hand_made and note.decision is Decision.REVERT and tip == trial.commit:
+                store.move_run_branch(self.tag, job.parent, f"revert hand commit {trial.name}")
+                self.follow_in_checkout(store, trial.commit, job.parent)
+            if overtaken:
+                forward, line = merge_forward_job(store, self.tag, job, tip, by_commit)
+                if forward is not None:
+                    self.forward.append(forward)
+                if line:
+                    self.reporter.say(line)
+            best = (note.value, trial.name) if verdict.new_best else best_for_display(store)
+        self.reporter.trial_finished(summary_line(trial, note, self.config.metric, reference_value), *best)
+
+    def check_failures(self, job: Job, note: TrialNote) -> None:
+        """Stop the run (its error: one line) when the judge says no proposal can help."""
+        if note.status in NOT_FAILURES:
+            self._failures.clear()
+            return
+        signature = failure_signature(note.status, note.reason, note.log_tail)
+        why = hopeless(self._failures, note.status, signature, job.measures_start, job.parent)
+        self._failures.append(signature)
+        if why:
+            raise SkylabError(why)
+
+    def continue_from_shared_best(self, store: TrialStore) -> None:
+        """A run whose tip is worse than the best of all (a teammate's, after `skylab pull`, or another
+        run's) continues from that best: its chain is real ancestry, every link measured."""
+        best, tip = store.best(), self.tip(store)
+        if best is None or best == tip:
+            return
+        by_commit = store.load().by_commit()
+        best_trial = by_commit.get(best)
+        tip_trial = run_best(store, tip, "", by_commit)
+        if best_trial is None or best_trial.value is None or tip_trial is None:
+            return
+        if self.config.is_better(best_trial.value, tip_trial.value):
+            store.move_run_branch(self.tag, best, f"continue from the best, {best_trial.name}")
+            self.follow_in_checkout(store, tip, best)
+            self.reporter.say(
+                f"continuing from the best of all runs, {best_trial.name} ({best_trial.value:.6f}), "
+                f"not this run's {tip_trial.name} ({tip_trial.value:.6f})"
+            )
+
+    def follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
+        """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""
+        if store.follow_checkout(run_branch(self.tag), old, new):
+            self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
+
+
+def best_for_display(store: TrialStore) -> tuple[float | None, str]:
+    best = store.best()
+    note = store.note_for(best) if best else None
+    return (note.value, f"{note.tag}/{note.trial}") if note else (None, "")
+
+
+def summary_line(trial: TrialRef, note: TrialNote, metric: str, parent_value: float | None) -> str:
+    if note.value is None:
+        return f"trial {trial.name}: {note.status.value} — {note.reason}"
+    delta = "" if parent_value is None else f" ({note.value - parent_value:+.6f})"
+    return f"trial {trial.name}: {note.status.value} {metric} {note.value:.6f}{delta} → {note.decision.value}"

@@ -195,3 +195,34 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path, change, key: str, probl
     assert len(lines) == 1, result.stderr
     assert "experiment.toml" in lines[0] and key in lines[0] and problem in lines[0]
     assert not (tmp_path / ".git").exists()  # nothing half-done
+
+
+def test_a_setting_is_one_line_with_its_checks_and_messages() -> None:
+    """A key declared with `setting` is read, defaulted and bounded with the usual one-line messages."""
+    from dataclasses import dataclass
+
+    from skylab.experiment.tomlfile import Table, read_settings, setting
+
+    @dataclass(frozen=True)
+    class Example:
+        name: str = setting()
+        count: int = setting(3, "int", low=1)
+        share: float = setting(0.5, "number", low=0, high=1)
+        rate: float = setting(1.0, "number", above=0)
+        mode: str = setting("a", choices=("a", "b", "c"))
+
+    def problem(data: dict[str, object]) -> str:
+        with pytest.raises(ConfigError) as caught:
+            read_settings(Table("x.toml", "t", {"name": "n", **data}), Example)
+        return str(caught.value)
+
+    assert read_settings(Table("x.toml", "t", {"name": "n"}), Example) == Example("n", 3, 0.5, 1.0, "a")
+    assert read_settings(Table("x.toml", "t", {"name": "n", "share": 1}), Example).share == 1.0
+    assert problem({"count": 0}).endswith("t.count: must be at least 1, not 0")
+    assert problem({"count": 1.5}).endswith("t.count: must be an integer, not a float")
+    assert problem({"count": True}).endswith("t.count: must be an integer, not a boolean")
+    assert problem({"share": 2}).endswith("t.share: must be between 0 and 1, not 2")
+    assert problem({"rate": 0}).endswith("t.rate: must be positive, not 0")
+    assert problem({"mode": "d"}).endswith('t.mode: must be "a", "b" or "c", not "d"')
+    with pytest.raises(ConfigError, match=r"t\.name: is required but missing"):
+        read_settings(Table("x.toml", "t", {}), Example)

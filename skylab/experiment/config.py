@@ -10,14 +10,15 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from skylab.errors import ConfigError, SkylabError
 from skylab.experiment.objective import is_better
-from skylab.experiment.tomlfile import Table, read_toml, type_name
+from skylab.experiment.tomlfile import Table, read_settings, read_toml, setting, type_name
 from skylab.store.notes import OTHER_KEYS, RESERVED_KEYS, Scalar
 
 CONFIG_NAME = "experiment.toml"
+T = TypeVar("T")
 
 Direction = Literal["minimize", "maximize"]
 SweepMode = Literal["grid", "random", "tpe"]
@@ -85,29 +86,29 @@ class SweepConfig:
 class LLMConfig:
     """How the LLM strategy talks to its model ([llm] in experiment.toml; flags override)."""
 
-    model: str = "claude-sonnet-5-5"
-    max_tokens: int = 8192  # per model response
-    temperature: float | None = None  # sent only when set: newer models choose their own
-    max_turns: int = 40  # model responses per proposal
-    max_proposal_tokens: int = 600_000  # input + output tokens per proposal
-    context_chars: int = 240_000  # the opening message's size, about 60,000 tokens
-    retries: int = 4  # run-level retries of a proposal after the SDK's own, on 429/5xx/timeouts
-    retry_backoff_seconds: float = 15.0
-    agent: Literal["api", "claude-code"] = "api"
+    model: str = setting("claude-sonnet-5-5")
+    max_tokens: int = setting(8192, "int", low=1)  # per model response
+    temperature: float | None = setting(None, "number", low=0, high=1)  # sent only when set
+    max_turns: int = setting(40, "int", low=1)  # model responses per proposal
+    max_proposal_tokens: int = setting(600_000, "int", low=1)  # input + output tokens per proposal
+    context_chars: int = setting(240_000, "int", low=1)  # the opening message's size, ~60,000 tokens
+    retries: int = setting(4, "int", low=0)  # run-level retries of a proposal on 429/5xx/timeouts
+    retry_backoff_seconds: float = setting(15.0, "number", low=0)
+    agent: Literal["api", "claude-code"] = setting("api", choices=("api", "claude-code"))
 
 
 @dataclass(frozen=True)
 class SlurmConfig:
     """How the Slurm runner submits a trial ([slurm] in experiment.toml)."""
 
-    partition: str | None = None
-    account: str | None = None
-    gpus_per_trial: int = 0  # --gpus; 0 asks for none (a CPU trial)
-    cpus_per_trial: int | None = None  # --cpus-per-task
-    memory: str | None = None  # --mem, e.g. "64G"
-    options: tuple[str, ...] = ()  # more sbatch options, passed as given: ["--qos=high"]
-    poll_seconds: float = 2.0  # between squeue checks
-    retries: int = 2  # resubmissions after an infrastructure failure (NODE_FAIL, PREEMPTED, ...)
+    partition: str | None = setting(None)
+    account: str | None = setting(None)
+    gpus_per_trial: int = setting(0, "int", low=0)  # --gpus; 0 asks for none (a CPU trial)
+    cpus_per_trial: int | None = setting(None, "int", low=1)  # --cpus-per-task
+    memory: str | None = setting(None)  # --mem, e.g. "64G"
+    options: tuple[str, ...] = setting((), "strings")  # more sbatch options, as given: ["--qos=high"]
+    poll_seconds: float = setting(2.0, "number", above=0)  # between squeue checks
+    retries: int = setting(2, "int", low=0)  # resubmissions after NODE_FAIL, PREEMPTED, ...
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     sweep_table = top.table("sweep")
     sweep = _parse_sweep(sweep_table, editable) if sweep_table is not None else None
     llm_table = top.table("llm")
-    llm = _parse_llm(llm_table) if llm_table is not None else LLMConfig()
+    llm = _read_table(llm_table, LLMConfig) if llm_table is not None else LLMConfig()
     slurm_table = top.table("slurm")
     slurm = _parse_slurm(slurm_table) if slurm_table is not None else SlurmConfig()
 
@@ -237,66 +238,14 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
 
 
 def _parse_slurm(table: Table) -> SlurmConfig:
-    defaults = SlurmConfig()
-    gpus = table.get("gpus_per_trial", (int,), "an integer", 0)
-    if gpus < 0:
-        raise table.error("gpus_per_trial", f"must not be negative, not {gpus}")
-    cpus = table.get("cpus_per_trial", (int,), "an integer", None)
-    if cpus is not None and cpus < 1:
-        raise table.error("cpus_per_trial", f"must be at least 1, not {cpus}")
-    options = tuple(table.string_list("options", []))
-    for option in options:
+    slurm = read_settings(table, SlurmConfig)
+    for option in slurm.options:
         if not option.startswith("-"):
             raise table.error("options", f"'{option}' is not an sbatch option (write it as --name=value)")
         if option.split("=")[0] in ("--wrap", "--output", "--error", "--chdir", "--parsable", "--time"):
             raise table.error("options", f"'{option}' is set by Skylab itself")
-    retries = table.get("retries", (int,), "an integer", defaults.retries)
-    if retries < 0:
-        raise table.error("retries", f"must not be negative, not {retries}")
-    slurm = SlurmConfig(
-        partition=table.string("partition", None),
-        account=table.string("account", None),
-        gpus_per_trial=gpus,
-        cpus_per_trial=cpus,
-        memory=table.string("memory", None),
-        options=options,
-        poll_seconds=float(table.positive("poll_seconds", defaults.poll_seconds)),
-        retries=retries,
-    )
     table.finish()
     return slurm
-
-
-def _parse_llm(table: Table) -> LLMConfig:
-    defaults = LLMConfig()
-    agent = table.string("agent", defaults.agent)
-    if agent not in ("api", "claude-code"):
-        raise table.error("agent", f'must be "api" or "claude-code", not "{agent}"')
-    temperature = table.get("temperature", (int, float), "a number", None)
-    if temperature is not None and not 0 <= temperature <= 1:
-        raise table.error("temperature", f"must be between 0 and 1, not {temperature}")
-    counts = {}
-    for key in ("max_tokens", "max_turns", "max_proposal_tokens", "context_chars"):
-        value = table.get(key, (int,), "an integer", getattr(defaults, key))
-        if value < 1:
-            raise table.error(key, f"must be at least 1, not {value}")
-        counts[key] = value
-    retries = table.get("retries", (int,), "an integer", defaults.retries)
-    if retries < 0:
-        raise table.error("retries", f"must not be negative, not {retries}")
-    backoff = table.get("retry_backoff_seconds", (int, float), "a number", defaults.retry_backoff_seconds)
-    if backoff < 0:
-        raise table.error("retry_backoff_seconds", f"must not be negative, not {backoff}")
-    llm = LLMConfig(
-        model=table.string("model", defaults.model),
-        temperature=None if temperature is None else float(temperature),
-        retries=retries,
-        retry_backoff_seconds=float(backoff),
-        agent=agent,
-        **counts,
-    )
-    table.finish()
-    return llm
 
 
 def _check_files(root: Path, table: Table, key: str, files: tuple[str, ...]) -> tuple[str, ...]:
@@ -401,3 +350,10 @@ def _parse_parameter(params: Table, name: str, mode: str) -> ParameterSpace:
         if count > MAX_GRID_POINTS_PER_PARAMETER:
             raise rng.error("", f"has {count:.3g} grid points; use step/num or another mode")
     return space
+
+
+def _read_table(table: Table, cls: type[T]) -> T:
+    """A table whose every key is a `setting` of `cls`."""
+    settings = read_settings(table, cls)
+    table.finish()
+    return settings

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from skylab.errors import ConfigError
 from skylab.experiment.durations import parse_duration
+
+T = TypeVar("T")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,3 +115,88 @@ def type_name(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
     names.update({list: "a list", dict: "a table"})
     return names.get(type(value), type(value).__name__)
+
+
+# ----- settings declared on dataclass fields ---------------------------------------------------------
+
+KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "int": ((int,), "an integer"),
+    "number": ((int, float), "a number"),
+    "bool": ((bool,), "a boolean"),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """How one key of a table is read and bounded: its kind, then an optional range or choice list.
+
+    `low`/`high` are inclusive and `above` exclusive; `what` replaces the generic wording of a bound
+    in the message ("must be {what}, not {value}").
+    """
+
+    kind: str  # int | number | bool | string | strings | duration
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    choices: tuple[str, ...] = ()
+    what: str = ""
+
+    def read(self, table: Table, name: str, default: Any) -> Any:
+        if self.kind == "string":
+            value = table.string(name, default)
+        elif self.kind == "strings":
+            value = table.string_list(name, default)
+            return tuple(value) if isinstance(value, list) else value
+        elif self.kind == "duration":
+            value = table.duration(name, default)
+        else:
+            kinds, kind_name = KINDS[self.kind]
+            value = table.get(name, kinds, kind_name, default)
+        if value is None or name not in table.data:
+            return value
+        problem = self.problem(value)
+        if problem:
+            raise table.error(name, problem)
+        return float(value) if self.kind == "number" else value
+
+    def problem(self, value: Any) -> str:
+        """What is wrong with a value of the right kind ("" when nothing)."""
+        if self.choices and value not in self.choices:
+            quoted = [f'"{choice}"' for choice in self.choices]
+            listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            return f'must be {listed}, not "{value}"'
+        too_low = self.low is not None and value < self.low
+        too_high = self.high is not None and value > self.high
+        if self.above is not None and value <= self.above:
+            bound = "positive" if self.above == 0 else f"above {self.above:g}"
+            return f"must be {self.what or bound}, not {value}"
+        if not (too_low or too_high):
+            return ""
+        if self.what:
+            return f"must be {self.what}, not {value}"
+        if self.high is not None and self.low is not None:
+            return f"must be between {self.low:g} and {self.high:g}, not {value}"
+        if too_low and self.low == 0:
+            return f"must not be negative, not {value}"
+        if too_low:
+            return f"must be at least {self.low:g}, not {value}"
+        return f"must be at most {self.high:g}, not {value}"
+
+
+def setting(default: Any = MISSING, kind: str = "string", **bounds: Any) -> Any:
+    """A dataclass field read from a TOML table by `read_settings`: a new key is one line."""
+    check = Check(kind, **bounds)
+    if default is MISSING:
+        return field(metadata={"check": check})
+    return field(default=default, metadata={"check": check})
+
+
+def read_settings(table: Table, cls: type[T], **given: Any) -> T:
+    """An instance of the dataclass `cls`: each field declared with `setting` read from `table`
+    (its default when the key is absent, a ConfigError when it is wrong), the others from `given`."""
+    values = dict(given)
+    for item in fields(cls):  # type: ignore[arg-type]
+        check = item.metadata.get("check")
+        if check is not None and item.name not in values:
+            values[item.name] = check.read(table, item.name, ... if item.default is MISSING else item.default)
+    return cls(**values)

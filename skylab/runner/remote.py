@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pygit2
-
 from skylab.errors import SkylabError
 from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
 from skylab.runner.common import TAIL_LINES, result_from_output
@@ -219,7 +217,7 @@ class RemoteRunner:
     def run(self, request: TrialRequest) -> RunResult:
         self.connect()
         remote_dir = self.workdir_for(request.workdir)
-        files = [entry.path for entry in pygit2.Repository(str(request.workdir)).index]
+        files = tracked_files(request.workdir)
         self.sync(request.workdir, files, remote_dir)
         argv = training_argv(self.remote, request.command)
         shell = remote_shell_command(self.remote, remote_dir, argv, request.env)
@@ -306,3 +304,13 @@ class RemoteRunner:
             )
         code = None if timed_out else channel.recv_exit_status()
         return result_from_output(code, timed_out, wall, wall_limit, metric, tail, log_path)
+
+
+def tracked_files(workdir: Path) -> list[str]:
+    """The files git tracks in the trial's work tree: what a remote trial needs, and nothing else."""
+    listed = subprocess.run(["git", "-C", str(workdir), "ls-files", "-z"], capture_output=True, check=False)
+    if listed.returncode != 0:
+        raise SkylabError(
+            f"could not list the files of {workdir}: {listed.stderr.decode(errors='replace').strip()}"
+        )
+    return [name for name in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if name]

@@ -6,7 +6,7 @@ import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from skylab.experiment.tomlfile import Table, read_toml
+from skylab.experiment.tomlfile import Table, read_settings, read_toml, setting
 from skylab.runner.gpus import is_gpu_id
 
 REMOTE_CONFIG_NAME = "remote.toml"
@@ -16,15 +16,15 @@ REMOTE_CONFIG_NAME = "remote.toml"
 class RemoteConfig:
     path: Path
     host: str
-    user: str
-    port: int = 22
+    user: str = setting()
+    port: int = setting(22, "int", low=1, high=65535, what="a TCP port (1-65535)")
     key_path: Path | None = None
-    num_gpus: int = 1
-    workdir: str = "skylab"  # on the remote host; relative paths start at the login directory
-    python: str = "python3"  # the interpreter that replaces `python` in the experiment's command
-    host_key_checking: bool = True
+    num_gpus: int = setting(1, "int", low=1)
+    workdir: str = setting("skylab")  # on the remote host; relative paths start at the login directory
+    python: str = setting("python3")  # the interpreter that replaces `python` in the experiment's command
+    host_key_checking: bool = setting(True, "bool")
     known_hosts: Path | None = None
-    connect_timeout: float = 15.0
+    connect_timeout: float = setting(15.0, "number", above=0)
     env: dict[str, str] = field(default_factory=dict)
     hosts: tuple[str, ...] = ()  # every host trials may use (host is the first); one worker per slot
     gpus: tuple[str, ...] = ()  # GPU ids on each host to pin workers to, num_gpus per worker
@@ -53,11 +53,6 @@ def load_remote_config(path: Path) -> RemoteConfig:
     table = top.table("remote", required=True)
     assert table is not None
     hosts = _hosts(table)
-    host = hosts[0]
-    user = table.string("user")
-    port = table.get("port", (int,), "an integer", 22)
-    if not 0 < port < 65536:
-        raise table.error("port", f"must be a TCP port (1-65535), not {port}")
     key = table.string("key_path", None)
     key_path = Path(key).expanduser() if key else None
     if key_path is not None:
@@ -65,45 +60,38 @@ def load_remote_config(path: Path) -> RemoteConfig:
             raise table.error("key_path", f"{key_path} does not exist")
         if key_path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise table.error("key_path", f"{key_path} is readable by others: run `chmod 600 {key_path}`")
-    num_gpus = table.get("num_gpus", (int,), "an integer", 1)
-    if num_gpus < 1:
-        raise table.error("num_gpus", f"must be at least 1, not {num_gpus}")
     gpus = tuple(str(g) for g in table.get("gpus", (list,), "a list of GPU ids, e.g. [0, 1, 2, 3]", []))
     if not all(is_gpu_id(g) for g in gpus):
         raise table.error("gpus", "must list GPU indices (0, 1, ...) or GPU/MIG UUIDs")
-    if gpus and len(gpus) % num_gpus:
-        raise table.error("gpus", f"lists {len(gpus)} GPUs, not a multiple of num_gpus = {num_gpus}")
-    workdir = table.string("workdir", "skylab")
-    python = table.string("python", "python3")
-    checking = table.get("host_key_checking", (bool,), "a boolean", True)
     known = table.string("known_hosts", None)
-    timeout = table.positive("connect_timeout", 15.0)
-    env_table = table.table("env")
-    env: dict[str, str] = {}
-    if env_table is not None:
-        for name in env_table.data:
-            if not name.isidentifier():
-                raise env_table.error(name, "is not a valid environment variable name")
-            env[name] = str(env_table.get(name, (str, int, float), "a string or number"))
-        env_table.finish()
-    table.finish()
-    top.finish()
-    return RemoteConfig(
+    config = read_settings(
+        table,
+        RemoteConfig,
         path=path,
-        host=host,
-        user=user,
-        port=port,
-        key_path=key_path,
-        num_gpus=num_gpus,
-        workdir=workdir,
-        python=python,
-        host_key_checking=checking,
-        known_hosts=Path(known).expanduser() if known else None,
-        connect_timeout=float(timeout),
-        env=env,
+        host=hosts[0],
         hosts=tuple(hosts),
+        key_path=key_path,
+        known_hosts=Path(known).expanduser() if known else None,
+        env=_env(table.table("env")),
         gpus=gpus,
     )
+    if gpus and len(gpus) % config.num_gpus:
+        raise table.error("gpus", f"lists {len(gpus)} GPUs, not a multiple of num_gpus = {config.num_gpus}")
+    table.finish()
+    top.finish()
+    return config
+
+
+def _env(table: Table | None) -> dict[str, str]:
+    """[remote.env]: variables set for every trial on the remote host."""
+    env: dict[str, str] = {}
+    if table is not None:
+        for name in table.data:
+            if not name.isidentifier():
+                raise table.error(name, "is not a valid environment variable name")
+            env[name] = str(table.get(name, (str, int, float), "a string or number"))
+        table.finish()
+    return env
 
 
 def _hosts(table: Table) -> list[str]:

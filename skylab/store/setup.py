@@ -1,0 +1,79 @@
+"""The git side of `skylab init`: a repository made ready for trials, each step idempotent.
+
+Every step checks before it acts and extends what is there (an existing repository, its ignore
+rules, its configuration) instead of replacing it; each returns whether it changed anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pygit2
+
+from skylab.errors import SkylabError
+from skylab.store.gitstore import TrialStore
+from skylab.store.refs import NOTES_REF
+
+
+def open_or_create(directory: Path) -> tuple[TrialStore, bool]:
+    """The store of the repository at the top of `directory`, made there (on `main`) when there is
+    none; and whether it was made."""
+    created = not (directory / ".git").exists()
+    if created:
+        repo = pygit2.init_repository(str(directory), initial_head="main")
+    else:
+        repo = pygit2.Repository(str(directory))
+    if repo.workdir is None or Path(repo.workdir).resolve() != directory.resolve():
+        raise SkylabError(f"{directory} must be the top of its git repository, not a bare or nested path")
+    return TrialStore(repo), created
+
+
+def ignore_locally(store: TrialStore, pattern: str) -> bool:
+    """Add `pattern` to .git/info/exclude (this clone's ignore rules, never committed)."""
+    exclude = store.git_dir / "info" / "exclude"
+    exclude.parent.mkdir(exist_ok=True)
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if pattern in lines:
+        return False
+    with exclude.open("a") as handle:
+        handle.write(pattern + "\n")
+    return True
+
+
+def hooks_dir(store: TrialStore) -> Path:
+    """Where git runs this repository's hooks from: core.hooksPath when set, else .git/hooks."""
+    config = store.repo.config
+    configured = config["core.hooksPath"] if "core.hooksPath" in config else None  # noqa: SIM401
+    if configured:
+        path = Path(configured).expanduser()
+        return path if path.is_absolute() else store.root / path
+    return store.git_dir / "hooks"
+
+
+def show_notes_in_log(store: TrialStore) -> bool:
+    """Add Skylab's notes to notes.displayRef, so plain `git log` shows each trial's result."""
+    config = store.repo.config
+    current = list(config.get_multivar("notes.displayRef")) if "notes.displayRef" in config else []
+    if NOTES_REF in current:
+        return False
+    config.set_multivar("notes.displayRef", "^$", NOTES_REF)
+    return True
+
+
+def commit_baseline(store: TrialStore, message: str) -> tuple[str, bool]:
+    """Commit every file of the work tree on HEAD (unless HEAD holds them already) and make that
+    commit the baseline; return (the baseline, whether a commit was made)."""
+    repo = store.repo
+    index = repo.index
+    index.add_all()
+    index.write()
+    tree = index.write_tree()
+    unborn = repo.head_is_unborn
+    committed = unborn or tree != repo.head.peel(pygit2.Commit).tree_id
+    if committed:
+        sig = store.signature()
+        parents = [] if unborn else [repo.head.target]
+        repo.create_commit("HEAD", sig, sig, message, tree, parents)
+    head = str(repo.head.peel(pygit2.Commit).id)
+    store.set_baseline(head)
+    return head, committed

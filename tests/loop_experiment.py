@@ -8,21 +8,31 @@ from pathlib import Path
 from skylab.experiment.scaffold import init_experiment
 
 TRAIN = """\
+import os
 import subprocess
 import sys
 import time
 
 X = 0
 Y = 0
+Z = 0  # no true effect: it only picks which 'noise' the measurements get
+NOISE = None  # {Z: [noise for SKYLAB_SEED 0, 1, ...]}: deterministic noise, the same on every run
+SLEEP_FROM_SEED = 99  # repeats of X > 0 with this SKYLAB_SEED or higher sleep SLEEP_REPEATS seconds
+SLEEP_REPEATS = 0.0
 SLEEP = 0.0
 CRASH = False
 VRAM_MB = 1000.0
 SPAWN_CHILD = False
 DAEMON_CHILD = False
 CRASH_ABOVE = None
+CRASH_FROM_SEED = 0  # CRASH_ABOVE crashes only measurements with this SKYLAB_SEED or higher
 METRIC_TEXT = ""
 HUGE_LINE = 0
 
+seed = int(os.environ.get("SKYLAB_SEED", "0"))
+noise = NOISE[Z][seed % len(NOISE[Z])] if NOISE else 0.0
+if seed >= SLEEP_FROM_SEED and X > 0 and not os.environ.get("SKIP_REPEAT_SLEEP"):
+    time.sleep(SLEEP_REPEATS)
 if SPAWN_CHILD:
     subprocess.Popen(["sleep", "301.25"])  # a process that must not outlive the trial
 if DAEMON_CHILD:  # one that leaves the trial's process group too
@@ -32,11 +42,11 @@ for step in range(3):
     time.sleep(SLEEP / 3)
 if HUGE_LINE:
     print("x" * HUGE_LINE, flush=True)
-if CRASH or (CRASH_ABOVE is not None and X > CRASH_ABOVE):
+if CRASH or (CRASH_ABOVE is not None and X > CRASH_ABOVE and seed >= CRASH_FROM_SEED):
     print("RuntimeError: CUDA out of memory", file=sys.stderr)
     sys.exit(1)
 print("---")
-print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1, '.6f')}")
+print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1 + noise, '.6f')}")
 print(f"training_seconds: {SLEEP:.1f}")
 print(f"peak_vram_mb:     {VRAM_MB:.1f}")
 print("mfu_percent:      12.5")
@@ -68,6 +78,9 @@ seed = 7
 """
 
 GRID = "X = [0, 1, 2, 3]\nY = [-1, 0]"
+# One measurement per trial, kept when strictly better: most loop tests are about something else, and
+# this experiment is deterministic anyway. Pass decision=None for Skylab's defaults (no table).
+GREEDY = "noise_samples = 1\nconfirm = 0\nsigmas = 0"
 
 
 def make_loop_experiment(
@@ -77,6 +90,7 @@ def make_loop_experiment(
     direction: str = "minimize",
     wall: float = 30,
     parameters: str = GRID,
+    decision: str | None = GREEDY,
     **constants: object,
 ) -> Path:
     directory.mkdir(parents=True)
@@ -87,6 +101,7 @@ def make_loop_experiment(
     (directory / "prepare.py").write_text('"""Nothing to prepare: the data is the constants."""\n')
     (directory / "experiment.toml").write_text(
         CONFIG.format(mode=mode, direction=direction, wall=wall, parameters=parameters)
+        + (f"\n[decision]\n{decision}\n" if decision is not None else "")
     )
     init_experiment(directory)
     return directory

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from skylab.experiment.objective import is_better
-from skylab.loop.judge import Measurement, Rules, judge
+from skylab.loop.judge import Evidence, Measurement, Rules, Verdict
+from skylab.loop.judge import judge as judge_evidence
 from skylab.store.notes import Decision, Status
 
 MIN = Rules("minimize", max_vram_gb=10)
@@ -16,6 +17,14 @@ MAX = Rules("maximize")
 
 def ok(value: float, vram: float | None = 1000.0) -> Measurement:
     return Measurement(Status.SUCCESS, value, vram)
+
+
+def judge(candidate: Measurement, reference: float | None, best: float | None, rules: Rules) -> Verdict:
+    """The greedy case: one measurement each, σ unknown."""
+    evidence = None if candidate.value is None else Evidence((candidate.value,))
+    return judge_evidence(
+        candidate, evidence, None if reference is None else Evidence((reference,)), best, None, rules
+    )
 
 
 def test_better_than_the_run_is_kept_and_better_than_all_is_the_best() -> None:
@@ -96,3 +105,75 @@ def test_expected_trial_time_is_the_median_of_the_last_ten_successes() -> None:
     assert expected_trial_seconds([], 300.0, 30.0) == 330.0
     assert expected_trial_seconds([1.0, 2.0, 9.0], 300.0, 30.0) == 2.0
     assert expected_trial_seconds([100.0] * 5 + [1.0] * 10, 300.0, 30.0) == 1.0  # only the last ten count
+
+
+# ----- noise: repeats, σ, confirmation -------------------------------------------------------------
+
+NOISY = Rules("minimize", noise_samples=3, confirm=2, sigmas=2.0, min_delta=0.0)
+
+
+def measured(*values: float) -> tuple[Measurement, Evidence]:
+    return ok(sum(values) / len(values)), Evidence(values)
+
+
+def test_pooled_sigma_pools_every_commit_measured_more_than_once() -> None:
+    from skylab.loop.judge import pooled_sigma
+
+    assert pooled_sigma([[1.0], [2.0]]) is None  # nothing measured twice: σ unknown
+    assert pooled_sigma([[1.0, 1.0, 1.0]]) == 0.0  # identical repeats: deterministic
+    # (1, 3): variance 2 with 1 dof; (5, 5, 8): squares 6 with 2 dof -> sqrt(8 / 3)
+    assert pooled_sigma([[1.0, 3.0], [5.0, 5.0, 8.0], [9.0]]) == pytest.approx(math.sqrt(8 / 3))
+
+
+def test_a_gain_within_noise_is_reverted_and_says_so() -> None:
+    candidate, evidence = measured(2.30, 2.31, 2.32)  # mean 2.31: 0.01 better than 2.32
+    reference = Evidence((2.31, 2.32, 2.33))
+    verdict = judge_evidence(candidate, evidence, reference, 2.32, 0.01, NOISY)
+    # se = 0.01 * sqrt(1/3 + 1/3) = 0.00816; the bar is 2 se = 0.0163 > 0.01
+    assert verdict.decision is Decision.REVERT and not verdict.new_best
+    assert verdict.why == "improvement 0.01 ≤ 2σ·se 0.01633 (n 3 vs 3): within noise"
+    assert verdict.sem == pytest.approx(0.01 / math.sqrt(3))
+
+
+def test_a_gain_beyond_noise_is_kept_with_its_numbers() -> None:
+    candidate, evidence = measured(2.28, 2.29, 2.30)
+    verdict = judge_evidence(candidate, evidence, Evidence((2.31, 2.32, 2.33)), 2.32, 0.01, NOISY)
+    assert verdict.decision is Decision.KEEP and verdict.new_best
+    assert verdict.why == "improvement 0.03 > 2σ·se 0.01633 (n 3 vs 3)"
+
+
+def test_greedy_settings_are_exactly_the_strict_comparison() -> None:
+    greedy = Rules("minimize")
+    for value, kept in ((2.3199, True), (2.32, False), (2.33, False)):
+        verdict = judge_evidence(ok(value), Evidence((value,)), Evidence((2.32,)), 2.32, 0.004, greedy)
+        assert (verdict.decision is Decision.KEEP) is kept, value
+
+
+def test_min_delta_is_a_floor_even_when_sigma_is_zero_or_unknown() -> None:
+    rules = Rules("minimize", sigmas=2.0, min_delta=0.05)
+    for sigma in (None, 0.0):
+        small = judge_evidence(ok(2.28), Evidence((2.28,)), Evidence((2.32,)), 2.32, sigma, rules)
+        assert small.decision is Decision.REVERT and small.why.startswith("improvement 0.04 ≤ min_delta 0.05")
+        big = judge_evidence(ok(2.26), Evidence((2.26,)), Evidence((2.32,)), 2.32, sigma, rules)
+        assert big.decision is Decision.KEEP
+
+
+def test_maximize_with_noise() -> None:
+    rules = Rules("maximize", sigmas=2.0)
+    up, evidence = (ok(0.80), Evidence((0.79, 0.80, 0.81)))
+    assert judge_evidence(up, evidence, Evidence((0.70, 0.71)), 0.71, 0.01, rules).decision is Decision.KEEP
+    assert judge_evidence(up, evidence, Evidence((0.79, 0.80)), 0.8, 0.01, rules).decision is Decision.REVERT
+
+
+def test_how_many_measurements_a_trial_gets() -> None:
+    from skylab.loop.judge import measurements_wanted
+
+    best = Evidence((2.32, 2.33, 2.31))
+    assert measurements_wanted(ok(2.40), True, None, None, NOISY) == 3  # the starting point
+    assert measurements_wanted(ok(2.30), False, best, 0.01, NOISY) == 3  # promising: confirmed
+    assert measurements_wanted(ok(2.33), False, best, 0.01, NOISY) == 1  # not better: reverted at once
+    assert measurements_wanted(ok(2.30), False, best, 0.0, NOISY) == 1  # deterministic: no repeats
+    assert measurements_wanted(ok(2.30), False, best, None, NOISY) == 3  # σ unknown: confirm
+    crashed = Measurement(Status.CRASH, None)
+    assert measurements_wanted(crashed, True, None, None, NOISY) == 1
+    assert measurements_wanted(ok(2.30), False, best, 0.01, Rules("minimize")) == 1  # greedy

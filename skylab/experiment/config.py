@@ -112,6 +112,23 @@ class SlurmConfig:
 
 
 @dataclass(frozen=True)
+class DecisionConfig:
+    """How much evidence a keep needs ([decision] in experiment.toml).
+
+    `noise_samples = 1, confirm = 0, sigmas = 0` is the greedy rule: one measurement that beats the
+    best by any margin is kept."""
+
+    noise_samples: int = setting(3, "int", low=1)  # measurements of the run's starting point
+    confirm: int = setting(2, "int", low=0)  # more measurements of a candidate whose first beats the best
+    sigmas: float = setting(2.0, "number", low=0)  # how many standard errors an improvement must clear
+    min_delta: float = setting(0.0, "number", low=0)  # the smallest improvement that ever counts
+
+    @property
+    def greedy(self) -> bool:
+        return self.noise_samples == 1 and self.confirm == 0 and self.sigmas == 0
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: what may be edited, how a trial runs, and how it is judged."""
 
@@ -129,6 +146,7 @@ class ExperimentConfig:
     sweep: SweepConfig | None = None
     llm: LLMConfig = field(default_factory=LLMConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
 
     @property
     def root(self) -> Path:
@@ -217,6 +235,8 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     llm = _read_table(llm_table, LLMConfig) if llm_table is not None else LLMConfig()
     slurm_table = top.table("slurm")
     slurm = _parse_slurm(slurm_table) if slurm_table is not None else SlurmConfig()
+    decision_table = top.table("decision")
+    decision = _read_table(decision_table, DecisionConfig) if decision_table is not None else DecisionConfig()
 
     top.finish()
     return ExperimentConfig(
@@ -234,6 +254,7 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
         sweep=sweep,
         llm=llm,
         slurm=slurm,
+        decision=decision,
     )
 
 

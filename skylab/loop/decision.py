@@ -14,9 +14,20 @@ from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.loop.forward import merge_forward_job, run_best
 from skylab.loop.jobs import Job
-from skylab.loop.judge import NOT_FAILURES, Measurement, Rules, failure_signature, hopeless, judge
+from skylab.loop.judge import (
+    NOT_FAILURES,
+    Evidence,
+    Measurement,
+    Rules,
+    failure_signature,
+    hopeless,
+    judge,
+    measurements_wanted,
+    pooled_sigma,
+)
 from skylab.loop.progress import Reporter
 from skylab.store.gitstore import TrialStore
+from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, TrialNote
 from skylab.store.refs import TrialRef, run_branch
 
@@ -28,7 +39,16 @@ class Decider:
         self.config = config
         self.tag = tag
         self.reporter = reporter
-        self.rules = Rules(config.direction, config.max_vram_gb)
+        settings = config.decision
+        self.rules = Rules(
+            config.direction,
+            config.max_vram_gb,
+            settings.noise_samples,
+            settings.confirm,
+            settings.sigmas,
+            settings.min_delta,
+        )
+        self.deterministic_said = False
         self.forward: deque[Job] = deque()  # merge-forward trials, trained before new proposals
         self._failures: list[str] = []  # how the latest trials failed, in a row (cleared by a success)
 
@@ -47,8 +67,13 @@ class Decider:
             reference = run_best(store, tip, trial.commit, by_commit)
             reference_value = reference.value if reference else None
             measured = Measurement(note.status, note.value, note.peak_vram_mb, note.reason)
-            verdict = judge(measured, reference_value, history.value_of(store.best()), self.rules)
+            evidence = Evidence(tuple(note.measurements)) if note.measurements else None
+            sigma = self.sigma(history, note.measurements)
+            verdict = judge(
+                measured, evidence, _evidence(reference), history.value_of(store.best()), sigma, self.rules
+            )
             note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
+            note.verdict, note.sem, note.sigma = verdict.why, verdict.sem, sigma
             if reference is not None and reference.commit != job.parent:
                 note.other["judged_against"] = reference.name  # the best had moved on while it trained
             overtaken = note.decision is Decision.KEEP and tip not in (job.parent, trial.commit)
@@ -67,7 +92,34 @@ class Decider:
                 if line:
                     self.reporter.say(line)
             best = (note.value, trial.name) if verdict.new_best else best_for_display(store)
-        self.reporter.trial_finished(summary_line(trial, note, self.config.metric, reference_value), *best)
+        line = summary_line(trial, note, self.config.metric, reference_value)
+        if note.verdict and not self.config.decision.greedy:
+            line += f" ({note.verdict})"
+        self.reporter.trial_finished(line, *best)
+
+    def sigma(self, history: History, *more: list[float]) -> float | None:
+        """The run's pooled σ of one measurement: every commit of this run measured more than once
+        (and `more`, the trial being judged). Says once when all repeats so far measured the same."""
+        groups = [
+            t.note.samples() for t in history.for_tag(self.tag) if t.note and len(t.note.measurements) > 1
+        ]
+        sigma = pooled_sigma([*groups, *more])
+        if sigma == 0.0 and not self.deterministic_said:
+            self.deterministic_said = True
+            self.reporter.say(
+                "every repeat so far measured the same value: the experiment is deterministic, "
+                "so no more repeats are spent"
+            )
+        return sigma
+
+    def wanted(self, store: TrialStore, job: Job, first: TrialNote) -> int:
+        """How many measurements the trial gets in all, from its first (see judge.measurements_wanted)."""
+        history = store.load()
+        reference = run_best(store, self.tip(store), job.trial.commit, history.by_commit())
+        measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason)
+        return measurements_wanted(
+            measured, job.measures_start, _evidence(reference), self.sigma(history), self.rules
+        )
 
     def check_failures(self, job: Job, note: TrialNote) -> None:
         """Stop the run (its error: one line) when the judge says no proposal can help."""
@@ -105,6 +157,11 @@ class Decider:
             self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
 
 
+def _evidence(trial: Trial | None) -> Evidence | None:
+    samples = trial.note.samples() if trial is not None and trial.note is not None else []
+    return Evidence(tuple(samples)) if samples else None
+
+
 def best_for_display(store: TrialStore) -> tuple[float | None, str]:
     best = store.best()
     note = store.note_for(best) if best else None
@@ -115,4 +172,6 @@ def summary_line(trial: TrialRef, note: TrialNote, metric: str, parent_value: fl
     if note.value is None:
         return f"trial {trial.name}: {note.status.value} — {note.reason}"
     delta = "" if parent_value is None else f" ({note.value - parent_value:+.6f})"
-    return f"trial {trial.name}: {note.status.value} {metric} {note.value:.6f}{delta} → {note.decision.value}"
+    n = len(note.measurements)
+    mean = f"{note.value:.6f}" if n < 2 else f"{note.value:.6f} (mean of {n})"
+    return f"trial {trial.name}: {note.status.value} {metric} {mean}{delta} → {note.decision.value}"

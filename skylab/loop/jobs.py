@@ -45,6 +45,7 @@ class Job:
     hand_made: bool = False
     extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
     measures_start: bool = False  # the unchanged starting point, measured before any proposal
+    seed: int = 0  # which measurement of the trial this is: it runs with SKYLAB_SEED=seed
 
 
 def starting_note(job: Job, metric: str, ran_by: str, worker: str | None) -> TrialNote:

@@ -6,7 +6,9 @@ run's best when it finished, the best of all runs) and records what the verdict 
 
 from __future__ import annotations
 
+import math
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from skylab.experiment.objective import is_better
@@ -25,34 +27,131 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Rules:
-    """The experiment's decision settings."""
+    """The experiment's decision settings (see `experiment.config.DecisionConfig`)."""
 
     direction: str  # "minimize" or "maximize"
     max_vram_gb: float | None = None
+    noise_samples: int = 1
+    confirm: int = 0
+    sigmas: float = 0.0
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Every successful measurement of one commit, in seed order."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.values) / len(self.values)
 
 
 @dataclass(frozen=True)
 class Verdict:
     status: Status  # the runner's status, or CONSTRAINT when a limit was broken
-    reason: str
+    reason: str  # why the trial did not succeed ("" when it did)
     decision: Decision
     new_best: bool  # kept, and better than the best of all runs
+    why: str = ""  # how the decision was reached, in one line: the numbers it compared
+    sem: float | None = None  # the standard error of the candidate's mean (None: σ unknown)
 
 
-def judge(candidate: Measurement, reference: float | None, best: float | None, rules: Rules) -> Verdict:
-    """The verdict on `candidate`, against `reference` (the run's best when it finished; None when
-    the run has none yet) and `best` (the best of all runs). A trial is kept only when it succeeded
-    within the limits with a finite metric strictly better than the reference; it is the new best
-    only when it is kept and also beats `best`."""
+def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:
+    """The pooled standard deviation of one measurement over every commit measured more than once
+    (None when none was): sqrt(Σ (n_i - 1) s_i² / Σ (n_i - 1))."""
+    squares, dof = 0.0, 0
+    for values in groups:
+        if len(values) > 1:
+            mean = math.fsum(values) / len(values)
+            squares += math.fsum((v - mean) ** 2 for v in values)
+            dof += len(values) - 1
+    return None if dof == 0 else math.sqrt(squares / dof)
+
+
+def improvement(candidate: float, reference: float, direction: str) -> float:
+    """How much better `candidate` is than `reference` in the metric's direction (negative: worse)."""
+    return reference - candidate if direction == "minimize" else candidate - reference
+
+
+def threshold(sigma: float | None, n_candidate: int, n_reference: int, rules: Rules) -> float:
+    """The improvement a candidate's mean must exceed: max(min_delta, sigmas · se), with
+    se = σ · sqrt(1/n_c + 1/n_b) (just min_delta while σ is unknown)."""
+    if sigma is None:
+        return rules.min_delta
+    return max(rules.min_delta, rules.sigmas * sigma * math.sqrt(1 / n_candidate + 1 / n_reference))
+
+
+def measurements_wanted(
+    first: Measurement, measures_start: bool, reference: Evidence | None, sigma: float | None, rules: Rules
+) -> int:
+    """How many measurements the trial gets in all, decided once its first is in: the starting
+    point gets `noise_samples`; a candidate whose first measurement beats the best's mean gets
+    `confirm` more, unless the experiment has shown itself deterministic (σ = 0); anything else,
+    one (a failure, or a first measurement that does not beat the best: reverted at once)."""
+    if first.status is not Status.SUCCESS or first.value is None or not math.isfinite(first.value):
+        return 1
+    if measures_start:
+        return rules.noise_samples
+    if reference is None or sigma == 0.0:
+        return 1
+    return 1 + rules.confirm if is_better(first.value, reference.mean, rules.direction) else 1
+
+
+def judge(
+    candidate: Measurement,
+    evidence: Evidence | None,
+    reference: Evidence | None,
+    best: float | None,
+    sigma: float | None,
+    rules: Rules,
+) -> Verdict:
+    """The verdict on a trial: `candidate` is how it ended (its status, VRAM and reason; a failed
+    confirmation makes it a failure), `evidence` its successful measurements, `reference` the run's
+    best when it finished (None when the run has none yet), `best` the best of all runs' mean and
+    `sigma` the run's pooled σ (None: unknown).
+
+    A trial is kept only when it succeeded within the limits and its mean beats the reference's by
+    more than max(min_delta, sigmas · se); the first success of a run is kept as its reference. It
+    is the new best only when it is kept and its mean also beats `best`."""
     status, reason = candidate.status, candidate.reason
     vram = candidate.peak_vram_mb
     if status is Status.SUCCESS and rules.max_vram_gb and vram and vram > rules.max_vram_gb * 1024:
         status = Status.CONSTRAINT
         reason = f"peak VRAM {vram / 1024:.1f} GB is over max_vram_gb = {rules.max_vram_gb:g}"
-    value = candidate.value
-    keep = status is Status.SUCCESS and value is not None and is_better(value, reference, rules.direction)
-    new_best = keep and value is not None and is_better(value, best, rules.direction)
-    return Verdict(status, reason, Decision.KEEP if keep else Decision.REVERT, new_best)
+    usable = (
+        status is Status.SUCCESS and evidence is not None and all(math.isfinite(v) for v in evidence.values)
+    )
+    if not usable or evidence is None:
+        return Verdict(status, reason, Decision.REVERT, False)
+    sem = None if sigma is None else sigma / math.sqrt(evidence.n)
+    if reference is None:
+        keep, why = True, "the run's first measured result: its reference"
+    else:
+        keep, why = _beats(evidence, reference, sigma, rules)
+    new_best = keep and is_better(evidence.mean, best, rules.direction)
+    return Verdict(status, reason, Decision.KEEP if keep else Decision.REVERT, new_best, why, sem)
+
+
+def _beats(candidate: Evidence, reference: Evidence, sigma: float | None, rules: Rules) -> tuple[bool, str]:
+    """Whether the candidate's mean beats the reference's beyond the bar, and the numbers, in words."""
+    gain = improvement(candidate.mean, reference.mean, rules.direction)
+    counts = f"(n {candidate.n} vs {reference.n})"
+    if candidate.n == 1 and gain <= 0:
+        return False, f"{candidate.mean:.6g} does not beat the best's mean {reference.mean:.6g} {counts}"
+    bar = threshold(sigma, candidate.n, reference.n, rules)
+    from_noise = bar > 0 and bar > rules.min_delta
+    name = f"{rules.sigmas:g}σ·se" if from_noise else ("min_delta" if rules.min_delta > 0 else "0")
+    if gain > bar:
+        return True, f"improvement {gain:.4g} > {name} {bar:.4g} {counts}"
+    return False, f"improvement {gain:.4g} ≤ {name} {bar:.4g} {counts}" + (
+        ": within noise" if from_noise else ""
+    )
 
 
 MAX_SAME_FAILURES_IN_A_ROW = 5  # trials failing the same way in a row: the experiment, not the ideas

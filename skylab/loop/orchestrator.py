@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -31,6 +32,7 @@ from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, starting_no
 from skylab.loop.judge import (
     expected_trial_seconds,
 )
+from skylab.loop.measuring import SEED_VARIABLE, Measurements
 from skylab.loop.progress import Reporter
 from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
@@ -93,7 +95,8 @@ class Orchestrator:
         self._stop = threading.Event()
         self._refresh_lock = threading.Lock()
         self._refresh_again = False
-        self._pending: dict[int, tuple[PendingTrial, str]] = {}  # worker -> (trial, tree id)
+        self._pending: dict[str, tuple[PendingTrial, str]] = {}  # trial commit -> (trial, tree id)
+        self.measurements = Measurements()  # trials measured more than once, and their repeats
         self._claimed = self._done = self._discards = 0
         self._reason = "the strategy has nothing left to propose"
         self._error: BaseException | None = None
@@ -105,8 +108,11 @@ class Orchestrator:
 
     def run(self) -> RunOutcome:
         with RunLock(self.store.git_dir), sigterm_as_interrupt():
-            for line in self.store.repair(self.config.metric, self.config.is_better):
+            for line in self.store.repair(self.config.metric, self.config.is_better, resuming=self.tag):
                 self.reporter.say(f"repaired: {line}")
+            for job in self.measurements.resume(self.store, self.tag):
+                self._pending[job.trial.commit] = _in_flight(self.store, job)
+                self.reporter.say(f"continuing trial {job.trial.name}: its remaining measurements run first")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
             self.decider.continue_from_shared_best(self.store)
             for name in remove_extra_worktrees(self.root, self.tag, len(self.runners)):
@@ -177,8 +183,8 @@ class Orchestrator:
 
     def expected_trial_seconds(self, history: History | None = None) -> float:
         """A trial's wall time so far in this experiment (median of recent successes), else a guess."""
-        walls = [
-            t.note.wall_seconds
+        walls = [  # a note's wall time covers all its measurements
+            t.note.wall_seconds / max(1, len(t.note.measurements))
             for t in (history or self.store.load()).trials
             if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds
         ]
@@ -192,7 +198,9 @@ class Orchestrator:
             with self._propose_lock:
                 if self._stop.is_set() or self._error is not None:
                     return None
-                with self._state:
+                with self._state:  # repeats of trials already started come first, past any limit
+                    if self.measurements.queue:
+                        return self.measurements.queue.popleft()
                     if self.max_trials is not None and self._claimed >= self.max_trials:
                         self._reason = f"reached --max-trials {self.max_trials}"
                         return None
@@ -207,9 +215,7 @@ class Orchestrator:
                 if isinstance(job, Job):
                     with self._state:
                         self._claimed += 1
-                        tree = worker.store.tree_of(job.trial.commit) or ""
-                        started = PendingTrial(job.trial.name, job.proposal.description, job.proposal.params)
-                        self._pending[worker.index] = (started, tree)
+                        self._pending[job.trial.commit] = _in_flight(worker.store, job)
                     return job
                 if job == "stop":
                     return None
@@ -255,8 +261,12 @@ class Orchestrator:
             job.proposal.params = dict(current_params(self.config, worker.worktree.path))
         shared = len(self.runners) > 1
         note = starting_note(job, self.config.metric, self.ran_by, str(worker.index) if shared else None)
-        self.reporter.trial_started(trial.name, job.proposal.description, self.expected_trial_seconds())
-        self.reporter.add_tokens(sum(job.proposal.usage.values()))
+        repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={job.seed})" if job.seed else ""
+        self.reporter.trial_started(
+            trial.name + repeat, job.proposal.description, self.expected_trial_seconds()
+        )
+        if not job.seed:
+            self.reporter.add_tokens(sum(job.proposal.usage.values()))
         if job.problem is not None:
             note.status, note.reason = job.problem
             return note
@@ -266,29 +276,46 @@ class Orchestrator:
                 self.config.command,
                 self.config.metric,
                 self.config.max_trial_wall_time,
-                self.log_dir / f"{trial.number}.log",
+                self.log_dir
+                / (f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"),
                 self.reporter.line,
                 self._stop,
+                {SEED_VARIABLE: str(job.seed)},
             )
             result = worker.runner.run(request)
         except (TrialStopped, KeyboardInterrupt):
-            note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
-            worker.store.finish_trial(trial, note, new_best=False)
-            with self._state:
-                self._pending.pop(worker.index, None)
-                best = best_for_display(worker.store)
-            self.reporter.trial_finished(f"trial {trial.name}: interrupted", *best)
+            self._stopped(worker, job, note)
             return None
         record_result(note, result, self.config.metric, self.root)
         return note
 
     # ----- judging ---------------------------------------------------------------------------------
 
-    def _decide(self, worker: Worker, job: Job, note: TrialNote) -> None:
-        """Judge and record the trial against the run's best now (one decision at a time)."""
+    def _stopped(self, worker: Worker, job: Job, note: TrialNote) -> None:
+        """The run stopped while `job` trained: a trial with measurements already in keeps them for
+        the next run of this tag to continue; any other is recorded as interrupted."""
+        trial = job.trial
         with self._state:
+            partly_measured = trial.commit in self.measurements.trials
+            if not partly_measured:
+                note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
+                worker.store.finish_trial(trial, note, new_best=False)
+            self._pending.pop(trial.commit, None)
+            best = best_for_display(worker.store)
+        kept = "; its finished measurements are kept for the next run" if partly_measured else ""
+        self.reporter.trial_finished(f"trial {trial.name}: interrupted{kept}", *best)
+
+    def _decide(self, worker: Worker, job: Job, measured: TrialNote) -> None:
+        """Record one measurement; once the trial has all it needs, judge and record it against the
+        run's best now (one decision at a time)."""
+        with self._state:
+            wanted = partial(self.decider.wanted, worker.store, job)
+            note = self.measurements.record(worker.store, job, measured, wanted)
+            if note is None:
+                self._state.notify_all()  # its repeats are queued: a waiting worker may take one
+                return
             self.decider.decide(worker.store, job, note)
-            self._pending.pop(worker.index, None)
+            self._pending.pop(job.trial.commit, None)
             self._done += 1
             self._state.notify_all()
         self._refresh_after_trial()
@@ -315,6 +342,12 @@ class Orchestrator:
 def ran_by(store: TrialStore) -> str:
     """Who runs these trials, for a repository shared by a team: `name@host`."""
     return f"{store.signature().name}@{socket.gethostname()}"
+
+
+def _in_flight(store: TrialStore, job: Job) -> tuple[PendingTrial, str]:
+    """How a trial in flight is shown to proposals: its name, description, values and tree."""
+    started = PendingTrial(job.trial.name, job.proposal.description, job.proposal.params)
+    return started, store.tree_of(job.trial.commit) or ""
 
 
 def _wait_all(events: list[threading.Event]) -> None:

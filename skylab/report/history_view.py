@@ -37,6 +37,10 @@ class HistoryRow:
     llm_tokens: int = 0
     ran_by: str = ""
     other: dict[str, str] = field(default_factory=dict)
+    measurements: list[float] = field(default_factory=list)  # every measurement; `value` is their mean
+    sem: float | None = None  # standard error of the mean (None: one measurement, or σ unknown)
+    sigma: float | None = None  # the run's σ of one measurement when the trial was judged
+    verdict: str = ""  # how keep/revert was decided
 
 
 def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
@@ -78,6 +82,10 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
                 llm_tokens=_tokens(note.other) if note else 0,
                 ran_by=note.other.get("ran_by", "") if note else "",
                 other=note.other if note else {},
+                measurements=note.samples() if note else [],
+                sem=note.sem if note else None,
+                sigma=note.sigma if note else None,
+                verdict=note.verdict if note else "",
             )
         )
     return rows
@@ -89,7 +97,15 @@ def _tokens(other: dict[str, str]) -> int:
 
 def rows_as_json(rows: list[HistoryRow]) -> list[dict[str, Any]]:
     # vars() and a copy of params, not asdict(): asdict deep-copies every field, 10x slower at 10k rows.
-    return [{**vars(row), "params": dict(row.params), "other": dict(row.other)} for row in rows]
+    return [
+        {
+            **vars(row),
+            "params": dict(row.params),
+            "other": dict(row.other),
+            "measurements": list(row.measurements),
+        }
+        for row in rows
+    ]
 
 
 _STATUS_STYLE = {
@@ -123,7 +139,7 @@ def history_table(rows: list[HistoryRow], title: str) -> Table:
             shown_as_text(("★ " if row.is_best else "") + row.trial),
             row.commit[:8],
             Text(row.status, style=_STATUS_STYLE.get(row.status, "white")),
-            "" if row.value is None else f"{row.value:.6f}",
+            format_value(row),
             _format_delta(row.delta),
             "" if row.peak_vram_mb is None else f"{row.peak_vram_mb / 1024:.1f}",
             Text("keep", style="bold green") if row.decision == "keep" else shown_as_text(row.decision),
@@ -139,6 +155,17 @@ def shown_as_text(value: str) -> Text:
     """Text from a note as the terminal should show it: never read as markup (`[/]` is just text),
     and control characters (escape sequences a note could carry) shown escaped, never sent raw."""
     return Text(escape_controls(value, keep_newlines=True))
+
+
+def format_value(row: HistoryRow) -> str:
+    """The metric as the table shows it: `2.3449` for one measurement, `2.3449 ±0.0041 (3)` for the
+    mean of several (± the standard error, when σ is known)."""
+    if row.value is None:
+        return ""
+    if len(row.measurements) < 2:
+        return f"{row.value:.6f}"
+    spread = "" if row.sem is None else f" ±{row.sem:.2g}"
+    return f"{row.value:.4f}{spread} ({len(row.measurements)})"
 
 
 def _format_delta(delta: float | None) -> str:

@@ -22,6 +22,7 @@ from skylab.store.clone import CloneFiles
 from skylab.store.history import History, Trial, best_after_repair, build_history, run_tips_to_repair
 from skylab.store.notemerge import notes_to_take
 from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote, iso_utc
+from skylab.store.partial import PartialMeasurements
 from skylab.store.refs import (
     BASELINE_REF,
     BEST_REF,
@@ -43,6 +44,7 @@ class TrialStore(GitRepo):
     def __init__(self, repo: pygit2.Repository) -> None:
         super().__init__(repo)
         self.clone = CloneFiles(self.skylab_dir)
+        self.partial = PartialMeasurements(self.skylab_dir / "measuring")
         self._last_number: dict[str, int] = {}  # per tag, so numbering a trial is not a full ref scan
 
     @classmethod
@@ -205,6 +207,7 @@ class TrialStore(GitRepo):
                 self._set_ref(run_branch(trial.tag), trial.commit, f"skylab: keep {trial.name}")
                 if new_best is None or new_best:
                     self._set_ref(BEST_REF, trial.commit, f"skylab: best is {trial.name}")
+        self.partial.drop(trial.commit)  # the note holds every measurement now
         if trial.number % MAINTENANCE_EVERY == 0:
             self.maintain()
 
@@ -240,21 +243,26 @@ class TrialStore(GitRepo):
         )
         with self.writing():
             self._write_notes({trial.commit: note.format()}, f"skylab: trial {trial.name} interrupted")
+        self.partial.drop(trial.commit)
         return note
 
-    def repair(self, metric: str, is_better: Callable[[float, float | None], bool]) -> list[str]:
+    def repair(
+        self, metric: str, is_better: Callable[[float, float | None], bool], resuming: str | None = None
+    ) -> list[str]:
         """Bring refs back in line with the notes after a crash; return what was fixed, in words.
 
         Trials of this clone's runs without a note become interrupted (a teammate's unfinished trial
-        may still be training elsewhere, and a note that cannot be read is kept as it is); a kept
-        trial whose run branch or best was not moved before the crash gets them moved now.
+        may still be training elsewhere, and a note that cannot be read is kept as it is), except
+        the partly measured trials of `resuming`, the run about to continue them; a kept trial whose
+        run branch or best was not moved before the crash gets them moved now.
         """
         fixed = self.clear_stale_ref_locks()
         history = self.load()
         own = self.clone.own_tags()
         for trial in history.trials:
             unfinished = trial.note is None and trial.has_ref and trial.commit not in history.unreadable_notes
-            if unfinished and trial.tag in own:
+            resumed = trial.tag == resuming and self.partial.load(trial.commit) is not None
+            if unfinished and trial.tag in own and not resumed:
                 self.record_interrupted(trial, metric, "the process recording it stopped before it finished")
                 fixed.append(f"trial {trial.name} had no result: recorded as interrupted")
         history = self.load()

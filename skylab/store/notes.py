@@ -54,6 +54,11 @@ RESERVED_KEYS = frozenset(
         "description",
         "reason",
         "log_tail",
+        "measurements",
+        "seeds",
+        "sem",
+        "sigma",
+        "verdict",
     }
 )
 
@@ -108,9 +113,20 @@ class TrialNote:
     description: str = ""
     reason: str = ""  # why a trial did not succeed, in one line
     log_tail: str = ""  # the last lines of a failed trial's output
+    measurements: list[float] = field(default_factory=list)  # every successful one, in seed order
+    seeds: list[int] = field(default_factory=list)  # SKYLAB_SEED of each measurement
+    sem: float | None = None  # standard error of the mean (`value`), from the run's σ
+    sigma: float | None = None  # the run's pooled σ of one measurement when it was judged
+    verdict: str = ""  # how keep/revert was decided, in one line
     params: dict[str, Scalar] = field(default_factory=dict)
     summary: dict[str, Scalar] = field(default_factory=dict)
     other: dict[str, str] = field(default_factory=dict)
+
+    def samples(self) -> list[float]:
+        """Every measurement of the trial: the recorded ones, else its one value (older notes)."""
+        if self.measurements:
+            return list(self.measurements)
+        return [] if self.value is None else [self.value]
 
     def format(self) -> str:
         """The note's text, one `key: value` per line, ending with a newline."""
@@ -130,13 +146,20 @@ class TrialNote:
             ("started_at", self.started_at),
             ("train_seconds", self.train_seconds),
             ("wall_seconds", self.wall_seconds),
+            ("sem", self.sem),
+            ("sigma", self.sigma),
         ]
         for key, value in optional:
             if isinstance(value, float | int):
                 lines.append((key, _encode_float(float(value))))
             elif value:
                 lines.append((key, _encode_text(value)))
+        if self.measurements:
+            lines.append(("measurements", json.dumps([float(v) for v in self.measurements])))
+            lines.append(("seeds", json.dumps(self.seeds)))
         lines.append(("description", _encode_text(_cut(self.description))))
+        if self.verdict:
+            lines.append(("verdict", _encode_text(_cut(self.verdict))))
         log_tail = (
             self.log_tail if len(self.log_tail) <= LOG_TAIL_CHARS else cap_log_tail(self.log_tail.split("\n"))
         )
@@ -185,6 +208,11 @@ class TrialNote:
                 description=_decode_text(fields.get("description", "")),
                 reason=_decode_text(fields.get("reason", "")),
                 log_tail=_decode_text(fields.get("log_tail", "")),
+                measurements=[float(v) for v in _number_list(fields.get("measurements", "[]"))],
+                seeds=[int(v) for v in _number_list(fields.get("seeds", "[]"))],
+                sem=_optional_float(fields.get("sem")),
+                sigma=_optional_float(fields.get("sigma")),
+                verdict=_decode_text(fields.get("verdict", "")),
             )
         except (ValueError, json.JSONDecodeError) as exc:
             raise NoteFormatError(str(exc)) from None
@@ -199,6 +227,13 @@ class TrialNote:
             else:
                 note.other[key] = value
         return note
+
+
+def _number_list(value: str) -> list[float]:
+    decoded = json.loads(value)
+    if not isinstance(decoded, list) or not all(isinstance(v, int | float) for v in decoded):
+        raise NoteFormatError(f"{value[:60]!r} is not a list of numbers")
+    return decoded
 
 
 def _required(fields: dict[str, str], key: str) -> str:

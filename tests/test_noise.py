@@ -1,0 +1,162 @@
+"""Decisions that beat the noise, end to end: seeded repeats, σ, confirmation, resume, settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from skylab.store.gitstore import TrialStore
+from tests.conftest import SKYLAB, run_skylab
+from tests.loop_experiment import GREEDY, make_loop_experiment
+from tests.test_loop import orchestrate, trials, wait_for
+
+# Z has no true effect; it only picks the 'noise' each seed gets. Z = 1's first measurement happens
+# to be lower than the baseline's, its later ones are not: a lucky draw, the way machine load makes one.
+LUCKY_NOISE = {0: [0.0, 0.02, -0.02], 1: [-0.015, 0.02, 0.0]}
+
+
+def notes(exp: Path) -> list:  # type: ignore[type-arg]
+    return [t.note for t in TrialStore.open(exp).load().trials]
+
+
+def test_greedy_keeps_a_lucky_no_effect_change_the_noise_rule_does_not(tmp_path: Path) -> None:
+    greedy = make_loop_experiment(
+        tmp_path / "greedy", parameters="Z = [0, 1]", decision=GREEDY, NOISE=LUCKY_NOISE
+    )
+    orchestrate(greedy)
+    baseline, lucky = trials(greedy)
+    assert (baseline["value"], lucky["value"]) == (11.0, 10.985)
+    assert lucky["decision"] == "keep"  # one lucky measurement beat another: noise, kept
+
+    careful = make_loop_experiment(
+        tmp_path / "careful", parameters="Z = [0, 1]", decision=None, NOISE=LUCKY_NOISE
+    )
+    _, log = orchestrate(careful)
+    baseline, lucky = trials(careful)
+    assert baseline["measurements"] == [11.0, 11.02, 10.98] and baseline["value"] == pytest.approx(11.0)
+    assert lucky["measurements"] == [10.985, 11.02, 11.0]  # promising at first, so confirmed twice
+    assert lucky["decision"] == "revert" and lucky["value"] == pytest.approx(11.001667, abs=1e-6)
+    start, candidate = notes(careful)
+    assert start.seeds == [0, 1, 2] and candidate.seeds == [0, 1, 2]
+    assert candidate.sigma == pytest.approx(0.02, rel=0.2) and candidate.sem == pytest.approx(
+        candidate.sigma / 3**0.5
+    )
+    assert candidate.verdict.startswith("improvement -0.001667 ≤ 2σ·se") and "(n 3 vs 3)" in candidate.verdict
+    assert TrialStore.open(careful).best() == baseline["commit"]
+    assert "→ revert (improvement -0.001667 ≤ 2σ·se" in log and "within noise)" in log
+    table = run_skylab("history", "-C", str(careful), check=True).stdout
+    assert "11.0017 ±0.01" in table and "(3)" in table  # mean ± se (n)
+
+
+def test_a_real_effect_is_confirmed_and_kept(tmp_path: Path) -> None:
+    exp = make_loop_experiment(
+        tmp_path / "q", parameters="X = [0, 1]", decision=None, NOISE={0: [0.0, 0.02, -0.02]}
+    )
+    orchestrate(exp)
+    baseline, better = trials(exp)
+    assert (
+        better["parent"] == baseline["commit"]
+        and better["decision"] == "keep"
+        and len(better["measurements"]) == 3
+    )
+    assert better["value"] == pytest.approx(6.0) and better["is_best"]
+    assert notes(exp)[1].verdict.startswith("improvement 5 > 2σ·se")
+
+
+def test_a_deterministic_experiment_pays_two_repeats_of_its_start_and_no_more(tmp_path: Path) -> None:
+    exp = make_loop_experiment(tmp_path / "q", decision=None)  # no noise: every seed measures the same
+    _, log = orchestrate(exp, max_trials=4)
+    start, *candidates = notes(exp)
+    assert start.measurements == [11.0, 11.0, 11.0] and start.seeds == [0, 1, 2]
+    assert all(len(n.measurements) == 1 for n in candidates)  # no confirmation is spent
+    assert log.count("deterministic") == 1
+    assert [n.decision.value for n in candidates] == [r["decision"] for r in trials(exp)[1:]]
+    assert candidates[0].sigma == 0.0
+
+
+def test_maximize_with_noise_keeps_only_what_beats_it(tmp_path: Path) -> None:
+    noise = {0: [0.0, 0.02, -0.02], 1: [0.015, -0.02, 0.0]}
+    exp = make_loop_experiment(
+        tmp_path / "q", direction="maximize", parameters="Z = [0, 1]\nX = [0, 1]", decision=None, NOISE=noise
+    )
+    orchestrate(exp)
+    rows = {(r["params"]["Z"], r["params"]["X"]): r for r in trials(exp)}
+    # X = 1 lowers the quadratic, which is worse when maximizing; Z = 1 is a lucky draw: both reverted.
+    assert rows[(1, 0)]["decision"] == "revert" and len(rows[(1, 0)]["measurements"]) == 3
+    assert rows[(0, 1)]["decision"] == "revert" and len(rows[(0, 1)]["measurements"]) == 1
+    assert TrialStore.open(exp).best() == rows[(0, 0)]["commit"]
+
+
+def test_a_crash_in_a_confirmation_reverts_and_says_which(tmp_path: Path) -> None:
+    exp = make_loop_experiment(
+        tmp_path / "q",
+        parameters="X = [0, 1]",
+        decision=None,
+        NOISE={0: [0.0, 0.02, -0.02]},
+        CRASH_ABOVE=0,
+        CRASH_FROM_SEED=2,
+    )
+    orchestrate(exp)
+    _, confirmed = trials(exp)
+    assert confirmed["status"] == "crash" and confirmed["decision"] == "revert"
+    assert confirmed["measurements"] == [6.0, 6.02]
+    note = notes(exp)[1]
+    assert note.reason.startswith("its repeat with SKYLAB_SEED=2 ended in crash")
+    assert "CUDA out of memory" in note.log_tail
+
+
+def test_kill_9_mid_confirmation_loses_no_measurement_and_repeats_none(tmp_path: Path) -> None:
+    exp = make_loop_experiment(
+        tmp_path / "q",
+        parameters="X = [0, 1]",
+        decision=None,
+        NOISE={0: [0.0, 0.02, -0.02]},
+        SLEEP_FROM_SEED=2,
+        SLEEP_REPEATS=60.0,
+    )
+    run = subprocess.Popen([SKYLAB, "run", "--tag", "t", "-C", str(exp)], start_new_session=True)
+    logs = exp / ".skylab" / "logs" / "t"
+    wait_for(lambda: (logs / "2.seed2.log").exists(), timeout=60)  # trial 2's seeds 0 and 1 are in
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    subprocess.run(["pkill", "-9", "-f", f"{exp}/.skylab/worktrees"], check=False)
+    first_repeat = (logs / "2.seed1.log").stat().st_mtime_ns
+    partial = list((exp / ".git" / "skylab" / "measuring").glob("*.json"))
+    assert len(partial) == 1 and sorted(json.loads(partial[0].read_text())["notes"]) == ["0", "1"]
+
+    env = {**os.environ, "SKIP_REPEAT_SLEEP": "1"}
+    again = subprocess.run(
+        [SKYLAB, "run", "--tag", "t", "-C", str(exp)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert "continuing trial t/2" in again.stdout + again.stderr
+    rows = trials(exp)
+    assert [r["status"] for r in rows] == ["success", "success"]  # trial 2 finished, not interrupted
+    assert rows[1]["measurements"] == [6.0, 6.02, 5.98] and rows[1]["decision"] == "keep"
+    assert (logs / "2.seed1.log").stat().st_mtime_ns == first_repeat  # not measured again
+    assert not list((exp / ".git" / "skylab" / "measuring").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("noise_samples = 0", "decision.noise_samples: must be at least 1, not 0"),
+        ("confirm = -1", "decision.confirm: must not be negative, not -1"),
+        ("sigmas = -0.5", "decision.sigmas: must not be negative, not -0.5"),
+        ('min_delta = "small"', "decision.min_delta: must be a number, not a string"),
+        ("confirm = 1.5", "decision.confirm: must be an integer, not a float"),
+        ("samples = 3", "decision.samples: unknown key"),
+    ],
+)
+def test_decision_settings_are_checked_in_one_line(tmp_path: Path, line: str, problem: str) -> None:
+    exp = make_loop_experiment(tmp_path / "q", decision=None)
+    config = exp / "experiment.toml"
+    config.write_text(config.read_text() + f"\n[decision]\n{line}\n")
+    result = run_skylab("run", "--max-trials", "1", "-C", str(exp))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {config}: {problem}"] or problem in result.stderr

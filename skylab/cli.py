@@ -228,12 +228,16 @@ def pull(remote: RemoteArgument = None, repo: RepoOption = Path(".")) -> None:
 
 
 def _sync(direction: str, remote: str | None, repo: Path) -> None:
+    from functools import partial
+
+    from skylab.loop.judge import replaces_best, rules_for
     from skylab.store import sync
 
     store = _open(repo)
     config = _experiment_for(store)
     operation = sync.push if direction == "push" else sync.pull
-    report = operation(store, remote or sync.default_remote(store), config.is_better)
+    prefers = partial(replaces_best, rules=rules_for(config))
+    report = operation(store, remote or sync.default_remote(store), prefers)
     for line in report.lines():
         console.print(f"• {line}", markup=False)
     if report.rejected or report.trial_collisions or report.left_out or report.note_conflicts:

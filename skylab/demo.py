@@ -3,6 +3,11 @@
 Prepares the demo corpus, makes an experiment from the gpt-pretrain template shrunk to CPU size
 (the shrinking is done with the sweep's own constant editor and committed as the baseline), runs a
 short sweep through the real loop and local runner, then shows the history and writes the report.
+
+The baseline leaves one clearly mistuned constant (MATRIX_LR, 8x too low) and the sweep tries its
+fix, then a small change on top: with the default decision settings the newcomer sees the starting
+point measured three times, the fix confirmed and kept, and the small change judged against the
+noise (rejected at once, or confirmed and found within noise), each with its reason.
 """
 
 from __future__ import annotations
@@ -34,17 +39,19 @@ CPU_CONSTANTS: dict[str, int | float | str | bool] = {
     "HEAD_DIM": 64,
     "DEVICE_BATCH_SIZE": 16,
     "TOTAL_BATCH_SIZE": 4096,
+    "MATRIX_LR": 0.005,  # mistuned on purpose (the template's is 0.04): the improvement to find
 }
-CPU_TIME_BUDGET = 60  # the cpu profile's budget (prepare.py), so budget planning matches reality
+DEMO_TIME_BUDGET = 30  # the demo profile's budget (prepare.py), so budget planning matches reality
+# The demo profile unless the caller chose one (the tests choose the 5-second smoke profile).
+DEMO_COMMAND = 'SKYLAB_PROFILE="${SKYLAB_PROFILE:-demo}" python train.py'
 DEMO_SWEEP = """[sweep]
-mode = "random"
+mode = "grid"
 file = "train.py"
 seed = 0
 
-[sweep.parameters]
-MATRIX_LR = { low = 0.01, high = 0.08, log = true }
-EMBEDDING_LR = { low = 0.2, high = 1.2, log = true }
-WARMDOWN_RATIO = [0.3, 0.5, 0.7]
+[sweep.parameters]  # the fix of the mistuned constant, then a small change on top of it
+MATRIX_LR = [0.04]
+WARMDOWN_RATIO = [0.5, 0.4]
 """
 
 
@@ -62,7 +69,8 @@ def make_demo_experiment(directory: Path) -> None:
     )
     config = directory / CONFIG_NAME
     text = config.read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^time_budget_seconds = .*$", f"time_budget_seconds = {CPU_TIME_BUDGET}", text)
+    text = re.sub(r"(?m)^time_budget_seconds = .*$", f"time_budget_seconds = {DEMO_TIME_BUDGET}", text)
+    text = re.sub(r"(?m)^command = .*$", f"command = '{DEMO_COMMAND}'", text)
     text = re.sub(r"(?m)^max_trial_wall_time = .*$", 'max_trial_wall_time = "5m"', text)
     text = text[: text.index("[sweep]")] + DEMO_SWEEP
     config.write_text(text, encoding="utf-8")

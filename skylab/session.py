@@ -16,6 +16,7 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir, report_path
 from skylab.loop import Orchestrator, RunOutcome
+from skylab.loop.judge import describe
 from skylab.loop.progress import Reporter, RunState, make_reporter
 from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
@@ -57,7 +58,9 @@ def refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> No
         )
 
 
-def plan_line(store: TrialStore, plan: SessionPlan, expected: float, workers: int) -> str:
+def plan_line(
+    store: TrialStore, plan: SessionPlan, expected: float, workers: int, decisions: str = ""
+) -> str:
     """The one line a run prints before its first trial: where it starts, how long, how many."""
     existing = store.ref_target(run_branch(plan.tag))
     start = existing or store.start_point()
@@ -72,8 +75,9 @@ def plan_line(store: TrialStore, plan: SessionPlan, expected: float, workers: in
     parallel = f" · {workers} workers" if workers > 1 else ""
     return (
         f"skylab run {plan.tag} ({where} from {start[:10]}){parallel} · strategy {plan.strategy_name} · "
-        f"{limit}{trials} · ~{format_duration(expected)} per trial · logs in {log_dir(Path(), plan.tag)} · "
-        "Ctrl-C stops after recording"
+        f"{limit}{trials} · ~{format_duration(expected)} per trial · "
+        + (f"decisions: {decisions} · " if decisions else "")
+        + f"logs in {log_dir(Path(), plan.tag)} · Ctrl-C stops after recording"
     )
 
 
@@ -109,13 +113,17 @@ def run_session(
             queued_only=plan.queued_only,
             after_trial=refresh_report,
         )
-        reporter.say(plan_line(store, plan, orchestrator.expected_trial_seconds(), len(runners)))
+        decider = orchestrator.decider
+        decisions = describe(decider.rules, decider.sigma(store.load(), quiet=True))
+        reporter.say(plan_line(store, plan, orchestrator.expected_trial_seconds(), len(runners), decisions))
         reporter.say(f"live report: {report}")
         outcome = orchestrator.run()
         refresh_report(live=False)
         best = "none"
         if outcome.best is not None and outcome.best.value is not None:
-            best = f"{outcome.best.value:.6f} ({outcome.best.name})"
+            note = outcome.best.note
+            spread = f" ±{note.sem:.2g}" if note is not None and note.sem is not None else ""
+            best = f"{outcome.best.value:.6f}{spread} ({outcome.best.name})"
         count = f"{outcome.trials} trial{'' if outcome.trials == 1 else 's'}"
         reporter.say(f"stopped: {outcome.stopped_because}. {count} this run; best {config.metric} {best}")
     return outcome

@@ -30,8 +30,10 @@ def add_trial(
     parent: str | None = None,
     params: dict[str, int | float | str | bool] | None = None,
     lower_is_better: bool = True,
+    measurements: list[float] | None = None,
 ) -> TrialRef:
-    """Run the store's side of one trial: commit, ref, note, and keep when it beats the best."""
+    """Run the store's side of one trial: commit, ref, note, and keep when it beats the best.
+    With `measurements`, `value` is expected to be their mean, as the loop records it."""
     parent = parent or store.ref_target(f"refs/heads/skylab/{tag}") or store.start_point()
     store.ensure_run_branch(tag, parent)
     number_hint = description or f"trial of {tag}"
@@ -57,6 +59,8 @@ def add_trial(
         wall_seconds=321.5,
         description=description or f"trial {ref.number}",
         params=params or {},
+        measurements=list(measurements or []),
+        seeds=list(range(len(measurements or []))),
     )
     store.finish_trial(ref, note)
     return ref

@@ -83,3 +83,18 @@ def test_pushed_trials_survive_gc_on_the_remote(team: tuple[Path, Path, Path]) -
     run_skylab("push", "-C", str(alice), check=True)
     subprocess.run(["git", "gc", "--prune=now", "-q"], cwd=remote, check=True)
     assert git("cat-file", "-t", reverted.commit, cwd=remote).strip() == "commit"
+
+
+def test_pull_adopts_a_teammates_best_only_beyond_noise(team: tuple[Path, Path, Path]) -> None:
+    """The shared best moves by the same rule as a keep: mean against mean, σ from the repeats."""
+    alice, bob, _ = team
+    add_trial(TrialStore.open(alice), "alice-1", 1.20, measurements=[1.18, 1.20, 1.22])
+    run_skylab("push", "-C", str(alice), check=True)
+    mine = add_trial(TrialStore.open(bob), "bob-1", 1.21, measurements=[1.19, 1.21, 1.23])
+    run_skylab("pull", "-C", str(bob), check=True)
+    assert TrialStore.open(bob).best() == mine.commit  # 0.01 better, with σ = 0.02: within noise
+
+    clearly = add_trial(TrialStore.open(alice), "alice-1", 1.10, measurements=[1.09, 1.10, 1.11])
+    run_skylab("push", "-C", str(alice), check=True)
+    report = run_skylab("pull", "-C", str(bob), check=True).stdout
+    assert TrialStore.open(bob).best() == clearly.commit and "best is now alice-1/2" in report

@@ -52,6 +52,7 @@ SPLIT_PATTERN = (
 PROFILES: dict[str, dict[str, int]] = {
     "full": {"MAX_SEQ_LEN": 2048, "EVAL_TOKENS": 40 * 524288, "TIME_BUDGET": 300},
     "cpu": {"MAX_SEQ_LEN": 256, "EVAL_TOKENS": 16 * 4096, "TIME_BUDGET": 60},
+    "demo": {"MAX_SEQ_LEN": 256, "EVAL_TOKENS": 16 * 4096, "TIME_BUDGET": 30},  # `skylab demo`'s trials
     "smoke": {"MAX_SEQ_LEN": 64, "EVAL_TOKENS": 4 * 1024, "TIME_BUDGET": 5},
 }
 

@@ -3,6 +3,7 @@
 Every knob is a module-level constant so that a sweep or an agent can edit it.
 """
 
+import os
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ WEIGHT_DECAY = 0.0
 INIT_SCALE = 0.01
 BETA1 = 0.9
 BETA2 = 0.99
-SEED = 0
+SEED = 0  # measurement k of a trial runs with SKYLAB_SEED=k, added to this (see skylab's [decision])
 PRINT_EVERY = 100
 
 
@@ -25,7 +26,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     started = time.time()
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(SEED + int(os.environ.get("SKYLAB_SEED", "0")))
     train, val = load_splits()
     weights = rng.normal(0.0, INIT_SCALE, (VOCAB_SIZE, VOCAB_SIZE))
     first_moment = np.zeros_like(weights)

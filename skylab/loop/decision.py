@@ -18,12 +18,13 @@ from skylab.loop.judge import (
     NOT_FAILURES,
     Evidence,
     Measurement,
-    Rules,
     failure_signature,
     hopeless,
     judge,
     measurements_wanted,
     pooled_sigma,
+    rules_for,
+    threshold,
 )
 from skylab.loop.progress import Reporter
 from skylab.store.gitstore import TrialStore
@@ -39,15 +40,7 @@ class Decider:
         self.config = config
         self.tag = tag
         self.reporter = reporter
-        settings = config.decision
-        self.rules = Rules(
-            config.direction,
-            config.max_vram_gb,
-            settings.noise_samples,
-            settings.confirm,
-            settings.sigmas,
-            settings.min_delta,
-        )
+        self.rules = rules_for(config)
         self.deterministic_said = False
         self.forward: deque[Job] = deque()  # merge-forward trials, trained before new proposals
         self._failures: list[str] = []  # how the latest trials failed, in a row (cleared by a success)
@@ -74,6 +67,9 @@ class Decider:
             )
             note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
             note.verdict, note.sem, note.sigma = verdict.why, verdict.sem, sigma
+            run_best_now = note.samples() if note.decision is Decision.KEEP else _samples(reference)
+            bar = threshold(sigma, 1 + self.rules.confirm, max(1, len(run_best_now)), self.rules)
+            self.reporter.noise(sigma, bar)
             if reference is not None and reference.commit != job.parent:
                 note.other["judged_against"] = reference.name  # the best had moved on while it trained
             overtaken = note.decision is Decision.KEEP and tip not in (job.parent, trial.commit)
@@ -97,14 +93,14 @@ class Decider:
             line += f" ({note.verdict})"
         self.reporter.trial_finished(line, *best)
 
-    def sigma(self, history: History, *more: list[float]) -> float | None:
+    def sigma(self, history: History, *more: list[float], quiet: bool = False) -> float | None:
         """The run's pooled σ of one measurement: every commit of this run measured more than once
         (and `more`, the trial being judged). Says once when all repeats so far measured the same."""
         groups = [
             t.note.samples() for t in history.for_tag(self.tag) if t.note and len(t.note.measurements) > 1
         ]
         sigma = pooled_sigma([*groups, *more])
-        if sigma == 0.0 and not self.deterministic_said:
+        if sigma == 0.0 and not self.deterministic_said and not quiet:
             self.deterministic_said = True
             self.reporter.say(
                 "every repeat so far measured the same value: the experiment is deterministic, "
@@ -157,8 +153,12 @@ class Decider:
             self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
 
 
+def _samples(trial: Trial | None) -> list[float]:
+    return trial.note.samples() if trial is not None and trial.note is not None else []
+
+
 def _evidence(trial: Trial | None) -> Evidence | None:
-    samples = trial.note.samples() if trial is not None and trial.note is not None else []
+    samples = _samples(trial)
     return Evidence(tuple(samples)) if samples else None
 
 

@@ -11,8 +11,10 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.objective import is_better
-from skylab.store.notes import Decision, Status
+from skylab.store.history import History, Trial
+from skylab.store.notes import Decision, Status, TrialNote
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,24 @@ class Verdict:
     sem: float | None = None  # the standard error of the candidate's mean (None: σ unknown)
 
 
+def rules_for(config: ExperimentConfig) -> Rules:
+    """The judge's rules for an experiment: its direction, its VRAM limit, its [decision] settings."""
+    decision = config.decision
+    return Rules(
+        config.direction,
+        config.max_vram_gb,
+        decision.noise_samples,
+        decision.confirm,
+        decision.sigmas,
+        decision.min_delta,
+    )
+
+
+def sigma_of(notes: Iterable[TrialNote | None]) -> float | None:
+    """The pooled σ over every note with more than one measurement (see `pooled_sigma`)."""
+    return pooled_sigma(n.measurements for n in notes if n is not None and len(n.measurements) > 1)
+
+
 def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:
     """The pooled standard deviation of one measurement over every commit measured more than once
     (None when none was): sqrt(Σ (n_i - 1) s_i² / Σ (n_i - 1))."""
@@ -85,6 +105,21 @@ def threshold(sigma: float | None, n_candidate: int, n_reference: int, rules: Ru
     if sigma is None:
         return rules.min_delta
     return max(rules.min_delta, rules.sigmas * sigma * math.sqrt(1 / n_candidate + 1 / n_reference))
+
+
+def describe(rules: Rules, sigma: float | None) -> str:
+    """The decision settings in words, for the run's plan line."""
+    if rules.noise_samples == 1 and rules.confirm == 0 and rules.sigmas == 0:
+        floor = f" by more than {rules.min_delta:g}" if rules.min_delta else ""
+        return f"greedy: one measurement each, kept when better{floor}"
+    bar = f"max({rules.min_delta:g}, {rules.sigmas:g}σ·se)" if rules.min_delta else f"{rules.sigmas:g}σ·se"
+    noise = "σ unknown until a repeat" if sigma is None else f"σ {sigma:.4g}"
+    if sigma == 0.0:
+        noise = "σ 0: deterministic, no confirmations"
+    return (
+        f"start measured {rules.noise_samples}×, +{rules.confirm} to confirm a promising trial, "
+        f"kept when better by > {bar} ({noise})"
+    )
 
 
 def measurements_wanted(
@@ -133,12 +168,25 @@ def judge(
     if reference is None:
         keep, why = True, "the run's first measured result: its reference"
     else:
-        keep, why = _beats(evidence, reference, sigma, rules)
+        keep, why = beats(evidence, reference, sigma, rules)
     new_best = keep and is_better(evidence.mean, best, rules.direction)
     return Verdict(status, reason, Decision.KEEP if keep else Decision.REVERT, new_best, why, sem)
 
 
-def _beats(candidate: Evidence, reference: Evidence, sigma: float | None, rules: Rules) -> tuple[bool, str]:
+def replaces_best(candidate: Trial, incumbent: Trial | None, history: History, rules: Rules) -> bool:
+    """Whether a teammate's best (`candidate`, after a pull) should replace ours: by the same rule
+    as a keep, with σ pooled over every repeated commit the joined history holds."""
+    ours = incumbent.note.samples() if incumbent is not None and incumbent.note is not None else []
+    theirs = candidate.note.samples() if candidate.note is not None else []
+    if not ours:
+        return True
+    if not theirs:
+        return False
+    sigma = sigma_of(t.note for t in history.trials)
+    return beats(Evidence(tuple(theirs)), Evidence(tuple(ours)), sigma, rules)[0]
+
+
+def beats(candidate: Evidence, reference: Evidence, sigma: float | None, rules: Rules) -> tuple[bool, str]:
     """Whether the candidate's mean beats the reference's beyond the bar, and the numbers, in words."""
     gain = improvement(candidate.mean, reference.mean, rules.direction)
     counts = f"(n {candidate.n} vs {reference.n})"

@@ -36,6 +36,8 @@ class RunState:
     last_line: str = ""
     llm_tokens: int = 0
     recent: list[str] = field(default_factory=list)
+    sigma: float | None = None  # the run's σ of one measurement, once repeats have measured it
+    keep_bar: float | None = None  # the improvement a confirmed candidate must exceed now
 
     def time_left(self) -> float | None:
         return None if self.budget is None else max(0.0, self.budget - (time.monotonic() - self.started))
@@ -78,6 +80,10 @@ class Reporter:
             if text.startswith("step") and now - self._last_plain >= PLAIN_LINE_EVERY:
                 self._last_plain = now
                 self.say(f"  {escape(escape_controls(text))}")
+
+    def noise(self, sigma: float | None, keep_bar: float) -> None:
+        """What the latest decision knew of the noise: shown by the live panel."""
+        self.state.sigma, self.state.keep_bar = sigma, keep_bar
 
     def trial_finished(self, summary: str, best: float | None, best_name: str) -> None:
         s = self.state
@@ -127,6 +133,8 @@ class LiveReporter(Reporter):
             "run", f"{s.tag} · {s.strategy} · {s.trials_done} trial{'' if s.trials_done == 1 else 's'} done"
         )
         table.add_row(f"best {s.metric}", best)
+        if s.sigma is not None and s.keep_bar is not None:
+            table.add_row("noise", f"σ {s.sigma:.4g} · a keep needs > {s.keep_bar:.4g} better")
         table.add_row("time left", "no limit" if left is None else format_duration(left))
         if s.llm_tokens:
             table.add_row("LLM tokens", f"{s.llm_tokens:,}")

@@ -39,6 +39,7 @@ class ChartPoint:
     trial: str
     label: str
     kind: str  # kept | reverted | failed
+    error: float = 0.0  # half the height of the ±se bar, in pixels (0: one measurement, or σ unknown)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Chart:
     plot: dict[str, float]
     metric: str
     failed_y: float
+    band_path: str = ""  # ±σ of one measurement around the best-so-far line, once σ is known
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Headline:
     failed: int
     gpu_seconds: float
     llm_tokens: int
+    best_sem: float | None = None  # the standard error of the best's mean (None: one measurement)
+    best_n: int = 1  # measurements behind the best
+    z: float | None = None  # the improvement over the baseline in standard errors (None: σ unknown)
+    within_noise: bool = False  # z does not clear the experiment's `sigmas`
 
 
 @dataclass
@@ -108,8 +114,11 @@ def build_report_data(
 
 def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentConfig) -> Headline:
     measured = [r for r in rows if r.value is not None and r.status == Status.SUCCESS.value]
-    best_row = None
-    for row in measured:
+    # The best is what was kept, never a lucky measurement the judge reverted: the best of all runs
+    # when it is among these trials, else the best kept one.
+    kept = [r for r in measured if r.decision == Decision.KEEP.value]
+    best_row = next((r for r in kept if r.is_best), None)
+    for row in kept if best_row is None else []:
         if best_row is None or config.is_better(row.value or 0.0, best_row.value):
             best_row = row
     baseline = measured[0].value if measured else None
@@ -119,6 +128,11 @@ def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentCon
         improvement = baseline - best if config.direction == "minimize" else best - baseline
         pct = 100 * improvement / abs(baseline) if baseline else None
     tokens = sum(r.llm_tokens for r in rows)
+    z = None
+    sigma = next((r.sigma for r in reversed(rows) if r.sigma is not None), None)
+    if improvement is not None and best_row is not None and sigma and measured:
+        spread = math.sqrt(1 / max(1, len(best_row.measurements)) + 1 / max(1, len(measured[0].measurements)))
+        z = improvement / (sigma * spread)
     return Headline(
         best=best,
         best_trial=best_row.trial if best_row else "",
@@ -131,6 +145,10 @@ def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentCon
         failed=sum(r.status in FAILED for r in rows),
         gpu_seconds=sum(r.wall_seconds or 0.0 for r in rows),
         llm_tokens=tokens,
+        best_sem=best_row.sem if best_row is not None and len(best_row.measurements) > 1 else None,
+        best_n=len(best_row.measurements) if best_row is not None else 1,
+        z=z,
+        within_noise=z is not None and z <= config.decision.sigmas,
     )
 
 
@@ -157,6 +175,7 @@ def _chart(rows: list[HistoryRow], config: ExperimentConfig) -> Chart:
         "y1": CHART_HEIGHT - MARGIN["bottom"],
     }
     values = [r.value for r in rows if r.value is not None and math.isfinite(r.value)]
+    sigma = next((r.sigma for r in reversed(rows) if r.sigma), None)  # the run's latest σ
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high - low < 1e-12:
         low, high = low - 0.5, high + 0.5
@@ -176,15 +195,27 @@ def _chart(rows: list[HistoryRow], config: ExperimentConfig) -> Chart:
         ok = row.value is not None and math.isfinite(row.value) and row.status not in FAILED
         if ok and row.value is not None:
             kind = "kept" if row.decision == Decision.KEEP.value else "reverted"
-            label = f"{row.trial}: {row.value:.6f} ({row.status}, {row.decision}) {row.description}"
-            points.append(ChartPoint(round(x_of(i), 2), round(y_of(row.value), 2), row.trial, label, kind))
+            n = len(row.measurements)
+            spread = f" ±{row.sem:.2g} (mean of {n})" if n > 1 and row.sem is not None else ""
+            label = f"{row.trial}: {row.value:.6f}{spread} ({row.status}, {row.decision}) {row.description}"
+            error = abs(y_of(row.value + row.sem) - y_of(row.value)) if n > 1 and row.sem else 0.0
+            point = ChartPoint(
+                round(x_of(i), 2), round(y_of(row.value), 2), row.trial, label, kind, round(error, 2)
+            )
+            points.append(point)
             if row.status == Status.SUCCESS.value and config.is_better(row.value, best):
                 best = row.value
         else:
             label = f"{row.trial}: {row.status} {row.description}"
             points.append(ChartPoint(round(x_of(i), 2), failed_y, row.trial, label, "failed"))
         if best is not None:
-            steps.append((x_of(i), y_of(best)))
+            steps.append((x_of(i), best))
+    band = ""
+    if steps and sigma:
+        top = _stairs([(x, y_of(v + sigma)) for x, v in steps], plot["x1"])
+        bottom = _stairs([(x, y_of(v - sigma)) for x, v in steps], plot["x1"])
+        band = "M" + " L".join(f"{x:.2f},{y:.2f}" for x, y in [*top, *reversed(bottom)]) + " Z"
+    steps = [(x, y_of(v)) for x, v in steps]
     path = ""
     if steps:
         path = f"M{steps[0][0]:.2f},{steps[0][1]:.2f}"
@@ -193,7 +224,21 @@ def _chart(rows: list[HistoryRow], config: ExperimentConfig) -> Chart:
         path += f" H{plot['x1']:.2f}"
     x_ticks = [(round(x_of(i), 2), str(i + 1)) for i in _index_ticks(len(rows))]
     y_ticks = [(round(y_of(v), 2), f"{v:.4g}") for v in _nice_ticks(low, high)]
-    return Chart(CHART_WIDTH, CHART_HEIGHT, points, path, x_ticks, y_ticks, plot, config.metric, failed_y)
+    chart = Chart(CHART_WIDTH, CHART_HEIGHT, points, path, x_ticks, y_ticks, plot, config.metric, failed_y)
+    chart.band_path = band
+    return chart
+
+
+def _stairs(steps: list[tuple[float, float]], right: float) -> list[tuple[float, float]]:
+    """The corners of a step line through `steps` (x ascending), held level to `right`."""
+    corners: list[tuple[float, float]] = []
+    for x, y in steps:
+        if corners:
+            corners.append((x, corners[-1][1]))
+        corners.append((x, y))
+    if corners:
+        corners.append((right, corners[-1][1]))
+    return corners
 
 
 def _index_ticks(count: int) -> list[int]:

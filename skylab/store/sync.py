@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from skylab.errors import StoreError
 from skylab.store.gitstore import TrialStore
-from skylab.store.history import Trial
+from skylab.store.history import History, Trial
 from skylab.store.notes import Status
 from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, TRIALS_PREFIX
 
@@ -80,7 +80,12 @@ def default_remote(store: TrialStore) -> str:
     raise StoreError("no remote given and no single default: name one, e.g. `skylab push origin`")
 
 
-def pull(store: TrialStore, remote: str, is_better: Callable[[float, float | None], bool]) -> SyncReport:
+# Whether the remote's best (a trial) should replace ours (None when we have none), given the history
+# both now make up: the experiment's decision rule, passed in by the caller (the judge's, not ours).
+Prefers = Callable[[Trial, Trial | None, History], bool]
+
+
+def pull(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
     """Fetch a remote's trials and integrate them: notes merged, refs adopted, shared best chosen."""
     staging = _staging(store, remote)
     _git(
@@ -104,7 +109,7 @@ def pull(store: TrialStore, remote: str, is_better: Callable[[float, float | Non
             f"the remote's baseline {their_baseline[:10]} is not ours: are these clones of one experiment?"
         )
     _adopt_branches(store, staging, report)
-    _choose_best(store, store.ref_target(f"{staging}skylab/best"), is_better, report)
+    _choose_best(store, store.ref_target(f"{staging}skylab/best"), prefers, report)
     return report
 
 
@@ -171,7 +176,7 @@ def _stray_trial_ref(store: TrialStore, name: str, commit: str, named: dict[str,
 def _choose_best(
     store: TrialStore,
     theirs: str | None,
-    is_better: Callable[[float, float | None], bool],
+    prefers: Prefers,
     report: SyncReport,
 ) -> None:
     ours = store.best()
@@ -188,8 +193,7 @@ def _choose_best(
         )
         return
     assert their_trial.value is not None
-    our_value = our_trial.value if our_trial else None
-    if ours is None or is_better(their_trial.value, our_value):
+    if ours is None or prefers(their_trial, our_trial, history):
         store.set_best(theirs, "pull best")
         report.best = f"{their_trial.name} ({their_trial.value:.6f}, from the remote)"
 
@@ -208,9 +212,9 @@ def history_metric(trial: Trial | None) -> str:
     return trial.note.metric if trial is not None and trial.note is not None else "metric"
 
 
-def push(store: TrialStore, remote: str, is_better: Callable[[float, float | None], bool]) -> SyncReport:
+def push(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
     """Integrate the remote's trials first (so none of theirs is overwritten), then push ours."""
-    report = pull(store, remote, is_better)
+    report = pull(store, remote, prefers)
     specs = [f"{TRIALS_PREFIX}*:{TRIALS_PREFIX}*", f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*"]
     if store.ref_target(NOTES_REF):
         specs.append(f"{NOTES_REF}:{NOTES_REF}")

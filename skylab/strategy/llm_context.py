@@ -28,11 +28,34 @@ def rules(context: ProposalContext) -> str:
         f"so a change only helps if it gives a {better} {config.metric} within that same time.{vram} "
         f"Trials whose {config.metric} is not better than the current best are reverted by the "
         "orchestrator, which alone decides; crashes and timeouts waste a trial.\n"
+        f"{_noise_rule(context)}"
         f"You may edit only: {', '.join(config.editable_files)}. "
         f"Read-only reference: {', '.join(config.frozen_files) or 'none'}.\n"
         "Use the tools to read and edit files. Make one focused change with a clear hypothesis, keep the "
         "code runnable, do not repeat a change from the history, then call `finish` with a one-line "
         "description of the change and your hypothesis."
+    )
+
+
+def _noise_rule(context: ProposalContext) -> str:
+    """What counts as real: the run's σ and the rule, so the model does not chase noise."""
+    decision = context.config.decision
+    if decision.noise_samples == 1 and decision.confirm == 0 and decision.sigmas == 0:
+        return ""
+    notes = [t.note for t in context.history.for_tag(context.tag) if t.note is not None]
+    sigma = next((n.sigma for n in reversed(notes) if n.sigma is not None), None)
+    measured = (
+        f"One measurement varies by σ = {sigma:.4g} ({context.config.metric}) between seeds and runs. "
+        if sigma
+        else "Repeated measurements of this experiment have been identical so far. "
+        if sigma == 0.0
+        else ""
+    )
+    return (
+        f"{measured}A trial whose first measurement beats the best is measured {decision.confirm} more "
+        f"times; it is kept only when its mean beats the best's mean by more than {decision.sigmas:g} "
+        f"standard errors{f' and by at least {decision.min_delta:g}' if decision.min_delta else ''}. "
+        "Changes smaller than the noise cannot be kept, so prefer ideas with a clear expected effect.\n"
     )
 
 
@@ -50,6 +73,9 @@ def _history_table(context: ProposalContext) -> str:
         assert note is not None
         parent = by_commit.get(note.parent)
         value = "" if note.value is None else f"{note.value:.6f}"
+        if len(note.measurements) > 1:
+            spread = f" ± {note.sem:.2g}" if note.sem is not None else ""
+            value += f"{spread} (mean of {len(note.measurements)})"
         delta = ""
         if note.value is not None and parent is not None and parent.value is not None:
             delta = f"{note.value - parent.value:+.6f}"

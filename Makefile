@@ -41,3 +41,4 @@ bench:
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/decisions.py

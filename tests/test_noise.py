@@ -160,3 +160,71 @@ def test_decision_settings_are_checked_in_one_line(tmp_path: Path, line: str, pr
     result = run_skylab("run", "--max-trials", "1", "-C", str(exp))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {config}: {problem}"] or problem in result.stderr
+
+
+def noisy_history(store: TrialStore) -> None:
+    """A run judged with repeats: its notes carry measurements, σ and se, as the loop writes them."""
+    from tests.factory import add_trial
+
+    for value, samples in ((2.40, [2.38, 2.40, 2.42]), (2.30, [2.29, 2.30, 2.31]), (2.29, [2.29])):
+        ref = add_trial(store, "n", value, measurements=samples)
+        note = store.note_for(ref.commit)
+        assert note is not None
+        note.sigma = 0.015
+        note.sem = 0.015 / len(samples) ** 0.5 if len(samples) > 1 else None
+        store._write_notes({ref.commit: note.format()}, "test: σ as the loop records it")
+
+
+def test_the_report_shows_the_noise(store: TrialStore, experiment: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.report.html import build_report_data, render_report
+
+    noisy_history(store)
+    data = build_report_data(store, load_config(experiment))
+    h = data.headline
+    assert (h.best, h.best_n, h.best_sem) == (2.29, 1, None)  # the last kept one, measured once
+    assert h.z == pytest.approx(0.11 / (0.015 * (1 + 1 / 3) ** 0.5)) and not h.within_noise
+    bars = [p.error for p in data.chart.points]
+    assert bars[0] > 0 and bars[1] > 0 and bars[2] == 0  # ±se where a mean of several was recorded
+    html = render_report(data)
+    assert 'id="noise-band"' in html and 'class="err"' in html
+    assert "standard errors beyond noise" in html
+
+
+def test_the_model_is_told_what_counts_as_real(store: TrialStore, experiment: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.strategy import ProposalContext
+    from skylab.strategy.llm_context import build_context, rules
+
+    noisy_history(store)
+    history = store.load()
+    context = ProposalContext(load_config(experiment), history, "n", store.start_point(), None, experiment)
+    assert "varies by σ = 0.015" in rules(context) and "2 standard errors" in rules(context)
+    assert "2.300000 ± 0.0087 (mean of 3)" in build_context(context, 200_000)
+
+
+def test_the_plan_line_states_the_rule(tmp_path: Path) -> None:
+    exp = make_loop_experiment(tmp_path / "q", decision=None)
+    out = run_skylab("run", "--tag", "t", "--max-trials", "1", "-C", str(exp), check=True).stdout
+    assert "decisions: start measured 3×, +2 to confirm a promising trial, kept when better by > 2σ·se" in out
+    greedy = make_loop_experiment(tmp_path / "g")
+    out = run_skylab("run", "--tag", "t", "--max-trials", "1", "-C", str(greedy), check=True).stdout
+    assert "decisions: greedy: one measurement each, kept when better" in out
+
+
+def test_free_workers_take_the_repeats_and_decisions_stay_consistent(tmp_path: Path) -> None:
+    from tests.test_parallel import assert_consistent_chain
+
+    exp = make_loop_experiment(
+        tmp_path / "q", parameters="X = [0, 1, 2]", decision=None, NOISE={0: [0.0, 0.02, -0.02]}, SLEEP=1.5
+    )
+    result = run_skylab("run", "--tag", "t", "--workers", "3", "-C", str(exp))
+    assert result.returncode == 0, result.stderr
+    logs = exp / ".skylab" / "logs" / "t"
+    # The starting point's two repeats ran at the same time, on two workers, not one after the other.
+    ended = [(logs / f"1.seed{k}.log").stat().st_mtime for k in (1, 2)]
+    assert abs(ended[0] - ended[1]) < 1.0
+    rows = trials(exp)
+    assert rows[0]["measurements"] == [11.0, 11.02, 10.98]
+    assert [len(r["measurements"]) for r in rows[1:]] == [3, 3]  # each beat the best: confirmed
+    assert_consistent_chain(exp)

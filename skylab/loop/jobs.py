@@ -8,7 +8,7 @@ from skylab.loop.worktree import TrialWorktree
 from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial
-from skylab.store.notes import Decision, Status, TrialNote, utc_now
+from skylab.store.notes import Status, TrialNote, utc_now
 from skylab.store.refs import TrialRef
 from skylab.strategy import Proposal
 
@@ -52,18 +52,15 @@ def starting_note(job: Job, metric: str, ran_by: str, worker: str | None) -> Tri
     """The note of a trial about to train: reverted until the judge says otherwise, with who ran
     it (and on which worker, when there are several), its proposal and the LLM tokens it cost."""
     trial = job.trial
-    note = TrialNote(
-        trial=trial.number,
-        tag=trial.tag,
-        status=Status.SUCCESS,
-        decision=Decision.REVERT,
-        metric=metric,
-        strategy=job.strategy,
-        parent=job.parent,
-        started_at=utc_now(),
-        description=job.proposal.description,
-        params=dict(job.proposal.params),
+    note = TrialNote.begun(
+        trial.tag,
+        trial.number,
+        metric,
+        job.parent,
+        utc_now(),
+        job.proposal.description,
     )
+    note.strategy, note.params = job.strategy, dict(job.proposal.params)
     note.other.update({key: str(value) for key, value in job.proposal.usage.items()})
     note.other.update(job.extra)
     note.other["ran_by"] = ran_by

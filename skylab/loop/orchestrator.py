@@ -33,7 +33,7 @@ from skylab.loop.judge import (
     expected_trial_seconds,
 )
 from skylab.loop.measuring import SEED_VARIABLE, Measurements
-from skylab.loop.progress import Reporter
+from skylab.loop.progress import Coalesced, Reporter
 from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
@@ -87,14 +87,12 @@ class Orchestrator:
         self.budget = budget
         self.max_trials = max_trials
         self.queued_only = queued_only
-        self.after_trial = after_trial  # e.g. rewrite the live report
+        self._after_trial = Coalesced(after_trial)  # e.g. rewrite the live report
         self.root = store.root
         self.log_dir = log_dir(self.root, tag)
         self._propose_lock = threading.Lock()  # one proposal at a time, seeing every trial in flight
         self._state = threading.Condition()  # guards the counters below; decisions happen under it
         self._stop = threading.Event()
-        self._refresh_lock = threading.Lock()
-        self._refresh_again = False
         self._pending: dict[str, tuple[PendingTrial, str]] = {}  # trial commit -> (trial, tree id)
         self.measurements = Measurements()  # trials measured more than once, and their repeats
         self._claimed = self._done = self._discards = 0
@@ -318,25 +316,9 @@ class Orchestrator:
             self._pending.pop(job.trial.commit, None)
             self._done += 1
             self._state.notify_all()
-        self._refresh_after_trial()
+        self._after_trial()
         with self._state:
             self.decider.check_failures(job, note)
-
-    def _refresh_after_trial(self) -> None:
-        """Run the after-trial callback (the live report) outside the decision lock, one at a time;
-        results that land meanwhile are folded into one more pass instead of queueing one each."""
-        if self.after_trial is None:
-            return
-        if not self._refresh_lock.acquire(blocking=False):
-            self._refresh_again = True
-            return
-        try:
-            self._refresh_again = True
-            while self._refresh_again:
-                self._refresh_again = False
-                self.after_trial()
-        finally:
-            self._refresh_lock.release()
 
 
 def ran_by(store: TrialStore) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group
@@ -144,6 +145,30 @@ class LiveReporter(Reporter):
             table.add_row("elapsed", f"{format_duration(elapsed)} / ~{format_duration(s.current_expected)}")
             table.add_row("", Text(s.last_line[-160:], style="dim"))
         return Group(table)
+
+
+class Coalesced:
+    """A callback (the live report's rewrite) run after each trial outside the decision lock, one
+    call at a time: calls that arrive while it runs fold into one more pass instead of queueing."""
+
+    def __init__(self, callback: Callable[[], None] | None) -> None:
+        self.callback = callback
+        self._lock = threading.Lock()
+        self._again = False
+
+    def __call__(self) -> None:
+        if self.callback is None:
+            return
+        if not self._lock.acquire(blocking=False):
+            self._again = True
+            return
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                self.callback()
+        finally:
+            self._lock.release()
 
 
 def make_reporter(console: Console, state: RunState) -> Reporter:

@@ -70,7 +70,7 @@ def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, hi
     if commit in history.by_commit():
         return None
     found = worker.store.commit_summary(commit)
-    if found is None:
+    if found is None or not found[0]:
         return None
     parent, subject = found
     changed = sorted(worker.store.diff_paths(parent, commit))

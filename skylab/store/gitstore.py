@@ -228,19 +228,9 @@ class TrialStore(GitRepo):
 
     def record_interrupted(self, trial: Trial, metric: str, reason: str) -> TrialNote:
         """Write the note of a trial that never finished, so history shows why."""
-        commit = self.repo[trial.commit].peel(pygit2.Commit)
-        parent = str(commit.parent_ids[0]) if commit.parent_ids else ""
-        note = TrialNote(
-            trial=trial.number,
-            tag=trial.tag,
-            status=Status.INTERRUPTED,
-            decision=Decision.REVERT,
-            metric=metric,
-            parent=parent,
-            started_at=self._started(trial),
-            description=commit.message.strip().split("\n")[0],
-            other={"reason": reason} if reason else {},
-        )
+        parent, description = self.commit_summary(trial.commit) or ("", "")
+        note = TrialNote.begun(trial.tag, trial.number, metric, parent, self._started(trial), description)
+        note.status, note.other = Status.INTERRUPTED, {"reason": reason} if reason else {}
         with self.writing():
             self._write_notes({trial.commit: note.format()}, f"skylab: trial {trial.name} interrupted")
         self.partial.drop(trial.commit)

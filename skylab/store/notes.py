@@ -122,6 +122,22 @@ class TrialNote:
     summary: dict[str, Scalar] = field(default_factory=dict)
     other: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def begun(
+        cls, tag: str, trial: int, metric: str, parent: str, started_at: str, description: str
+    ) -> TrialNote:
+        """The note of a trial that has started: a success, reverted until the judge says otherwise."""
+        return cls(
+            trial,
+            tag,
+            Status.SUCCESS,
+            Decision.REVERT,
+            metric,
+            parent=parent,
+            started_at=started_at,
+            description=description,
+        )
+
     def samples(self) -> list[float]:
         """Every measurement of the trial: the recorded ones, else its one value (older notes)."""
         if self.measurements:

@@ -86,12 +86,13 @@ class GitRepo:
         return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
 
     def commit_summary(self, commit: str) -> tuple[str, str] | None:
-        """(first parent, first line of the message) of a commit here; None for a root commit or
+        """(first parent, "" for a root commit; first line of the message) of a commit here; None for
         anything that is not a commit of this repository."""
         obj = self._commit(commit)
-        if obj is None or not obj.parent_ids:
+        if obj is None:
             return None
-        return str(obj.parent_ids[0]), obj.message.strip().split("\n")[0]
+        parent = str(obj.parent_ids[0]) if obj.parent_ids else ""
+        return parent, obj.message.strip().split("\n")[0]
 
     def tree_of(self, commit: str) -> str | None:
         """The tree id of a commit of this repository (None for anything else)."""

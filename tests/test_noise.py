@@ -110,6 +110,7 @@ def test_a_crash_in_a_confirmation_reverts_and_says_which(tmp_path: Path) -> Non
     assert "CUDA out of memory" in note.log_tail
 
 
+@pytest.mark.slow
 def test_kill_9_mid_confirmation_loses_no_measurement_and_repeats_none(tmp_path: Path) -> None:
     exp = make_loop_experiment(
         tmp_path / "q",
@@ -212,6 +213,7 @@ def test_the_plan_line_states_the_rule(tmp_path: Path) -> None:
     assert "decisions: greedy: one measurement each, kept when better" in out
 
 
+@pytest.mark.slow
 def test_free_workers_take_the_repeats_and_decisions_stay_consistent(tmp_path: Path) -> None:
     from tests.test_parallel import assert_consistent_chain
 

@@ -25,9 +25,18 @@ def text(words: str) -> dict[str, Any]:
     return {"type": "text", "text": words}
 
 
-def turn(*blocks: dict[str, Any], input_tokens: int = 1000, output_tokens: int = 100) -> dict[str, Any]:
-    """One assistant message."""
+def turn(
+    *blocks: dict[str, Any],
+    input_tokens: int = 1000,
+    output_tokens: int = 100,
+    stop_reason: str | None = None,
+    cache_read: int = 0,
+) -> dict[str, Any]:
+    """One assistant message (`stop_reason`: e.g. "max_tokens" for a response cut off)."""
     uses_tools = any(b["type"] == "tool_use" for b in blocks)
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    if cache_read:
+        usage["cache_read_input_tokens"] = cache_read
     return {
         "kind": "message",
         "body": {
@@ -36,9 +45,9 @@ def turn(*blocks: dict[str, Any], input_tokens: int = 1000, output_tokens: int =
             "role": "assistant",
             "model": "scripted",
             "content": list(blocks),
-            "stop_reason": "tool_use" if uses_tools else "end_turn",
+            "stop_reason": stop_reason or ("tool_use" if uses_tools else "end_turn"),
             "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "usage": usage,
         },
     }
 

@@ -74,9 +74,11 @@ def test_successful_edit_is_trained_and_kept(exp: Path, api: FakeMessagesAPI) ->
     assert rows[1]["llm_tokens"] == 3 * 1100
     first = api.requests[0]
     assert first["model"] == "claude-test" and {t["name"] for t in first["tools"]} >= {"read_file", "finish"}
-    opening = first["messages"][0]["content"]
-    assert "experiment.toml" in opening and "SPAWN_CHILD = False" in opening and "baseline" in opening
-    assert "fixed 1s of wall-clock time" in first["system"]
+    (opening,) = first["messages"][0]["content"]
+    assert opening["cache_control"] == {"type": "ephemeral"} and first["system"][0]["cache_control"]
+    text_ = opening["text"]
+    assert "experiment.toml" in text_ and "SPAWN_CHILD = False" in text_ and "baseline" in text_
+    assert "fixed 1s of wall-clock time" in first["system"][0]["text"]
     assert "X = 0" in api.tool_results(1)[0]["content"]  # read_file's answer went back to the model
     sent = api.headers[0]
     assert sent.get("x-api-key") == "sk-test" or sent.get("Authorization") == "Bearer sk-test"
@@ -201,9 +203,18 @@ def test_missing_api_key_is_a_clear_error(exp: Path, api: FakeMessagesAPI) -> No
 
 
 FAKE_CLAUDE = """#!{python}
-import json, sys
+import json, os, sys
 from pathlib import Path
 Path({log!r}).write_text(json.dumps(sys.argv[1:]))
+Path({log!r} + ".stdin").write_text(sys.stdin.read())
+mode = os.environ.get("FAKE_CLAUDE_MODE", "")
+if mode == "max_turns":
+    print(json.dumps({{"type": "result", "subtype": "error_max_turns", "is_error": True, "result": ""}}))
+    sys.exit(1)
+if mode == "api_error":
+    print(json.dumps({{"type": "result", "subtype": "success", "is_error": True,
+                      "result": "API Error: 529 Overloaded"}}))
+    sys.exit(0)
 target = Path("{target}")
 source = target.read_text()
 edited = source.replace("\\nX = 0\\n", "\\nX = 1\\n") if "X = 0" in source else source + "# edited\\n"
@@ -231,7 +242,9 @@ def test_claude_code_backend_command_line_and_diff(exp: Path, api: FakeMessagesA
     result = run_llm(exp, api, "--agent", "claude-code", "--model", "claude-x", "--max-trials", "2", env=env)
     assert result.returncode == 0, result.stderr
     argv = json.loads(log.read_text())
-    assert argv[0] == "-p" and "You may edit only: train.py" in argv[1]
+    prompt = Path(f"{log}.stdin").read_text()  # on stdin: Linux refuses an argument over 128 KiB
+    assert argv[0] == "-p" and argv[1] == "--output-format" and "You may edit only: train.py" in prompt
+    assert "`finish`" not in prompt  # a tool Claude Code does not have
     assert argv[argv.index("--model") + 1] == "claude-x"
     assert argv[argv.index("--allowedTools") + 1] == "Read,Edit,Write,Glob,Grep"
     assert "Bash" in argv[argv.index("--disallowedTools") + 1]
@@ -254,3 +267,113 @@ def test_claude_code_edit_of_a_frozen_file_is_discarded(
 def test_claude_code_not_installed_is_a_clear_error(exp: Path, api: FakeMessagesAPI) -> None:
     result = run_llm(exp, api, "--agent", "claude-code", "--max-trials", "1", env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and "Claude Code CLI (`claude`) is not installed" in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["max_turns", "api_error"])
+def test_claude_code_errors_discard_the_proposal_and_the_run_goes_on(
+    exp: Path, api: FakeMessagesAPI, tmp_path: Path, mode: str
+) -> None:
+    install_fake_claude(tmp_path / "bin", tmp_path / "argv.json", "train.py")
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "FAKE_CLAUDE_MODE": mode}
+    result = run_llm(exp, api, "--agent", "claude-code", "--max-trials", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = history(exp)
+    assert [r["status"] for r in rows] == ["success", "discarded", "discarded"]
+    why = "reached its --max-turns" if mode == "max_turns" else "reported an error: API Error: 529 Overloaded"
+    assert why in rows[1]["description"]
+    assert not (exp / ".skylab" / "logs" / "t" / "2.log").exists()  # recorded, never trained
+
+
+def test_malformed_tool_input_is_a_tool_error_the_model_sees(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [
+        turn(tool("write_file", path="train.py", content=None)),
+        turn(tool("read_file", path="train.py", offset="ten")),
+        *edit("\nX = 0\n", "\nX = 3\n", "move X to 3"),
+    ]
+    result = run_llm(exp, api, "--max-trials", "2")
+    assert result.returncode == 0, result.stderr
+    (null,) = api.tool_results(1)
+    assert null["is_error"] and "argument 'content' must be a string, not NoneType" in null["content"]
+    assert "argument 'offset' must be an integer" in api.tool_results(2)[0]["content"]
+    assert history(exp)[1]["decision"] == "keep"
+
+
+def test_finish_is_refused_while_an_edit_of_the_same_response_failed(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [
+        turn(
+            tool("finish", description="SwiGLU MLP", hypothesis="better MLP"),
+            tool("replace_in_file", path="train.py", old_string="class MLP", new_string="class SwiGLU"),
+        ),
+        *edit("\nX = 0\n", "\nX = 3\n", "move X to 3"),
+    ]
+    assert run_llm(exp, api, "--max-trials", "2").returncode == 0
+    finish, failed = api.tool_results(1)
+    assert failed["is_error"] and "old_string not found" in failed["content"]
+    assert finish["is_error"] and "not finished: an edit in this response failed" in finish["content"]
+    assert history(exp)[1]["description"] == "move X to 3 — hypothesis: closer to the optimum"
+
+
+def test_a_model_that_never_finishes_is_discarded_not_trained(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [
+        turn(tool("replace_in_file", path="train.py", old_string="\nX = 0\n", new_string="\nX = 1\n"))
+    ]
+    api.script += [turn(tool("list_files")) for _ in range(7)]  # max_turns = 8, and no finish
+    api.script += edit("\nY = 0\n", "\nY = -1\n", "Y to -1")
+    result = run_llm(exp, api, "--max-trials", "3")
+    assert result.returncode == 0, result.stderr
+    rows = history(exp)
+    assert [r["status"] for r in rows] == ["success", "discarded", "success"]
+    assert rows[1]["description"] == "unfinished: the model did not call finish in 8 turns"
+    assert "discarded, not trained" in result.stdout
+    assert not (exp / ".skylab" / "logs" / "t" / "2.log").exists()
+
+
+def test_a_response_cut_off_at_max_tokens_runs_no_half_written_call(exp: Path, api: FakeMessagesAPI) -> None:
+    cut = turn(
+        tool("write_file", path="train.py", content="X = 3\n# the rest never came"), stop_reason="max_tokens"
+    )
+    api.script = [cut, *edit("\nX = 0\n", "\nX = 3\n", "move X to 3")]
+    assert run_llm(exp, api, "--max-trials", "2").returncode == 0
+    (result,) = api.tool_results(1)
+    assert result["is_error"] and "cut off at max_tokens" in result["content"]
+    assert history(exp)[1]["value"] == 2.0  # trained on the full file, edited by the later call
+
+
+def test_cached_tokens_are_counted_and_thinking_is_sent(exp: Path, api: FakeMessagesAPI) -> None:
+    with open(exp / "experiment.toml", "a") as handle:
+        handle.write("thinking_budget = 1024\n")
+    subprocess.run(["git", "commit", "-qam", "thinking"], cwd=exp, check=True)
+    subprocess.run(["git", "update-ref", "refs/skylab/baseline", "HEAD"], cwd=exp, check=True)
+    api.script = [
+        turn(*step["body"]["content"], cache_read=5000) for step in edit("\nX = 0\n", "\nX = 3\n", "X")
+    ]
+    assert run_llm(exp, api, "--max-trials", "2").returncode == 0
+    assert api.requests[0]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    row = history(exp)[1]
+    assert row["other"]["tokens_cached"] == "15000" and row["llm_tokens"] == 3 * (1100 + 5000)
+
+
+def test_reads_come_in_windows_and_writes_are_capped(tmp_path: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.strategy.workspace import MAX_WRITE_CHARS, ToolError, Workspace
+
+    exp = make_loop_experiment(tmp_path / "q")
+    (exp / "train.py").write_text("".join(f"line {i}\n" for i in range(1, 1001)))
+    workspace = Workspace(exp, load_config(exp))
+    first = workspace.read_file("train.py")
+    assert first.startswith("train.py: lines 1-400 of 1000 (more: read with offset=401)")
+    assert workspace.read_file("train.py", 990, 50).splitlines()[-1].endswith("line 1000")
+    with pytest.raises(ToolError, match="over the 200000 a write may hold"):
+        workspace.write_file("train.py", "x" * (MAX_WRITE_CHARS + 1))
+
+
+def test_thinking_budget_must_leave_room_for_the_answer(exp: Path) -> None:
+    with open(exp / "experiment.toml", "a") as handle:
+        handle.write("thinking_budget = 9000\nmax_tokens = 8192\n")
+    result = subprocess.run(
+        [SKYLAB, "run", "--max-trials", "1", "-C", str(exp)], capture_output=True, text=True
+    )
+    assert (
+        result.returncode == 2
+        and "llm.thinking_budget: must be below max_tokens (8192), not 9000" in result.stderr
+    )

@@ -95,6 +95,7 @@ class LLMConfig:
     retries: int = setting(4, "int", low=0)  # run-level retries of a proposal on 429/5xx/timeouts
     retry_backoff_seconds: float = setting(15.0, "number", low=0)
     agent: Literal["api", "claude-code"] = setting("api", choices=("api", "claude-code"))
+    thinking_budget: int = setting(0, "int", low=0)  # extended thinking tokens per response; 0: off
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,10 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     sweep = _parse_sweep(sweep_table, editable) if sweep_table is not None else None
     llm_table = top.table("llm")
     llm = _read_table(llm_table, LLMConfig) if llm_table is not None else LLMConfig()
+    if llm_table is not None and llm.thinking_budget and llm.thinking_budget >= llm.max_tokens:
+        raise llm_table.error(
+            "thinking_budget", f"must be below max_tokens ({llm.max_tokens}), not {llm.thinking_budget}"
+        )
     slurm_table = top.table("slurm")
     slurm = _parse_slurm(slurm_table) if slurm_table is not None else SlurmConfig()
     decision_table = top.table("decision")

@@ -264,7 +264,8 @@ class Orchestrator:
             trial.name + repeat, job.proposal.description, self.expected_trial_seconds()
         )
         if not job.seed:
-            self.reporter.add_tokens(sum(job.proposal.usage.values()))
+            usage = job.proposal.usage
+            self.reporter.add_tokens(usage.get("tokens_in", 0) + usage.get("tokens_out", 0))
         if job.problem is not None:
             note.status, note.reason = job.problem
             return note

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from skylab.experiment.config import ExperimentConfig
-from skylab.loop.checks import current_params, same_change, static_problem
+from skylab.loop.checks import Problem, current_params, same_change, static_problem
 from skylab.loop.jobs import Job, Worker
 from skylab.store.history import History, Trial
+from skylab.store.notes import Status
 from skylab.strategy import PendingTrial, Proposal, ProposalContext, Strategy
 
 DISCARDED = "discarded"  # the proposal changed files that are not editable: nothing was committed
@@ -56,7 +57,10 @@ def proposed_job(
         tree_dir.reset(tip)
         return DISCARDED
     tree = tree_dir.snapshot(changed)
-    problem = static_problem(config.editable_files, tree_dir.path, changed, tip_trial is None)
+    problem: Problem | None = (Status.DISCARDED, proposal.abandoned) if proposal.abandoned else None
+    if problem is not None:
+        say(f"discarded, not trained: {proposal.abandoned}")
+    problem = problem or static_problem(config.editable_files, tree_dir.path, changed, tip_trial is None)
     if problem is None and changed:
         problem = same_change(history, pending, str(tree), worker.store.tree_of)
     trial = worker.store.create_trial(tag, tree, tip, proposal.description)

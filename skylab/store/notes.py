@@ -29,6 +29,7 @@ class Status(str, Enum):
     NOOP = "noop"  # the proposal changed nothing: recorded, never trained
     DUPLICATE = "duplicate"  # the same change as an earlier trial: recorded, never trained
     INFRA = "infra"  # the machine failed, not the code (a lost connection): reverted, not a crash
+    DISCARDED = "discarded"  # the strategy gave the proposal up (the model never finished): never trained
 
 
 class Decision(str, Enum):
@@ -64,7 +65,9 @@ RESERVED_KEYS = frozenset(
 
 
 # Keys Skylab writes among a note's other lines (who ran it, its log, how it was judged).
-OTHER_KEYS = frozenset({"ran_by", "worker", "log", "judged_against", "overtook", "tokens_in", "tokens_out"})
+OTHER_KEYS = frozenset(
+    {"ran_by", "worker", "log", "judged_against", "overtook", "tokens_in", "tokens_out", "tokens_cached"}
+)
 
 
 LOG_TAIL_LINES = 20  # a failed trial's note keeps at most this many of its last output lines...

@@ -19,7 +19,7 @@ from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig, LLMConfig, experiment_file
 from skylab.strategy.base import Proposal, ProposalContext, Strategy
 from skylab.strategy.llm_context import build_context, rules
-from skylab.strategy.workspace import ToolError, Workspace
+from skylab.strategy.workspace import READ_LINES, ToolError, Workspace
 
 _PATH = {"path": {"type": "string", "description": "path relative to the experiment, e.g. train.py"}}
 TOOLS: list[dict[str, Any]] = [
@@ -30,8 +30,19 @@ TOOLS: list[dict[str, Any]] = [
     },
     {
         "name": "read_file",
-        "description": "Read one file of the experiment, editable or frozen.",
-        "input_schema": {"type": "object", "properties": _PATH, "required": ["path"]},
+        "description": (
+            "Read lines of one file of the experiment, editable or frozen, numbered (the numbers are not "
+            "part of the file). Long files come in windows: pass offset to read on."
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                **_PATH,
+                "offset": {"type": "integer", "description": "first line to read, from 1 (default 1)"},
+                "limit": {"type": "integer", "description": "how many lines (default 400)"},
+            },
+            "required": ["path"],
+        },
     },
     {
         "name": "replace_in_file",
@@ -65,6 +76,7 @@ TOOLS: list[dict[str, Any]] = [
     },
 ]
 NUDGE = "Make your change with the tools (replace_in_file or write_file), then call finish."
+CACHED = {"type": "ephemeral"}
 
 
 def make_llm_strategy(config: ExperimentConfig) -> Strategy:
@@ -125,68 +137,143 @@ class ApiStrategy:
     def _converse(self, context: ProposalContext) -> Proposal:
         settings = self.settings
         workspace = Workspace(context.workdir, self.config)
-        messages: list[dict[str, Any]] = [
-            {"role": "user", "content": build_context(context, settings.context_chars)}
-        ]
-        tokens_in = tokens_out = 0
+        # The rules and the opening message do not change during a proposal: cached, each later turn
+        # reads them at a tenth of the price (https://docs.anthropic.com prompt caching).
+        system = [{"type": "text", "text": rules(context), "cache_control": CACHED}]
+        opening = {
+            "type": "text",
+            "text": build_context(context, settings.context_chars),
+            "cache_control": CACHED,
+        }
+        messages: list[dict[str, Any]] = [{"role": "user", "content": [opening]}]
+        usage = {"tokens_in": 0, "tokens_out": 0, "tokens_cached": 0}
         for _ in range(settings.max_turns):
             response = self.client.messages.create(
                 model=settings.model,
                 max_tokens=settings.max_tokens,
-                system=rules(context),
+                system=system,  # type: ignore[arg-type]
                 tools=TOOLS,  # type: ignore[arg-type]
                 messages=messages,  # type: ignore[arg-type]
-                # The SDK no longer takes temperature as an argument; the API still reads it if sent.
-                extra_body=None if settings.temperature is None else {"temperature": settings.temperature},
+                extra_body=self._extra_body(),
             )
-            tokens_in += response.usage.input_tokens
-            tokens_out += response.usage.output_tokens
-            usage = {"tokens_in": tokens_in, "tokens_out": tokens_out}
+            _count(usage, response.usage)
             messages.append({"role": "assistant", "content": [_block(b) for b in response.content]})
-            results, finished = [], None
-            for block in response.content:
-                if block.type != "tool_use":
-                    continue
-                try:
-                    output = self._call(workspace, block.name, dict(block.input))
-                    error = False
-                    if block.name == "finish":
-                        finished = dict(block.input)
-                except ToolError as exc:
-                    output, error = str(exc), True
-                results.append(
-                    {"type": "tool_result", "tool_use_id": block.id, "content": output, "is_error": error}
-                )
+            results, finished = self._run_tools(workspace, response)
             if finished is not None:
                 description = " ".join(str(finished.get("description", "")).split()) or "change by the model"
                 hypothesis = " ".join(str(finished.get("hypothesis", "")).split())
                 text = f"{description} — hypothesis: {hypothesis}" if hypothesis else description
                 return Proposal(description=text, usage=usage)
-            if tokens_in + tokens_out >= settings.max_proposal_tokens:
-                return Proposal(
-                    f"unfinished: the model used its {settings.max_proposal_tokens} tokens", usage=usage
-                )
+            if usage["tokens_in"] + usage["tokens_out"] >= settings.max_proposal_tokens:
+                why = f"the model used its {settings.max_proposal_tokens} tokens without calling finish"
+                return Proposal(f"unfinished: {why}", usage=usage, abandoned=why)
             messages.append({"role": "user", "content": results or NUDGE})
-        return Proposal(f"unfinished: no finish after {settings.max_turns} turns", usage=usage)
+        why = f"the model did not call finish in {settings.max_turns} turns"
+        return Proposal(f"unfinished: {why}", usage=usage, abandoned=why)
+
+    def _extra_body(self) -> dict[str, Any] | None:
+        """What the SDK no longer takes as arguments but the API still reads."""
+        extra: dict[str, Any] = {}
+        if self.settings.temperature is not None:
+            extra["temperature"] = self.settings.temperature
+        if self.settings.thinking_budget:
+            extra["thinking"] = {"type": "enabled", "budget_tokens": self.settings.thinking_budget}
+        return extra or None
+
+    def _run_tools(
+        self, workspace: Workspace, response: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Run the response's tool calls: (the results to send back, the finish arguments when the
+        proposal is done). A call cut off by max_tokens is not run; finish is refused while an edit
+        of the same response failed, so the model always sees its errors before it ends."""
+        uses = [block for block in response.content if block.type == "tool_use"]
+        cut = response.stop_reason == "max_tokens"
+        outputs: dict[str, tuple[str, bool]] = {}
+        edit_failed, finishing = False, None
+        for index, block in enumerate(uses):
+            arguments = dict(block.input) if isinstance(block.input, dict) else {}
+            try:
+                if cut and index == len(uses) - 1:
+                    raise ToolError(
+                        f"your response was cut off at max_tokens ({self.settings.max_tokens}) while writing "
+                        "this call, so it was not run: make the change in smaller replace_in_file steps"
+                    )
+                if block.name == "finish":
+                    finishing = (block, arguments)
+                    continue
+                outputs[block.id] = (self._call(workspace, block.name, arguments), False)
+            except ToolError as exc:
+                outputs[block.id] = (str(exc), True)
+                edit_failed = edit_failed or block.name in ("replace_in_file", "write_file")
+        finished = None
+        if finishing is not None:
+            block, arguments = finishing
+            try:
+                if edit_failed:
+                    raise ToolError(
+                        "not finished: an edit in this response failed (see its error); fix it first"
+                    )
+                outputs[block.id] = (self._call(workspace, "finish", arguments), False)
+                finished = arguments
+            except ToolError as exc:
+                outputs[block.id] = (str(exc), True)
+        results: list[dict[str, Any]] = [
+            {
+                "type": "tool_result",
+                "tool_use_id": b.id,
+                "content": outputs[b.id][0],
+                "is_error": outputs[b.id][1],
+            }
+            for b in uses
+        ]
+        if cut and not uses:
+            results.append({"type": "text", "text": f"Your response was cut off at max_tokens. {NUDGE}"})
+        return results, finished
 
     @staticmethod
     def _call(workspace: Workspace, name: str, arguments: dict[str, Any]) -> str:
-        try:
-            if name == "list_files":
-                return workspace.list_files()
-            if name == "read_file":
-                return workspace.read_file(arguments["path"])
-            if name == "replace_in_file":
-                return workspace.replace_in_file(
-                    arguments["path"], arguments["old_string"], arguments["new_string"]
-                )
-            if name == "write_file":
-                return workspace.write_file(arguments["path"], arguments["content"])
-            if name == "finish":
-                return "Finished. The orchestrator will now train and judge the change."
-        except KeyError as exc:
-            raise ToolError(f"{name}: missing argument {exc}") from None
+        if name == "list_files":
+            return workspace.list_files()
+        if name == "read_file":
+            offset, limit = (
+                _argument(arguments, "offset", int, 1),
+                _argument(arguments, "limit", int, READ_LINES),
+            )
+            return workspace.read_file(_argument(arguments, "path", str), offset, limit)
+        if name == "replace_in_file":
+            path, old = _argument(arguments, "path", str), _argument(arguments, "old_string", str)
+            return workspace.replace_in_file(path, old, _argument(arguments, "new_string", str))
+        if name == "write_file":
+            return workspace.write_file(
+                _argument(arguments, "path", str), _argument(arguments, "content", str)
+            )
+        if name == "finish":
+            _argument(arguments, "description", str)
+            return "Finished. The orchestrator will now train and judge the change."
         raise ToolError(f"unknown tool {name!r}")
+
+
+def _argument(arguments: dict[str, Any], key: str, kind: type, default: Any = ...) -> Any:
+    """One argument of a tool call, of the kind its schema says; a ToolError the model can read
+    and correct for a missing or mistyped one (a model may send `content: null`)."""
+    if key not in arguments or (arguments[key] is None and default is not ...):
+        if default is ...:
+            raise ToolError(f"missing argument {key!r}")
+        return default
+    value = arguments[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        wanted = "a string" if kind is str else "an integer"
+        raise ToolError(f"argument {key!r} must be {wanted}, not {type(value).__name__}")
+    return value
+
+
+def _count(usage: dict[str, int], spent: Any) -> None:
+    """Add one response's tokens: input counts cached and newly cached tokens too."""
+    cached = int(getattr(spent, "cache_read_input_tokens", 0) or 0)
+    written = int(getattr(spent, "cache_creation_input_tokens", 0) or 0)
+    usage["tokens_in"] += int(spent.input_tokens) + cached + written
+    usage["tokens_out"] += int(spent.output_tokens)
+    usage["tokens_cached"] += cached
 
 
 def _block(block: Any) -> dict[str, Any]:
@@ -225,11 +312,11 @@ class ClaudeCodeStrategy:
                 "`npm install -g @anthropic-ai/claude-code`, or use the default --agent api"
             )
 
-    def command(self, prompt: str) -> list[str]:
+    def command(self) -> list[str]:
+        """The command line; the prompt goes on stdin (an argument over 128 KiB is refused by Linux)."""
         return [
             str(self.executable),
             "-p",
-            prompt,
             "--output-format",
             "json",
             "--model",
@@ -246,7 +333,7 @@ class ClaudeCodeStrategy:
 
     def propose(self, context: ProposalContext) -> Proposal | None:
         prompt = (
-            rules(context)
+            rules(context, finish_tool=False)
             + f"\n\nEdit only {', '.join(self.config.editable_files)} in the current directory. "
             "When done, end your answer with one line: "
             "`DESCRIPTION: <the change> — hypothesis: <why it should help>`.\n\n"
@@ -254,26 +341,32 @@ class ClaudeCodeStrategy:
         )
         try:
             result = subprocess.run(
-                self.command(prompt),
+                self.command(),
                 cwd=context.workdir,
                 capture_output=True,
                 text=True,
                 timeout=60 * 60,
-                stdin=subprocess.DEVNULL,
+                input=prompt,
             )
         except subprocess.TimeoutExpired:
-            return Proposal("unfinished: Claude Code ran for an hour")
-        if result.returncode != 0:
+            return Proposal(
+                "unfinished: Claude Code ran for an hour", abandoned="Claude Code ran for an hour"
+            )
+        proposal = parse_claude_output(result.stdout)
+        if result.returncode != 0 and not proposal.abandoned:
             detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
             raise SkylabError(f"the Claude Code CLI failed (exit {result.returncode}): {detail[0][:300]}")
-        return parse_claude_output(result.stdout)
+        return proposal
 
 
 def parse_claude_output(stdout: str) -> Proposal:
-    """The description and token usage from `claude -p --output-format json`."""
+    """The description and token usage from `claude -p --output-format json`; an abandoned proposal
+    when the CLI reports an error in its result (it reached --max-turns, or the API failed)."""
     try:
         data = json.loads(stdout)
     except json.JSONDecodeError:
+        data = {"result": stdout}
+    if not isinstance(data, dict):
         data = {"result": stdout}
     text = str(data.get("result", ""))
     description = next(
@@ -289,6 +382,15 @@ def parse_claude_output(stdout: str) -> Proposal:
         int(usage.get(k) or 0)
         for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
     )
-    return Proposal(
-        description, usage={"tokens_in": tokens_in, "tokens_out": int(usage.get("output_tokens") or 0)}
-    )
+    spent = {"tokens_in": tokens_in, "tokens_out": int(usage.get("output_tokens") or 0)}
+    subtype = str(data.get("subtype", ""))
+    if data.get("is_error") or subtype.startswith("error"):
+        why = (
+            "Claude Code reached its --max-turns"
+            if subtype == "error_max_turns"
+            else "Claude Code reported an error"
+        )
+        detail = " ".join(text.split())[:200]
+        why = f"{why}: {detail}" if detail else why
+        return Proposal(f"unfinished: {why}", usage=spent, abandoned=why)
+    return Proposal(description, usage=spent)

@@ -18,7 +18,10 @@ KEPT_DIFFS = 3
 FAILURES = 3
 
 
-def rules(context: ProposalContext) -> str:
+FINISH = ", then call `finish` with a one-line description of the change and your hypothesis."
+
+
+def rules(context: ProposalContext, finish_tool: bool = True) -> str:
     config = context.config
     better = "lower" if config.direction == "minimize" else "higher"
     vram = f" Peak GPU memory must stay under {config.max_vram_gb:g} GB." if config.max_vram_gb else ""
@@ -32,8 +35,12 @@ def rules(context: ProposalContext) -> str:
         f"You may edit only: {', '.join(config.editable_files)}. "
         f"Read-only reference: {', '.join(config.frozen_files) or 'none'}.\n"
         "Use the tools to read and edit files. Make one focused change with a clear hypothesis, keep the "
-        "code runnable, do not repeat a change from the history, then call `finish` with a one-line "
-        "description of the change and your hypothesis."
+        "code runnable, do not repeat a change from the history"
+        + (
+            ", then call `finish` with a one-line description of the change and your hypothesis."
+            if finish_tool
+            else "."
+        )
     )
 
 

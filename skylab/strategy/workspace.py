@@ -11,7 +11,9 @@ from pathlib import Path, PurePosixPath
 
 from skylab.experiment.config import ExperimentConfig, outside_experiment
 
-MAX_READ_CHARS = 200_000
+READ_LINES = 400  # lines read_file returns when no limit is given
+MAX_READ_CHARS = 40_000  # at most this much per read: every read is re-sent on every later turn
+MAX_WRITE_CHARS = 200_000  # a write larger than this is refused (train.py is about 30,000)
 
 
 class ToolError(Exception):
@@ -58,14 +60,28 @@ class Workspace:
             lines.append(f"{name} ({role}, {size} bytes)")
         return "\n".join(lines)
 
-    def read_file(self, name: str) -> str:
+    def read_file(self, name: str, offset: int = 1, limit: int = READ_LINES) -> str:
+        """Lines `offset` .. `offset + limit - 1` (1-based) of a file, numbered, with a line saying
+        what is left; at most MAX_READ_CHARS characters."""
         path = self._path(name, for_writing=False)
         if not path.is_file():
             raise ToolError(f"{name}: no such file")
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if len(text) > MAX_READ_CHARS:
-            return text[:MAX_READ_CHARS] + f"\n... [truncated: {len(text) - MAX_READ_CHARS} more characters]"
-        return text
+        if offset < 1 or limit < 1:
+            raise ToolError("offset and limit must be at least 1")
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        window: list[str] = []
+        size = 0
+        for number in range(offset, min(len(lines), offset + limit - 1) + 1):
+            line = f"{number:5d}  {lines[number - 1]}"
+            if size + len(line) > MAX_READ_CHARS and window:
+                break
+            window.append(line)
+            size += len(line) + 1
+        last = offset + len(window) - 1
+        if not window:
+            return f"{name} has {len(lines)} lines; nothing at line {offset}"
+        more = f" (more: read with offset={last + 1})" if last < len(lines) else ""
+        return f"{name}: lines {offset}-{last} of {len(lines)}{more}\n" + "\n".join(window)
 
     def replace_in_file(self, name: str, old: str, new: str) -> str:
         path = self._path(name, for_writing=True)
@@ -81,5 +97,10 @@ class Workspace:
 
     def write_file(self, name: str, content: str) -> str:
         path = self._path(name, for_writing=True)
+        if len(content) > MAX_WRITE_CHARS:
+            raise ToolError(
+                f"{name}: {len(content)} characters is over the {MAX_WRITE_CHARS} a write may hold; "
+                "change the file in smaller steps with replace_in_file"
+            )
         path.write_text(content, encoding="utf-8")
         return f"{name}: wrote {len(content)} characters"

@@ -377,3 +377,63 @@ def test_thinking_budget_must_leave_room_for_the_answer(exp: Path) -> None:
         result.returncode == 2
         and "llm.thinking_budget: must be below max_tokens (8192), not 9000" in result.stderr
     )
+
+
+def many_trials(store: Any, count: int) -> None:
+    from tests.factory import add_trial
+
+    add_trial(store, "t", 3.0, description="baseline")
+    for n in range(2, count + 1):
+        value = 3.0 - 0.001 * n if n % 10 == 0 else 3.5 + 0.001 * n
+        add_trial(store, "t", value, description=f"idea {n}", params={"LR": n / 1000})
+
+
+def test_the_prompt_holds_every_trial_and_groups_the_oldest_when_it_must(tmp_path: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.store.gitstore import TrialStore
+    from skylab.strategy import ProposalContext
+    from skylab.strategy.llm_context import build_context, history_section
+
+    exp = make_loop_experiment(tmp_path / "q")
+    store = TrialStore.open(exp)
+    many_trials(store, 200)
+    history = store.load()
+    context = ProposalContext(load_config(exp), history, "t", store.start_point(), None, exp)
+    text = build_context(context, 240_000)
+    assert all(f"\nt/{n} " in text for n in range(1, 201))  # every row, the baseline first
+    assert "200 trials; baseline t/1 3.000000 → best t/200 2.800000; 0 trials since the last keep" in text
+    tight = history_section(context, 6_000)
+    assert len(tight) <= 6_000 and "\nt/1 (kept)" in tight and "t/200 (best, kept)" in tight
+    assert "trials changing LR, none kept (" in tight  # the oldest reverted rows, grouped
+    assert all(f"\nt/{n} (kept)" in tight or n == 200 for n in range(10, 201, 10))  # every keep stays
+
+
+def test_read_log_returns_a_window_of_any_trials_log(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [
+        turn(tool("read_log", trial="t/1", offset=-2)),
+        turn(tool("read_log", trial="t/99")),
+        *edit("\nX = 0\n", "\nX = 3\n", "move X to 3"),
+    ]
+    assert run_llm(exp, api, "--max-trials", "2").returncode == 0
+    (window,) = api.tool_results(1)
+    assert "log of t/1: lines" in window["content"] and "peak_vram_mb" in window["content"]
+    assert api.tool_results(2)[0]["is_error"] and "no such trial" in api.tool_results(2)[0]["content"]
+
+
+def test_failures_come_with_their_change_to_fix_it(exp: Path, api: FakeMessagesAPI) -> None:
+    api.script = [
+        turn(
+            tool(
+                "replace_in_file",
+                path="train.py",
+                old_string="\nCRASH = False\n",
+                new_string="\nCRASH = True\n",
+            )
+        ),
+        turn(tool("finish", description="try crashing", hypothesis="none")),
+        *edit("\nX = 0\n", "\nX = 3\n", "move X to 3"),
+    ]
+    assert run_llm(exp, api, "--max-trials", "3").returncode == 0
+    opening = api.requests[2]["messages"][0]["content"][0]["text"]
+    assert "fix the bug, or avoid the idea" in opening and "+CRASH = True" in opening
+    assert "crash (exited with status 1" in opening  # the status with its reason, in the history row

@@ -5,8 +5,10 @@ found before any compute is spent."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
-from skylab.experiment.config import ExperimentConfig
+from skylab.experiment.config import ExperimentConfig, outside_experiment
 from skylab.loop.checks import Problem, current_params, same_change, static_problem
 from skylab.loop.jobs import Job, Worker
 from skylab.store.history import History, Trial
@@ -44,6 +46,7 @@ def proposed_job(
             tip_trial,
             tree_dir.path,
             worker.store.diff_against_parent,
+            partial(trial_log, worker.store.root),
             tuple(trial for trial, _ in pending),
         )
         found = strategy.propose(context)
@@ -66,6 +69,15 @@ def proposed_job(
     trial = worker.store.create_trial(tag, tree, tip, proposal.description)
     name = strategy.name if strategy else "manual"
     return Job(trial, tip, proposal, changed, name, problem=problem, measures_start=tip_trial is None)
+
+
+def trial_log(root: Path, trial: Trial) -> str:
+    """The whole log of a trial, from the path its note records ("" when there is none)."""
+    name = trial.note.other.get("log", "") if trial.note else ""
+    path = root / name
+    if not name or outside_experiment(root, name) or not path.is_file():
+        return ""
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, history: History) -> Job | None:

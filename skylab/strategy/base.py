@@ -46,6 +46,7 @@ class ProposalContext:
     tip_trial: Trial | None
     workdir: Path  # a work tree checked out at `tip`; the strategy edits files here
     diff_of: Callable[[Trial], str] = _no_diff  # a past trial's change, read-only access to the store
+    log_of: Callable[[Trial], str] = _no_diff  # a past trial's whole log ("" when it has none)
     pending: tuple[PendingTrial, ...] = ()  # trials in flight on other workers, oldest first
 
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,22 @@ TOOLS: list[dict[str, Any]] = [
                 "limit": {"type": "integer", "description": "how many lines (default 400)"},
             },
             "required": ["path"],
+        },
+    },
+    {
+        "name": "read_log",
+        "description": (
+            "Read lines of a past trial's training log, e.g. to see why it crashed or how its loss moved. "
+            "A negative offset counts from the end (-50: the last 50 lines)."
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "trial": {"type": "string", "description": "the trial's name in the history, e.g. t/12"},
+                "offset": {"type": "integer", "description": "first line, from 1, or negative from the end"},
+                "limit": {"type": "integer", "description": "how many lines (default 400)"},
+            },
+            "required": ["trial"],
         },
     },
     {
@@ -136,7 +153,7 @@ class ApiStrategy:
 
     def _converse(self, context: ProposalContext) -> Proposal:
         settings = self.settings
-        workspace = Workspace(context.workdir, self.config)
+        workspace = Workspace(context.workdir, self.config, partial(_log_named, context))
         # The rules and the opening message do not change during a proposal: cached, each later turn
         # reads them at a tenth of the price (https://docs.anthropic.com prompt caching).
         system = [{"type": "text", "text": rules(context), "cache_control": CACHED}]
@@ -240,6 +257,10 @@ class ApiStrategy:
                 _argument(arguments, "limit", int, READ_LINES),
             )
             return workspace.read_file(_argument(arguments, "path", str), offset, limit)
+        if name == "read_log":
+            offset = _argument(arguments, "offset", int, 1)
+            limit = _argument(arguments, "limit", int, READ_LINES)
+            return workspace.read_log(_argument(arguments, "trial", str), offset, limit)
         if name == "replace_in_file":
             path, old = _argument(arguments, "path", str), _argument(arguments, "old_string", str)
             return workspace.replace_in_file(path, old, _argument(arguments, "new_string", str))
@@ -265,6 +286,11 @@ def _argument(arguments: dict[str, Any], key: str, kind: type, default: Any = ..
         wanted = "a string" if kind is str else "an integer"
         raise ToolError(f"argument {key!r} must be {wanted}, not {type(value).__name__}")
     return value
+
+
+def _log_named(context: ProposalContext, name: str) -> str:
+    trial = next((t for t in context.history.trials if t.name == name), None)
+    return "" if trial is None else context.log_of(trial)
 
 
 def _count(usage: dict[str, int], spent: Any) -> None:

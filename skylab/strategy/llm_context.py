@@ -9,11 +9,10 @@ the least essential first (frozen files, then older history).
 from __future__ import annotations
 
 from skylab.experiment.durations import format_duration
+from skylab.store.history import Trial
 from skylab.store.notes import Decision, Status
 from skylab.strategy.base import ProposalContext
 
-RECENT_TRIALS = 20
-BEST_TRIALS = 5
 KEPT_DIFFS = 3
 FAILURES = 3
 
@@ -66,35 +65,83 @@ def _noise_rule(context: ProposalContext) -> str:
     )
 
 
-def _history_table(context: ProposalContext) -> str:
+def _row(context: ProposalContext, trial: Trial, parent: Trial | None) -> str:
+    """One trial in one line: value (mean ± se when measured several times), change against its
+    parent, status with its reason, decision, what it trained (steps, MFU, parameters, VRAM
+    against the limit) and its description."""
+    note = trial.note
+    assert note is not None
+    marks = [m for m, on in (("best", trial.commit == context.history.best), ("kept", trial.kept)) if on]
+    value = "" if note.value is None else f"{note.value:.6f}"
+    if len(note.measurements) > 1:
+        spread = f" ± {note.sem:.2g}" if note.sem is not None else ""
+        value += f"{spread} (mean of {len(note.measurements)})"
+    delta = ""
+    if note.value is not None and parent is not None and parent.value is not None:
+        delta = f"{note.value - parent.value:+.6f}"
+    status = note.status.value
+    if note.status is not Status.SUCCESS and note.reason:
+        status += f" ({' '.join(note.reason.split())[:120]})"
+    trained = []
+    for key, unit in (("num_steps", " steps"), ("mfu_percent", "% MFU"), ("num_params_M", "M params")):
+        if isinstance(note.summary.get(key), int | float):
+            trained.append(f"{note.summary[key]:g}{unit}")
+    if note.peak_vram_mb:
+        limit = context.config.max_vram_gb
+        trained.append(f"{note.peak_vram_mb / 1024:.1f}" + (f"/{limit:g}" if limit else "") + " GB")
+    name = trial.name + (f" ({', '.join(marks)})" if marks else "")
+    description = " ".join(note.description.split())[:200]
+    return " | ".join([name, value, delta, status, ", ".join(trained), description])
+
+
+def _group_line(trials: list[Trial]) -> str:
+    """Several older trials that were not kept, in one line: what they changed and how they ended."""
+    changed = sorted({key for t in trials if t.note for key in t.note.params}) or ["code"]
+    statuses: dict[str, int] = {}
+    for trial in trials:
+        statuses[trial.status.value] = statuses.get(trial.status.value, 0) + 1
+    ended = ", ".join(f"{count} {status}" for status, count in statuses.items())
+    values = [t.value for t in trials if t.value is not None]
+    span = f"; values {min(values):.6f} to {max(values):.6f}" if values else ""
+    what = f"{len(trials)} trials changing {', '.join(changed)}, none kept ({ended}{span})"
+    return f"{trials[0].name} … {trials[-1].name}: {what}"
+
+
+def history_section(context: ProposalContext, room: int) -> str:
+    """Every trial, one line each, within `room` characters: the baseline, the best and every kept
+    trial always; when the lines do not fit, the oldest trials that were not kept are grouped by
+    what they changed (constants, else code) before anything newer is left out."""
     trials = [t for t in context.history.trials if t.note is not None]
+    if not trials:
+        return ""
     by_commit = context.history.by_commit()
-    measured = [t for t in trials if t.value is not None and t.status is Status.SUCCESS]
-    reverse = context.config.direction == "maximize"
-    best = sorted(measured, key=lambda t: t.value or 0.0, reverse=reverse)[:BEST_TRIALS]
-    chosen = {t.commit: t for t in [*best, *trials[-RECENT_TRIALS:]]}
-    ordered = [t for t in trials if t.commit in chosen]
-    lines = [f"trial | {context.config.metric} | delta vs parent | status | decision | description"]
-    for trial in ordered:
-        note = trial.note
-        assert note is not None
-        parent = by_commit.get(note.parent)
-        value = "" if note.value is None else f"{note.value:.6f}"
-        if len(note.measurements) > 1:
-            spread = f" ± {note.sem:.2g}" if note.sem is not None else ""
-            value += f"{spread} (mean of {len(note.measurements)})"
-        delta = ""
-        if note.value is not None and parent is not None and parent.value is not None:
-            delta = f"{note.value - parent.value:+.6f}"
-        marker = " (best)" if trial.commit == context.history.best else ""
-        lines.append(
-            f"{trial.name}{marker} | {value} | {delta} | {note.status.value} | {note.decision.value} | "
-            f"{' '.join(note.description.split())[:200]}"
-        )
-    skipped = len(trials) - len(ordered)
-    if skipped:
-        lines.append(f"({skipped} older trials not shown)")
-    return "\n".join(lines)
+    rows = {t.commit: _row(context, t, by_commit.get(t.parent)) for t in trials}
+    best = by_commit.get(context.history.best or "")
+    kept_at = [i for i, t in enumerate(trials) if t.kept]
+    since = len(trials) - 1 - kept_at[-1] if kept_at else len(trials)
+    header = (
+        f"{len(trials)} trials; baseline {trials[0].name} {_value(trials[0])} → best "
+        f"{best.name + ' ' + _value(best) if best else 'none yet'}; {since} trials since the last keep"
+    )
+    columns = f"trial | {context.config.metric} | Δ parent | status | steps, MFU, params, VRAM | description"
+    keep = {trials[0].commit, context.history.best} | {t.commit for t in trials if t.kept}
+    for grouped in range(0, len(trials) + 1, max(1, len(trials) // 20)):
+        old = [t for t in trials[:grouped] if t.commit not in keep]
+        groups: dict[tuple[str, ...], list[Trial]] = {}
+        for trial in old:
+            groups.setdefault(tuple(sorted(trial.note.params)) if trial.note else (), []).append(trial)
+        folded = {t.commit for t in old}
+        lines = [header, columns]
+        lines += [_group_line(group) for group in groups.values()]
+        lines += [rows[t.commit] for t in trials if t.commit not in folded]
+        text = "\n".join(lines)
+        if len(text) <= room:
+            return text
+    return text[: max(0, room - 40)] + "\n... [cut to fit the context budget]"
+
+
+def _value(trial: Trial) -> str:
+    return "" if trial.value is None else f"{trial.value:.6f}"
 
 
 def _kept_diffs(context: ProposalContext) -> str:
@@ -118,8 +165,11 @@ def _failures(context: ProposalContext) -> str:
         note = trial.note
         assert note is not None
         tail = "\n".join(note.log_tail.splitlines()[-15:])
+        diff = context.diff_of(trial)
+        diff = diff if len(diff) <= 3000 else diff[:3000] + "\n... [diff cut; read the files for more]"
         parts.append(
-            f"### {trial.name} ({note.status.value}): {note.description}\n{note.reason}\n{tail}".rstrip()
+            f"### {trial.name} ({note.status.value}): {note.description}\n{note.reason}\n"
+            f"Its change:\n{diff}\nThe end of its log:\n{tail}".rstrip()
         )
     return "\n".join(parts)
 
@@ -141,6 +191,13 @@ def _in_flight(context: ProposalContext) -> str:
     return "## Being tried right now by other workers (do not propose these again)\n" + "\n".join(lines)
 
 
+FAILURES_HEADING = (
+    "## Last failures: fix the bug, or avoid the idea (an idea that crashed on a shape or dtype bug may "
+    "still be good)\n"
+)
+HISTORY = "history"  # stands for the history section, which fits itself to the room left
+
+
 def build_context(context: ProposalContext, budget_chars: int) -> str:
     config = context.config
     essential = [
@@ -149,16 +206,22 @@ def build_context(context: ProposalContext, budget_chars: int) -> str:
         _in_flight(context),
     ]
     optional = [
-        ("## History (recent and best trials)\n" + _history_table(context)) if context.history.trials else "",
+        HISTORY,
         ("## Last kept improvements\n" + _kept_diffs(context)) if _kept_diffs(context) else "",
-        ("## Last failures (do not repeat them)\n" + _failures(context)) if _failures(context) else "",
+        (FAILURES_HEADING + _failures(context)) if _failures(context) else "",
         _file_section(context, config.frozen_files, "Frozen files (read-only reference)"),
     ]
     text = "\n\n".join(part for part in essential if part)
     for part in optional:
+        room = budget_chars - len(text) - 2
+        if part == HISTORY:
+            part = (
+                "## History (every trial)\n" + history_section(context, room - 30)
+                if context.history.trials
+                else ""
+            )
         if not part:
             continue
-        room = budget_chars - len(text) - 2
         if room <= 200:
             break
         text += "\n\n" + (

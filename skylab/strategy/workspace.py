@@ -7,6 +7,7 @@ model as a tool error it can read and correct.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from skylab.experiment.config import ExperimentConfig, outside_experiment
@@ -16,13 +17,41 @@ MAX_READ_CHARS = 40_000  # at most this much per read: every read is re-sent on 
 MAX_WRITE_CHARS = 200_000  # a write larger than this is refused (train.py is about 30,000)
 
 
+def window(name: str, text: str, offset: int, limit: int) -> str:
+    """Lines `offset` .. `offset + limit - 1` (1-based) of `text`, numbered, with a line saying what
+    is left; at most MAX_READ_CHARS characters."""
+    if offset < 1 or limit < 1:
+        raise ToolError("offset and limit must be at least 1")
+    lines = text.splitlines()
+    shown: list[str] = []
+    size = 0
+    for number in range(offset, min(len(lines), offset + limit - 1) + 1):
+        line = f"{number:5d}  {lines[number - 1]}"
+        if size + len(line) > MAX_READ_CHARS and shown:
+            break
+        shown.append(line)
+        size += len(line) + 1
+    if not shown:
+        return f"{name} has {len(lines)} lines; nothing at line {offset}"
+    last = offset + len(shown) - 1
+    more = f" (more: read with offset={last + 1})" if last < len(lines) else ""
+    return f"{name}: lines {offset}-{last} of {len(lines)}{more}\n" + "\n".join(shown)
+
+
 class ToolError(Exception):
     """A refused or failed tool call, said to the model."""
 
 
+def no_logs(trial: str) -> str:
+    return ""
+
+
 class Workspace:
-    def __init__(self, root: Path, config: ExperimentConfig) -> None:
+    def __init__(
+        self, root: Path, config: ExperimentConfig, logs: Callable[[str], str] = lambda _: ""
+    ) -> None:
         self.root = root.resolve()
+        self.logs = logs  # trial name -> its whole log ("" when unknown)
         self.editable = set(config.editable_files)
         self.frozen = set(config.frozen_files)
 
@@ -61,27 +90,22 @@ class Workspace:
         return "\n".join(lines)
 
     def read_file(self, name: str, offset: int = 1, limit: int = READ_LINES) -> str:
-        """Lines `offset` .. `offset + limit - 1` (1-based) of a file, numbered, with a line saying
-        what is left; at most MAX_READ_CHARS characters."""
+        """Lines `offset` .. `offset + limit - 1` (1-based) of a file of the experiment."""
         path = self._path(name, for_writing=False)
         if not path.is_file():
             raise ToolError(f"{name}: no such file")
-        if offset < 1 or limit < 1:
-            raise ToolError("offset and limit must be at least 1")
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        window: list[str] = []
-        size = 0
-        for number in range(offset, min(len(lines), offset + limit - 1) + 1):
-            line = f"{number:5d}  {lines[number - 1]}"
-            if size + len(line) > MAX_READ_CHARS and window:
-                break
-            window.append(line)
-            size += len(line) + 1
-        last = offset + len(window) - 1
-        if not window:
-            return f"{name} has {len(lines)} lines; nothing at line {offset}"
-        more = f" (more: read with offset={last + 1})" if last < len(lines) else ""
-        return f"{name}: lines {offset}-{last} of {len(lines)}{more}\n" + "\n".join(window)
+        return window(name, path.read_text(encoding="utf-8", errors="replace"), offset, limit)
+
+    def read_log(self, trial: str, offset: int = 1, limit: int = READ_LINES) -> str:
+        """Lines of a past trial's training log (negative `offset`: counted from the end)."""
+        text = self.logs(trial)
+        if not text:
+            raise ToolError(
+                f"{trial}: no such trial, or it has no log (give a name from the history, e.g. t/3)"
+            )
+        if offset < 0:
+            offset = max(1, len(text.splitlines()) + offset + 1)
+        return window(f"log of {trial}", text, offset, limit)
 
     def replace_in_file(self, name: str, old: str, new: str) -> str:
         path = self._path(name, for_writing=True)

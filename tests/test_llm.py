@@ -437,3 +437,78 @@ def test_failures_come_with_their_change_to_fix_it(exp: Path, api: FakeMessagesA
     opening = api.requests[2]["messages"][0]["content"][0]["text"]
     assert "fix the bug, or avoid the idea" in opening and "+CRASH = True" in opening
     assert "crash (exited with status 1" in opening  # the status with its reason, in the history row
+
+
+def test_finish_records_category_prediction_and_lesson_and_the_ledger_scores_them(
+    exp: Path, api: FakeMessagesAPI
+) -> None:
+    def proposal(old: str, new: str, predicted: float, lesson: str) -> list[dict[str, Any]]:
+        done = tool(
+            "finish",
+            description=f"{old.strip()} -> {new.strip()}",
+            hypothesis="h",
+            category="optimisation",
+            predicted_delta=predicted,
+            lesson=lesson,
+        )
+        return [turn(tool("replace_in_file", path="train.py", old_string=old, new_string=new)), turn(done)]
+
+    api.script = proposal("\nX = 0\n", "\nX = 3\n", -5.0, "X matters most") + proposal(
+        "\nY = 0\n", "\nY = 2\n", -1.0, "Y looked promising\nbut was not"
+    )
+    api.script += [turn(tool("list_files"))] * 2 + edit("\nY = 0\n", "\nY = -1\n", "Y to -1")
+    assert run_llm(exp, api, "--max-trials", "4").returncode == 0
+    rows = history(exp)
+    assert rows[1]["other"]["category"] == "optimisation" and rows[1]["other"]["predicted_delta"] == "-5.0"
+    assert rows[2]["other"]["lesson"] == "Y looked promising but was not"  # one line in the note
+    # The third proposal's prompt carries the memory and the scores: X predicted -5, measured -9
+    # (right direction, off by 4); Y predicted -1, measured +8 (wrong, off by 9).
+    opening = api.requests[4]["messages"][0]["content"][0]["text"]
+    assert "## Research memory" in opening and "- t/2: X matters most" in opening
+    assert "- optimisation: 2 predictions, direction right 1/2, mean error 6.5" in opening
+    assert "Categories tried so far: optimisation 2" in opening
+
+
+def test_memory_is_consolidated_within_its_cap_and_kept_in_the_notes(tmp_path: Path) -> None:
+    import json as json_
+
+    from skylab.experiment.config import load_config
+    from skylab.store.gitstore import TrialStore
+    from skylab.strategy import ProposalContext
+    from skylab.strategy.llm_context import build_context
+    from skylab.strategy.research import CONSOLIDATE_EVERY, consolidation_due, memory_section
+    from tests.factory import add_trial
+
+    exp = make_loop_experiment(tmp_path / "q")
+    store = TrialStore.open(exp)
+    add_trial(store, "t", 3.0, description="baseline")
+    for n in range(CONSOLIDATE_EVERY):
+        ref = add_trial(store, "t", 3.5, description=f"idea {n}")
+        note = store.note_for(ref.commit)
+        assert note is not None
+        note.other["lesson"] = f"lesson {n}"
+        if n == 3:
+            note.other["memory"] = json_.dumps("LR above 0.05 diverges.\nDepth helps.")
+        store._write_notes({ref.commit: note.format()}, "test: a trial's research notes")
+    history = store.load()
+    section = memory_section(history, "t")
+    assert section.splitlines()[1:3] == ["LR above 0.05 diverges.", "Depth helps."]
+    assert "- t/4: lesson 2" not in section and "- t/6: lesson 4" in section  # lessons since the memory
+    assert not consolidation_due(history, "t")  # 6 lessons since: not yet
+    context = ProposalContext(load_config(exp), history, "t", store.start_point(), None, exp)
+    assert "call update_memory" not in build_context(context, 100_000)
+
+
+def test_update_memory_is_capped_and_lands_in_the_trials_note(tmp_path: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.strategy.llm import ApiStrategy, _research_notes
+    from skylab.strategy.research import MEMORY_CHARS
+    from skylab.strategy.workspace import ToolError, Workspace
+
+    exp = make_loop_experiment(tmp_path / "q")
+    workspace = Workspace(exp, load_config(exp))
+    with pytest.raises(ToolError, match=f"keep it within {MEMORY_CHARS}"):
+        ApiStrategy._call(workspace, "update_memory", {"text": "x" * (MEMORY_CHARS + 1)})
+    ApiStrategy._call(workspace, "update_memory", {"text": "Depth helps.\nLR above 0.05 diverges."})
+    notes = _research_notes({"description": "d", "category": "alchemy", "predicted_delta": True}, workspace)
+    assert notes == {"category": "other", "memory": json.dumps("Depth helps.\nLR above 0.05 diverges.")}

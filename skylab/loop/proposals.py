@@ -68,7 +68,8 @@ def proposed_job(
         problem = same_change(history, pending, str(tree), worker.store.tree_of)
     trial = worker.store.create_trial(tag, tree, tip, proposal.description)
     name = strategy.name if strategy else "manual"
-    return Job(trial, tip, proposal, changed, name, problem=problem, measures_start=tip_trial is None)
+    notes = dict(proposal.notes)
+    return Job(trial, tip, proposal, changed, name, problem, extra=notes, measures_start=tip_trial is None)
 
 
 def trial_log(root: Path, trial: Trial) -> str:

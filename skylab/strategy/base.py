@@ -21,6 +21,7 @@ class Proposal:
     description: str
     params: dict[str, Scalar] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)  # e.g. LLM tokens_in / tokens_out
+    notes: dict[str, str] = field(default_factory=dict)  # more fields for the trial's note (one line each)
     abandoned: str = ""  # why the strategy gave it up (e.g. the model never finished): recorded, not trained
 
 

@@ -8,6 +8,7 @@ proposes: the orchestrator diffs the work tree, trains, and keeps or reverts by 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig, LLMConfig, experiment_file
 from skylab.strategy.base import Proposal, ProposalContext, Strategy
 from skylab.strategy.llm_context import build_context, rules
+from skylab.strategy.research import CATEGORIES, LESSON_CHARS, MEMORY_CHARS, consolidation_due
 from skylab.strategy.workspace import READ_LINES, ToolError, Workspace
 
 _PATH = {"path": {"type": "string", "description": "path relative to the experiment, e.g. train.py"}}
@@ -87,11 +89,28 @@ TOOLS: list[dict[str, Any]] = [
             "properties": {
                 "description": {"type": "string", "description": "one line: what was changed"},
                 "hypothesis": {"type": "string", "description": "one line: why it should help"},
+                "category": {"type": "string", "enum": list(CATEGORIES), "description": "the kind of change"},
+                "predicted_delta": {
+                    "type": "number",
+                    "description": "the change of the metric you expect (its sign says better or worse)",
+                },
+                "lesson": {
+                    "type": "string",
+                    "description": "one line: what the history so far has taught you",
+                },
             },
-            "required": ["description", "hypothesis"],
+            "required": ["description", "hypothesis", "category", "predicted_delta"],
         },
     },
 ]
+MEMORY_TOOL: dict[str, Any] = {
+    "name": "update_memory",
+    "description": (
+        f"Replace your research memory with a consolidation of it and the lessons since (at most "
+        f"{MEMORY_CHARS} characters): what works, what does not, what to try next."
+    ),
+    "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+}
 NUDGE = "Make your change with the tools (replace_in_file or write_file), then call finish."
 CACHED = {"type": "ephemeral"}
 
@@ -164,12 +183,13 @@ class ApiStrategy:
         }
         messages: list[dict[str, Any]] = [{"role": "user", "content": [opening]}]
         usage = {"tokens_in": 0, "tokens_out": 0, "tokens_cached": 0}
+        tools = [*TOOLS, MEMORY_TOOL] if consolidation_due(context.history, context.tag) else TOOLS
         for _ in range(settings.max_turns):
             response = self.client.messages.create(
                 model=settings.model,
                 max_tokens=settings.max_tokens,
                 system=system,  # type: ignore[arg-type]
-                tools=TOOLS,  # type: ignore[arg-type]
+                tools=tools,  # type: ignore[arg-type]
                 messages=messages,  # type: ignore[arg-type]
                 extra_body=self._extra_body(),
             )
@@ -180,7 +200,7 @@ class ApiStrategy:
                 description = " ".join(str(finished.get("description", "")).split()) or "change by the model"
                 hypothesis = " ".join(str(finished.get("hypothesis", "")).split())
                 text = f"{description} — hypothesis: {hypothesis}" if hypothesis else description
-                return Proposal(description=text, usage=usage)
+                return Proposal(description=text, usage=usage, notes=_research_notes(finished, workspace))
             if usage["tokens_in"] + usage["tokens_out"] >= settings.max_proposal_tokens:
                 why = f"the model used its {settings.max_proposal_tokens} tokens without calling finish"
                 return Proposal(f"unfinished: {why}", usage=usage, abandoned=why)
@@ -268,10 +288,34 @@ class ApiStrategy:
             return workspace.write_file(
                 _argument(arguments, "path", str), _argument(arguments, "content", str)
             )
+        if name == "update_memory":
+            text = _argument(arguments, "text", str)
+            if len(text) > MEMORY_CHARS:
+                raise ToolError(f"the memory is {len(text)} characters; keep it within {MEMORY_CHARS}")
+            workspace.memory = text
+            return "Memory updated; it is shown in every later prompt."
         if name == "finish":
             _argument(arguments, "description", str)
+            _argument(arguments, "predicted_delta", float, 0.0)
             return "Finished. The orchestrator will now train and judge the change."
         raise ToolError(f"unknown tool {name!r}")
+
+
+def _research_notes(finished: dict[str, Any], workspace: Workspace) -> dict[str, str]:
+    """The note fields a finished proposal adds: its category, predicted change, lesson, and the
+    consolidated memory when the model wrote one (JSON: it may span lines)."""
+    notes: dict[str, str] = {}
+    category = str(finished.get("category", "other"))
+    notes["category"] = category if category in CATEGORIES else "other"
+    predicted = finished.get("predicted_delta")
+    if isinstance(predicted, int | float) and not isinstance(predicted, bool) and math.isfinite(predicted):
+        notes["predicted_delta"] = repr(float(predicted))
+    lesson = " ".join(str(finished.get("lesson") or "").split())[:LESSON_CHARS]
+    if lesson:
+        notes["lesson"] = lesson
+    if workspace.memory is not None:
+        notes["memory"] = json.dumps(workspace.memory, ensure_ascii=False)
+    return notes
 
 
 def _argument(arguments: dict[str, Any], key: str, kind: type, default: Any = ...) -> Any:
@@ -282,8 +326,9 @@ def _argument(arguments: dict[str, Any], key: str, kind: type, default: Any = ..
             raise ToolError(f"missing argument {key!r}")
         return default
     value = arguments[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        wanted = "a string" if kind is str else "an integer"
+    kinds = (int, float) if kind is float else (kind,)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        wanted = {str: "a string", int: "an integer", float: "a number"}[kind]
         raise ToolError(f"argument {key!r} must be {wanted}, not {type(value).__name__}")
     return value
 

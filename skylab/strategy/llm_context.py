@@ -12,6 +12,13 @@ from skylab.experiment.durations import format_duration
 from skylab.store.history import Trial
 from skylab.store.notes import Decision, Status
 from skylab.strategy.base import ProposalContext
+from skylab.strategy.research import (
+    MEMORY_CHARS,
+    consolidation_due,
+    ledger_section,
+    memory_section,
+    plateau_line,
+)
 
 KEPT_DIFFS = 3
 FAILURES = 3
@@ -123,6 +130,8 @@ def history_section(context: ProposalContext, room: int) -> str:
         f"{len(trials)} trials; baseline {trials[0].name} {_value(trials[0])} → best "
         f"{best.name + ' ' + _value(best) if best else 'none yet'}; {since} trials since the last keep"
     )
+    mix = plateau_line(context.history, context.tag)
+    header += f"\n{mix}" if mix else ""
     columns = f"trial | {context.config.metric} | Δ parent | status | steps, MFU, params, VRAM | description"
     keep = {trials[0].commit, context.history.best} | {t.commit for t in trials if t.kept}
     for grouped in range(0, len(trials) + 1, max(1, len(trials) // 20)):
@@ -142,6 +151,15 @@ def history_section(context: ProposalContext, room: int) -> str:
 
 def _value(trial: Trial) -> str:
     return "" if trial.value is None else f"{trial.value:.6f}"
+
+
+def _consolidate(context: ProposalContext) -> str:
+    if not consolidation_due(context.history, context.tag):
+        return ""
+    return (
+        "Your lessons have piled up: before finishing this proposal, call update_memory once with a "
+        f"consolidation of your memory and the lessons since (at most {MEMORY_CHARS} characters)."
+    )
 
 
 def _kept_diffs(context: ProposalContext) -> str:
@@ -204,6 +222,9 @@ def build_context(context: ProposalContext, budget_chars: int) -> str:
         "## Experiment file (experiment.toml)\n```toml\n" + config.path.read_text(encoding="utf-8") + "\n```",
         _file_section(context, config.editable_files, "Editable files (the current best)"),
         _in_flight(context),
+        memory_section(context.history, context.tag),
+        _consolidate(context),
+        ledger_section(context.history, context.tag),
     ]
     optional = [
         HISTORY,

@@ -52,6 +52,7 @@ class Workspace:
     ) -> None:
         self.root = root.resolve()
         self.logs = logs  # trial name -> its whole log ("" when unknown)
+        self.memory: str | None = None  # the research memory the model consolidated, if it did
         self.editable = set(config.editable_files)
         self.frozen = set(config.frozen_files)
 

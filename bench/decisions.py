@@ -43,7 +43,7 @@ from skylab.strategy import Proposal, ProposalContext  # noqa: E402
 
 SIGMA = 0.01
 SETTINGS = {
-    "greedy": "noise_samples = 1\nconfirm = 0\nsigmas = 0",
+    "greedy": "noise_samples = 1\nconfirm = 0\nsigmas = 0\nkeep_simpler = false",
     "defaults": "noise_samples = 3\nconfirm = 2\nsigmas = 2",
     "confirm = 1": "noise_samples = 3\nconfirm = 1\nsigmas = 2",
 }

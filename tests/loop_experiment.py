@@ -80,7 +80,7 @@ seed = 7
 GRID = "X = [0, 1, 2, 3]\nY = [-1, 0]"
 # One measurement per trial, kept when strictly better: most loop tests are about something else, and
 # this experiment is deterministic anyway. Pass decision=None for Skylab's defaults (no table).
-GREEDY = "noise_samples = 1\nconfirm = 0\nsigmas = 0"
+GREEDY = "noise_samples = 1\nconfirm = 0\nsigmas = 0\nkeep_simpler = false"
 
 
 def make_loop_experiment(

@@ -177,3 +177,30 @@ def test_how_many_measurements_a_trial_gets() -> None:
     crashed = Measurement(Status.CRASH, None)
     assert measurements_wanted(crashed, True, None, None, NOISY) == 1
     assert measurements_wanted(ok(2.30), False, best, 0.01, Rules("minimize")) == 1  # greedy
+
+
+def test_equal_but_simpler_is_kept_worse_or_more_code_is_not() -> None:
+    rules = Rules("minimize", sigmas=2.0, keep_simpler=True)
+    reference = Evidence((2.31, 2.32, 2.33))
+
+    def verdict(values: tuple[float, ...], removed: int, rules: Rules = rules) -> Verdict:
+        candidate = Measurement(Status.SUCCESS, sum(values) / len(values), 1000.0, "", removed)
+        return judge_evidence(candidate, Evidence(values), reference, 2.32, 0.01, rules)
+
+    simpler = verdict((2.32, 2.33, 2.34), removed=12)  # 0.01 worse: within 2σ·se = 0.0163
+    assert simpler.decision is Decision.KEEP and simpler.new_best  # it replaces the best it equals
+    assert (
+        simpler.why
+        == "simpler (12 lines fewer) and within noise of the best: improvement -0.01 ≥ -0.01633 (n 3 vs 3)"
+    )
+    assert verdict((2.34, 2.35, 2.36), removed=12).decision is Decision.REVERT  # worse beyond noise
+    assert verdict((2.32, 2.33, 2.34), removed=-3).decision is Decision.REVERT  # more code
+    off = Rules("minimize", sigmas=2.0, keep_simpler=False)
+    assert verdict((2.32, 2.33, 2.34), removed=12, rules=off).decision is Decision.REVERT
+    from skylab.loop.judge import measurements_wanted
+
+    worse_at_first = Measurement(Status.SUCCESS, 2.33, None, "", 12)
+    assert measurements_wanted(worse_at_first, False, reference, 0.01, NOISY) == 1
+    assert measurements_wanted(worse_at_first, False, reference, 0.01, rules) == 1  # confirm = 0 here
+    confirming = Rules("minimize", confirm=2, sigmas=2.0, keep_simpler=True)
+    assert measurements_wanted(worse_at_first, False, reference, 0.01, confirming) == 3

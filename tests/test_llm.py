@@ -512,3 +512,38 @@ def test_update_memory_is_capped_and_lands_in_the_trials_note(tmp_path: Path) ->
     ApiStrategy._call(workspace, "update_memory", {"text": "Depth helps.\nLR above 0.05 diverges."})
     notes = _research_notes({"description": "d", "category": "alchemy", "predicted_delta": True}, workspace)
     assert notes == {"category": "other", "memory": json.dumps("Depth helps.\nLR above 0.05 diverges.")}
+
+
+def test_an_equal_but_simpler_change_is_kept(exp: Path, api: FakeMessagesAPI) -> None:
+    config = exp / "experiment.toml"
+    config.write_text(config.read_text().replace("keep_simpler = false", "keep_simpler = true"))
+    subprocess.run(["git", "commit", "-qam", "keep simpler"], cwd=exp, check=True)
+    subprocess.run(["git", "update-ref", "refs/skylab/baseline", "HEAD"], cwd=exp, check=True)
+    dead_code = 'if HUGE_LINE:\n    print("x" * HUGE_LINE, flush=True)\n'
+    api.script = edit(dead_code, "", "drop the HUGE_LINE knob") + edit(
+        "\nX = 0\n", "\nX = 0  # zero\n", "a comment"
+    )
+    assert run_llm(exp, api, "--max-trials", "3").returncode == 0
+    rows = history(exp)
+    assert rows[1]["value"] == rows[0]["value"] and rows[1]["decision"] == "keep" and rows[1]["is_best"]
+    assert rows[1]["verdict"].startswith("simpler (2 lines fewer) and within noise of the best")
+    assert rows[2]["decision"] == "revert"  # equal, and no simpler: nothing gained
+
+
+def test_near_misses_are_offered_again(tmp_path: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.store.gitstore import TrialStore
+    from skylab.strategy import ProposalContext
+    from skylab.strategy.llm_context import build_context
+    from tests.factory import add_trial
+
+    exp = make_loop_experiment(tmp_path / "q")
+    store = TrialStore.open(exp)
+    add_trial(store, "t", 2.31, description="baseline", measurements=[2.30, 2.31, 2.32])
+    add_trial(store, "t", 2.30, keep=False, description="wider MLP", measurements=[2.29, 2.30, 2.31])
+    add_trial(store, "t", 2.35, keep=False, description="worse idea", measurements=[2.34, 2.35, 2.36])
+    add_trial(store, "t", 2.29, keep=False, description="one lucky draw")  # never confirmed
+    context = ProposalContext(load_config(exp), store.load(), "t", store.start_point(), None, exp)
+    text = build_context(context, 100_000)
+    section = text[text.index("## Near misses") :].split("\n\n")[0]
+    assert "- t/2: wider MLP" in section and "worse idea" not in section and "lucky" not in section

@@ -123,10 +123,11 @@ class DecisionConfig:
     confirm: int = setting(2, "int", low=0)  # more measurements of a candidate whose first beats the best
     sigmas: float = setting(2.0, "number", low=0)  # how many standard errors an improvement must clear
     min_delta: float = setting(0.0, "number", low=0)  # the smallest improvement that ever counts
+    keep_simpler: bool = setting(True, "bool")  # a change that removes code and is within noise is kept
 
     @property
     def greedy(self) -> bool:
-        return self.noise_samples == 1 and self.confirm == 0 and self.sigmas == 0
+        return self.noise_samples == 1 and self.confirm == 0 and self.sigmas == 0 and not self.keep_simpler
 
 
 @dataclass(frozen=True)

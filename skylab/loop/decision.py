@@ -59,7 +59,7 @@ class Decider:
             tip = self.tip(store)
             reference = run_best(store, tip, trial.commit, by_commit)
             reference_value = reference.value if reference else None
-            measured = Measurement(note.status, note.value, note.peak_vram_mb, note.reason)
+            measured = self._measured(store, job, note)
             evidence = Evidence(tuple(note.measurements)) if note.measurements else None
             sigma = self.sigma(history, note.measurements)
             verdict = judge(
@@ -116,6 +116,10 @@ class Decider:
         return measurements_wanted(
             measured, job.measures_start, _evidence(reference), self.sigma(history), self.rules
         )
+
+    def _measured(self, store: TrialStore, job: Job, note: TrialNote) -> Measurement:
+        removed = store.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
+        return Measurement(note.status, note.value, note.peak_vram_mb, note.reason, removed)
 
     def check_failures(self, job: Job, note: TrialNote) -> None:
         """Stop the run (its error: one line) when the judge says no proposal can help."""

@@ -25,6 +25,7 @@ class Measurement:
     value: float | None
     peak_vram_mb: float | None = None
     reason: str = ""
+    lines_removed: int = 0  # net lines of code its change removed (negative: added)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Rules:
     confirm: int = 0
     sigmas: float = 0.0
     min_delta: float = 0.0
+    keep_simpler: bool = False  # keep a change that removes code and is within noise of the best
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def rules_for(config: ExperimentConfig) -> Rules:
         decision.confirm,
         decision.sigmas,
         decision.min_delta,
+        decision.keep_simpler,
     )
 
 
@@ -109,16 +112,17 @@ def threshold(sigma: float | None, n_candidate: int, n_reference: int, rules: Ru
 
 def describe(rules: Rules, sigma: float | None) -> str:
     """The decision settings in words, for the run's plan line."""
+    simpler = ", or equal and simpler" if rules.keep_simpler else ""
     if rules.noise_samples == 1 and rules.confirm == 0 and rules.sigmas == 0:
         floor = f" by more than {rules.min_delta:g}" if rules.min_delta else ""
-        return f"greedy: one measurement each, kept when better{floor}"
+        return f"greedy: one measurement each, kept when better{floor}{simpler}"
     bar = f"max({rules.min_delta:g}, {rules.sigmas:g}σ·se)" if rules.min_delta else f"{rules.sigmas:g}σ·se"
     noise = "σ unknown until a repeat" if sigma is None else f"σ {sigma:.4g}"
     if sigma == 0.0:
         noise = "σ 0: deterministic, no confirmations"
     return (
         f"start measured {rules.noise_samples}×, +{rules.confirm} to confirm a promising trial, "
-        f"kept when better by > {bar} ({noise})"
+        f"kept when better by > {bar}{simpler} ({noise})"
     )
 
 
@@ -135,7 +139,8 @@ def measurements_wanted(
         return rules.noise_samples
     if reference is None or sigma == 0.0:
         return 1
-    return 1 + rules.confirm if is_better(first.value, reference.mean, rules.direction) else 1
+    simpler = rules.keep_simpler and first.lines_removed > 0  # equal but simpler is worth confirming
+    return 1 + rules.confirm if simpler or is_better(first.value, reference.mean, rules.direction) else 1
 
 
 def judge(
@@ -152,8 +157,10 @@ def judge(
     `sigma` the run's pooled σ (None: unknown).
 
     A trial is kept only when it succeeded within the limits and its mean beats the reference's by
-    more than max(min_delta, sigmas · se); the first success of a run is kept as its reference. It
-    is the new best only when it is kept and its mean also beats `best`."""
+    more than max(min_delta, sigmas · se), or (with keep_simpler) when its change removes code and its
+    mean is no worse than the reference's beyond that same margin: equal but simpler wins. The first
+    success of a run is kept as its reference. It is the new best when it is kept and its mean also
+    beats `best`, or when a simpler change replaces a reference that is the best of all runs."""
     status, reason = candidate.status, candidate.reason
     vram = candidate.peak_vram_mb
     if status is Status.SUCCESS and rules.max_vram_gb and vram and vram > rules.max_vram_gb * 1024:
@@ -165,11 +172,22 @@ def judge(
     if not usable or evidence is None:
         return Verdict(status, reason, Decision.REVERT, False)
     sem = None if sigma is None else sigma / math.sqrt(evidence.n)
+    simpler_keep = False
     if reference is None:
         keep, why = True, "the run's first measured result: its reference"
     else:
         keep, why = beats(evidence, reference, sigma, rules)
-    new_best = keep and is_better(evidence.mean, best, rules.direction)
+        if not keep and rules.keep_simpler and candidate.lines_removed > 0:
+            gain = improvement(evidence.mean, reference.mean, rules.direction)
+            bar = threshold(sigma, evidence.n, reference.n, rules)
+            if gain >= -bar:
+                simpler_keep, keep = True, True
+                why = (
+                    f"simpler ({candidate.lines_removed} lines fewer) and within noise of the best: "
+                    f"improvement {gain:.4g} ≥ -{bar:.4g} (n {evidence.n} vs {reference.n})"
+                )
+    replaces_reference_best = simpler_keep and reference is not None and reference.mean == best
+    new_best = keep and (is_better(evidence.mean, best, rules.direction) or replaces_reference_best)
     return Verdict(status, reason, Decision.KEEP if keep else Decision.REVERT, new_best, why, sem)
 
 

@@ -85,6 +85,12 @@ class GitRepo:
         diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
         return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
 
+    def lines_removed(self, a: str, b: str) -> int:
+        """Net lines of text the change from commit `a` to commit `b` removes (negative: adds)."""
+        diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
+        stats = diff.stats
+        return int(stats.deletions) - int(stats.insertions)
+
     def commit_summary(self, commit: str) -> tuple[str, str] | None:
         """(first parent, "" for a root commit; first line of the message) of a commit here; None for
         anything that is not a commit of this repository."""

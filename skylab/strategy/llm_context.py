@@ -17,6 +17,7 @@ from skylab.strategy.research import (
     consolidation_due,
     ledger_section,
     memory_section,
+    near_misses_section,
     plateau_line,
 )
 
@@ -225,6 +226,7 @@ def build_context(context: ProposalContext, budget_chars: int) -> str:
         memory_section(context.history, context.tag),
         _consolidate(context),
         ledger_section(context.history, context.tag),
+        near_misses_section(context.history, context.tag, context.config.direction),
     ]
     optional = [
         HISTORY,

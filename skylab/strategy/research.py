@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import math
 
+from skylab.experiment.objective import is_better
 from skylab.store.history import History, Trial
+from skylab.store.notes import Status
 
 CATEGORIES = ("architecture", "optimisation", "schedule", "data", "simplification", "other")
 MEMORY_CHARS = 4000  # the consolidated memory's cap
@@ -132,3 +134,27 @@ def plateau_line(history: History, tag: str) -> str:
             f" than {common}" if common else ""
         )
     return line + "."
+
+
+NEAR_MISSES = 5
+
+
+def near_misses_section(history: History, tag: str, direction: str) -> str:
+    """The latest trials that were confirmed (their first measurement beat the best), measured better
+    than their parent on average, and still were reverted, so within the noise: worth another try on
+    the new best, or combined with each other."""
+    by_commit = history.by_commit()
+    misses = []
+    for trial in _mine(history, tag):
+        note, parent = trial.note, by_commit.get(trial.parent)
+        if note is None or trial.kept or trial.status is not Status.SUCCESS or len(note.measurements) < 2:
+            continue
+        if parent is not None and note.value is not None and is_better(note.value, parent.value, direction):
+            misses.append(trial)
+    if not misses:
+        return ""
+    lines = ["## Near misses (better, but within noise: worth retrying on the new best, or combining two)"]
+    for trial in misses[-NEAR_MISSES:]:
+        assert trial.note is not None
+        lines.append(f"- {trial.name}: {trial.note.description} ({trial.note.verdict})")
+    return "\n".join(lines)

@@ -79,6 +79,7 @@ def test_successful_edit_is_trained_and_kept(exp: Path, api: FakeMessagesAPI) ->
     text_ = opening["text"]
     assert "experiment.toml" in text_ and "SPAWN_CHILD = False" in text_ and "baseline" in text_
     assert "fixed 1s of wall-clock time" in first["system"][0]["text"]
+    assert "0 trials since the last keep; 1 trial left" in text_  # this proposal is the last one
     assert "X = 0" in api.tool_results(1)[0]["content"]  # read_file's answer went back to the model
     sent = api.headers[0]
     assert sent.get("x-api-key") == "sk-test" or sent.get("Authorization") == "Bearer sk-test"
@@ -547,3 +548,25 @@ def test_near_misses_are_offered_again(tmp_path: Path) -> None:
     text = build_context(context, 100_000)
     section = text[text.index("## Near misses") :].split("\n\n")[0]
     assert "- t/2: wider MLP" in section and "worse idea" not in section and "lucky" not in section
+
+
+def test_the_report_shows_how_the_predictions_held_up(tmp_path: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.report.html import build_report_data, render_report
+    from skylab.store.gitstore import TrialStore
+    from tests.factory import add_trial
+
+    exp = make_loop_experiment(tmp_path / "q")
+    store = TrialStore.open(exp)
+    add_trial(store, "t", 3.0, description="baseline")
+    for value, predicted in ((2.9, -0.2), (3.1, -0.1)):
+        ref = add_trial(store, "t", value)
+        note = store.note_for(ref.commit)
+        assert note is not None
+        note.other.update({"category": "schedule", "predicted_delta": repr(predicted)})
+        store._write_notes({ref.commit: note.format()}, "test: a prediction")
+    data = build_report_data(store, load_config(exp))
+    count, right, error = data.ledger["schedule"]  # -0.1 measured for -0.2; +0.2 for -0.1 (vs t/2)
+    assert (count, right) == (2, 1) and error == pytest.approx(0.2)
+    html = render_report(data)
+    assert 'id="ledger"' in html and "<td>schedule</td>" in html and "1/2" in html

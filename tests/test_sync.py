@@ -98,3 +98,18 @@ def test_pull_adopts_a_teammates_best_only_beyond_noise(team: tuple[Path, Path, 
     run_skylab("push", "-C", str(alice), check=True)
     report = run_skylab("pull", "-C", str(bob), check=True).stdout
     assert TrialStore.open(bob).best() == clearly.commit and "best is now alice-1/2" in report
+
+
+def test_the_llm_research_memory_travels_with_the_notes(team: tuple[Path, Path, Path]) -> None:
+    from skylab.strategy.research import memory_section
+
+    alice, bob, _ = team
+    a = TrialStore.open(alice)
+    ref = add_trial(a, "alice-1", 1.4)
+    note = a.note_for(ref.commit)
+    assert note is not None
+    note.other["lesson"] = "warmdown beyond 0.6 hurts"
+    a._write_notes({ref.commit: note.format()}, "test: a lesson")
+    run_skylab("push", "-C", str(alice), check=True)
+    run_skylab("pull", "-C", str(bob), check=True)
+    assert "- alice-1/1: warmdown beyond 0.6 hurts" in memory_section(TrialStore.open(bob).load(), "alice-1")

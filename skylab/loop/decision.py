@@ -29,7 +29,7 @@ from skylab.loop.judge import (
 from skylab.loop.progress import Reporter
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
-from skylab.store.notes import Decision, TrialNote
+from skylab.store.notes import Decision, Status, TrialNote
 from skylab.store.refs import TrialRef, run_branch
 
 
@@ -92,6 +92,18 @@ class Decider:
         if note.verdict and not self.config.decision.greedy:
             line += f" ({note.verdict})"
         self.reporter.trial_finished(line, *best)
+
+    def record_stopped(
+        self, store: TrialStore, job: Job, note: TrialNote, partly_measured: bool
+    ) -> tuple[str, tuple[float | None, str]]:
+        """A trial the researcher stopped: with measurements already in, it is left for the next run
+        of this tag to continue; otherwise it is recorded as interrupted. Returns the line to show
+        and the best for display."""
+        if not partly_measured:
+            note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
+            store.finish_trial(job.trial, note, new_best=False)
+        kept = "; its finished measurements are kept for the next run" if partly_measured else ""
+        return f"trial {job.trial.name}: interrupted{kept}", best_for_display(store)
 
     def sigma(self, history: History, *more: list[float], quiet: bool = False) -> float | None:
         """The run's pooled σ of one measurement: every commit of this run measured more than once

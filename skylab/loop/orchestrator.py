@@ -26,14 +26,14 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
-from skylab.loop.decision import Decider, best_for_display
+from skylab.loop.decision import Decider
 from skylab.loop.handcommits import pop as pop_hand_commit
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, starting_note
 from skylab.loop.judge import (
     expected_trial_seconds,
 )
 from skylab.loop.measuring import SEED_VARIABLE, Measurements
-from skylab.loop.progress import Coalesced, Reporter
+from skylab.loop.progress import Coalesced, Reporter, remaining
 from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
@@ -237,7 +237,16 @@ class Orchestrator:
         if tip_trial is None and pending:
             return "wait"  # the starting point is being measured: proposals start from its result
         outcome = proposed_job(
-            self.config, self.strategy, self.tag, worker, history, pending, tip, tip_trial, self.reporter.say
+            self.config,
+            self.strategy,
+            self.tag,
+            worker,
+            history,
+            pending,
+            tip,
+            tip_trial,
+            self.reporter.say,
+            remaining(self.max_trials, self._claimed, self.budget, time.monotonic() - self._started),
         )
         if outcome == DISCARDED:
             self._discards += 1
@@ -291,18 +300,12 @@ class Orchestrator:
     # ----- judging ---------------------------------------------------------------------------------
 
     def _stopped(self, worker: Worker, job: Job, note: TrialNote) -> None:
-        """The run stopped while `job` trained: a trial with measurements already in keeps them for
-        the next run of this tag to continue; any other is recorded as interrupted."""
-        trial = job.trial
+        """The run stopped while `job` trained: see Decider.record_stopped."""
         with self._state:
-            partly_measured = trial.commit in self.measurements.trials
-            if not partly_measured:
-                note.status, note.reason = Status.INTERRUPTED, "stopped by the researcher (Ctrl-C or SIGTERM)"
-                worker.store.finish_trial(trial, note, new_best=False)
-            self._pending.pop(trial.commit, None)
-            best = best_for_display(worker.store)
-        kept = "; its finished measurements are kept for the next run" if partly_measured else ""
-        self.reporter.trial_finished(f"trial {trial.name}: interrupted{kept}", *best)
+            partly_measured = job.trial.commit in self.measurements.trials
+            self._pending.pop(job.trial.commit, None)
+            line, best = self.decider.record_stopped(worker.store, job, note, partly_measured)
+        self.reporter.trial_finished(line, *best)
 
     def _decide(self, worker: Worker, job: Job, measured: TrialNote) -> None:
         """Record one measurement; once the trial has all it needs, judge and record it against the

@@ -147,6 +147,17 @@ class LiveReporter(Reporter):
         return Group(table)
 
 
+def remaining(max_trials: int | None, claimed: int, budget: float | None, elapsed: float) -> str:
+    """What a run has left, in words ("12 trials, 1h05m left"; "" when it has no limit)."""
+    parts = []
+    if max_trials is not None:
+        left = max(0, max_trials - claimed)
+        parts.append(f"{left} trial{'' if left == 1 else 's'}")
+    if budget is not None:
+        parts.append(format_duration(max(0.0, budget - elapsed)))
+    return ", ".join(parts) + " left" if parts else ""
+
+
 class Coalesced:
     """A callback (the live report's rewrite) run after each trial outside the decision lock, one
     call at a time: calls that arrive while it runs fold into one more pass instead of queueing."""

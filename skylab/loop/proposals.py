@@ -28,6 +28,7 @@ def proposed_job(
     tip: str,
     tip_trial: Trial | None,
     say: Callable[[str], None],
+    remaining: str = "",
 ) -> Job | str | None:
     """The next proposal from `tip`, committed as a trial of `tag` (a Job); DISCARDED (said with
     `say`); or None when the strategy has nothing left. An unmeasured tip is measured first,
@@ -48,6 +49,7 @@ def proposed_job(
             worker.store.diff_against_parent,
             partial(trial_log, worker.store.root),
             tuple(trial for trial, _ in pending),
+            remaining,
         )
         found = strategy.propose(context)
         if found is None:

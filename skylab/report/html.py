@@ -26,6 +26,7 @@ from skylab.report.history_view import HistoryRow, history_rows
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status
+from skylab.strategy.research import ledger
 
 CHART_WIDTH, CHART_HEIGHT = 900, 360
 MARGIN = {"left": 72, "right": 20, "top": 16, "bottom": 44}
@@ -89,6 +90,7 @@ class ReportData:
     chain: list[dict[str, Any]]
     details_json: str
     extra: dict[str, Any] = field(default_factory=dict)
+    ledger: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # the LLM's predictions, scored
 
 
 def build_report_data(
@@ -109,6 +111,7 @@ def build_report_data(
         rows=rows,
         chain=_chain(history, trials, config),
         details_json=_details_json(store, trials, rows),
+        ledger=ledger(history, tag),
     )
 
 

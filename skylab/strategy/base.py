@@ -49,6 +49,7 @@ class ProposalContext:
     diff_of: Callable[[Trial], str] = _no_diff  # a past trial's change, read-only access to the store
     log_of: Callable[[Trial], str] = _no_diff  # a past trial's whole log ("" when it has none)
     pending: tuple[PendingTrial, ...] = ()  # trials in flight on other workers, oldest first
+    remaining: str = ""  # what the run has left, in words: "12 trials, 1h05m left"
 
 
 class Strategy(Protocol):

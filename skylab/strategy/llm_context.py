@@ -130,6 +130,7 @@ def history_section(context: ProposalContext, room: int) -> str:
     header = (
         f"{len(trials)} trials; baseline {trials[0].name} {_value(trials[0])} → best "
         f"{best.name + ' ' + _value(best) if best else 'none yet'}; {since} trials since the last keep"
+        + (f"; {context.remaining}" if context.remaining else "")
     )
     mix = plateau_line(context.history, context.tag)
     header += f"\n{mix}" if mix else ""

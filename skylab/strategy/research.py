@@ -26,7 +26,7 @@ CONSOLIDATE_EVERY = 10  # trials with lessons between two consolidations
 PLATEAU_TRIALS = 8
 
 
-def _mine(history: History, tag: str) -> list[Trial]:
+def _mine(history: History, tag: str | None) -> list[Trial]:
     return [t for t in history.for_tag(tag) if t.note is not None]
 
 
@@ -76,7 +76,7 @@ def consolidation_due(history: History, tag: str) -> bool:
     return len(lessons_since(history, tag, index)) >= CONSOLIDATE_EVERY
 
 
-def ledger(history: History, tag: str) -> dict[str, tuple[int, int, float]]:
+def ledger(history: History, tag: str | None) -> dict[str, tuple[int, int, float]]:
     """Per category: (predictions scored, direction right, mean |predicted − measured|), over the
     trials that predicted a change and were measured against a measured parent."""
     by_commit = history.by_commit()

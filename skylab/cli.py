@@ -83,6 +83,7 @@ RepoOption = Annotated[
     Path, typer.Option("--repo", "-C", help="The experiment repository (default: the current directory).")
 ]
 TagOption = Annotated[str | None, typer.Option("--tag", "-t", help="Only this run tag.")]
+TRIAL_HELP = "best, TAG/N, N (with --tag), or a commit-ish such as skylab/best."
 
 
 class RunnerName(str, Enum):
@@ -192,7 +193,7 @@ def history(
 
 @app.command()
 def show(
-    trial: Annotated[str, typer.Argument(help="TAG/N, N (with --tag), or a commit.")],
+    trial: Annotated[str, typer.Argument(help=TRIAL_HELP)],
     repo: RepoOption = Path("."),
     tag: TagOption = None,
 ) -> None:
@@ -204,12 +205,80 @@ def show(
         console.print("(no note: the trial was interrupted before its result was recorded)")
     else:
         console.print(found.note.format().rstrip(), markup=False)
-    diff = store.diff_against_parent(found)
     console.print()
+    _print_diff(store.diff_against_parent(found))
+
+
+def _print_diff(diff: str) -> None:
     if console.is_terminal:
         console.print(Syntax(diff or "(no changes)", "diff", theme="ansi_dark"))
     else:
         sys.stdout.write(diff or "(no changes)\n")
+
+
+@app.command()
+def apply(
+    trial: Annotated[str, typer.Argument(help=TRIAL_HELP)] = "best",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite uncommitted edits of those files.")
+    ] = False,
+    repo: RepoOption = Path("."),
+    tag: TagOption = None,
+) -> None:
+    """Write a trial's editable files into your checkout as uncommitted changes (default: the best)."""
+    from skylab.results import apply_trial
+
+    store = _open(repo)
+    found = store.resolve_trial(trial, tag)
+    changed = apply_trial(store, _experiment_for(store), found, force)
+    for line in changed:
+        console.print(f"• {line}", markup=False)
+    summary = f"applied trial {found.name} ({found.commit[:10]})"
+    console.print(
+        f"{summary}: review with `git diff`" if changed else f"{summary}: your files already match",
+        markup=False,
+    )
+
+
+@app.command()
+def branch(
+    name: Annotated[str, typer.Argument(help="The new branch's name.")],
+    trial: Annotated[str, typer.Argument(help=TRIAL_HELP)] = "best",
+    repo: RepoOption = Path("."),
+    tag: TagOption = None,
+) -> None:
+    """An ordinary branch at a trial's commit, to merge into your own line of work (default: the best)."""
+    store = _open(repo)
+    found = store.resolve_trial(trial, tag)
+    store.create_branch(name, found.commit)
+    console.print(
+        f"branch {name} at trial {found.name} ({found.commit[:10]}): `git merge {name}`", markup=False
+    )
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help=TRIAL_HELP)],
+    b: Annotated[str, typer.Argument(help=TRIAL_HELP)],
+    repo: RepoOption = Path("."),
+    tag: TagOption = None,
+) -> None:
+    """Two trials side by side (metric, changed constants, status, VRAM, steps), then their diff."""
+    from rich.table import Table
+
+    from skylab.report.history_view import shown_as_text
+    from skylab.results import compare
+
+    store = _open(repo)
+    rows, text = compare(
+        store, _experiment_for(store), store.resolve_trial(a, tag), store.resolve_trial(b, tag)
+    )
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for field_name, left, right in rows:
+        table.add_row(shown_as_text(field_name), shown_as_text(left), shown_as_text(right))
+    console.print(table)
+    console.print()
+    _print_diff(text)
 
 
 RemoteArgument = Annotated[str | None, typer.Argument(help="Remote name or URL (default: origin).")]

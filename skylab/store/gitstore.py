@@ -101,9 +101,15 @@ class TrialStore(GitRepo):
         return iso_utc(datetime.fromtimestamp(commit.commit_time, timezone.utc))
 
     def resolve_trial(self, spec: str, tag: str | None = None) -> Trial:
-        """A trial named as `tag/n`, `n` (with a tag, or when only one run has it) or a commit."""
+        """A trial named as `best`, `tag/n`, `n` (with a tag, or when only one run has it) or a
+        commit-ish (`skylab/best`, a short id, a branch)."""
         history = self.load()
         matches: list[Trial] = []
+        if spec == "best":
+            best = history.by_commit().get(history.best or "")
+            if best is None:
+                raise StoreError("no best trial yet: run `skylab run` first")
+            return best
         if "/" in spec and spec.rpartition("/")[2].isdigit():
             want_tag, _, number = spec.rpartition("/")
             matches = [t for t in history.trials if t.tag == want_tag and t.number == int(number)]
@@ -220,6 +226,16 @@ class TrialStore(GitRepo):
         """Point the best at `commit` (the caller has judged it better)."""
         with self.writing():
             self._set_ref(BEST_REF, commit, f"skylab: {reason}")
+
+    def create_branch(self, name: str, commit: str) -> str:
+        """An ordinary branch `name` at `commit`, for the researcher's own line of work; never moves
+        an existing branch. Returns its full ref name."""
+        ref = f"refs/heads/{name}"
+        if not pygit2.reference_is_valid_name(ref) or name.startswith("-"):
+            raise StoreError(f"{name!r} is not a valid branch name")
+        with self.writing():
+            self._set_ref(ref, commit, f"skylab: branch {name}", force=False)
+        return ref
 
     def move_run_branch(self, tag: str, commit: str, reason: str) -> None:
         """Point a run branch at `commit`: a reverted hand commit leaves the kept chain this way."""

@@ -85,6 +85,26 @@ class GitRepo:
         diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
         return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
 
+    def file_at(self, commit: str, path: str) -> bytes | None:
+        """The content of `path` in a commit's tree (None when the commit has no such file)."""
+        tree = self.repo[commit].peel(pygit2.Tree)
+        try:
+            entry = tree[path]
+        except KeyError:
+            return None
+        return entry.data if isinstance(entry, pygit2.Blob) else None
+
+    def diff_text(self, a: str, b: str, paths: list[str]) -> str:
+        """The unified diff from commit `a` to commit `b`, limited to `paths`."""
+        old, new = (self.repo[c].peel(pygit2.Tree) for c in (a, b))
+        diff = old.diff_to_tree(new, context_lines=3)
+        wanted = set(paths)
+        texts = []
+        for patch in diff:
+            if patch is not None and {patch.delta.new_file.path, patch.delta.old_file.path} & wanted:
+                texts.append(patch.text or "")
+        return "".join(texts)
+
     def lines_removed(self, a: str, b: str) -> int:
         """Net lines of text the change from commit `a` to commit `b` removes (negative: adds)."""
         diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))

@@ -478,11 +478,14 @@ def demo(
         Path | None, typer.Argument(help="Where to build it (default: a new temp dir).")
     ] = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to run, the baseline included.")] = 5,
+    time_budget: Annotated[
+        float, typer.Option("--time-budget", min=1, help="Seconds of training per measurement.")
+    ] = 30,
 ) -> None:
     """Everything end to end on CPU: demo corpus, a CPU-sized GPT experiment, a short sweep, the report."""
     from skylab.demo import run_demo
 
-    report_path = run_demo(directory, trials, console)
+    report_path = run_demo(directory, trials, console, time_budget)
     history(repo=report_path.parents[2], tag="demo", best=False, as_json=False, export=None)
     console.print(f"report: {report_path}", markup=False, soft_wrap=True)
 

@@ -20,6 +20,7 @@ NOISE = None  # {Z: [noise for SKYLAB_SEED 0, 1, ...]}: deterministic noise, the
 SLEEP_FROM_SEED = 99  # repeats of X > 0 with this SKYLAB_SEED or higher sleep SLEEP_REPEATS seconds
 SLEEP_REPEATS = 0.0
 SLEEP = 0.0
+OVER_BUDGET = False  # report SLEEP as its training time even past SKYLAB_TIME_BUDGET (a cheat)
 CRASH = False
 VRAM_MB = 1000.0
 SPAWN_CHILD = False
@@ -47,7 +48,8 @@ if CRASH or (CRASH_ABOVE is not None and X > CRASH_ABOVE and seed >= CRASH_FROM_
     sys.exit(1)
 print("---")
 print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1 + noise, '.6f')}")
-print(f"training_seconds: {SLEEP:.1f}")
+budget = float(os.environ.get("SKYLAB_TIME_BUDGET") or SLEEP)
+print(f"training_seconds: {SLEEP if OVER_BUDGET else min(SLEEP, budget):.1f}")
 print(f"peak_vram_mb:     {VRAM_MB:.1f}")
 print("mfu_percent:      12.5")
 """

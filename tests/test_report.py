@@ -129,7 +129,7 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "SKYLAB_PROFILE": "smoke", "COLUMNS": "200"}
     env.setdefault("SKYLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     result = subprocess.run(
-        [SKYLAB, "demo", str(directory), "--trials", "3"],
+        [SKYLAB, "demo", str(directory), "--trials", "3", "--time-budget", "5"],
         capture_output=True,
         text=True,
         env=env,

@@ -535,7 +535,7 @@ def main():
             f"profile {PROFILE} | data {meta['source']} | device {device} | attention {backend} | "
             f"params {model.num_params() / 1e6:.1f}M | width {dim} | depth {DEPTH} | "
             f"batch {batch_size}x{MAX_SEQ_LEN}x{world} | grad accumulation {grad_accum} | "
-            f"budget {TIME_BUDGET}s",
+            f"budget {TIME_BUDGET:g}s",
             flush=True,
         )
 
@@ -593,7 +593,7 @@ def main():
             print(
                 f"step {step:05d} | loss {smooth_loss:.4f} | lr {lr_scale:.3f} | "
                 f"tok/s {tokens_per_step / step_seconds:,.0f} | mfu {mfu:.1f}% | epoch {loader.epoch} | "
-                f"train {training_time:.1f}s/{TIME_BUDGET}s",
+                f"train {training_time:.1f}s/{TIME_BUDGET:g}s",
                 flush=True,
             )
         if step > UNTIMED_STEPS and training_time >= TIME_BUDGET:

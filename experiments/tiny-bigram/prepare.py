@@ -4,11 +4,13 @@ Trials may change train.py only; everything here is the fixed rules of the game.
 """
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
-TIME_BUDGET = 5.0  # seconds of training per trial
+# Seconds of training per trial: Skylab passes experiment.toml's time_budget_seconds as SKYLAB_TIME_BUDGET.
+TIME_BUDGET = float(os.environ.get("SKYLAB_TIME_BUDGET") or 5.0)
 VOCAB_SIZE = 256  # one token per byte, so bits per token are bits per byte
 VAL_FRACTION = 0.1
 DATA_FILE = Path(__file__).resolve().parent / "data" / "sonnets.txt"

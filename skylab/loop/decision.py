@@ -131,7 +131,9 @@ class Decider:
 
     def _measured(self, store: TrialStore, job: Job, note: TrialNote) -> Measurement:
         removed = store.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
-        return Measurement(note.status, note.value, note.peak_vram_mb, note.reason, removed)
+        runs = max(1, len(note.measurements))  # a note's training time covers all its measurements
+        trained = None if note.train_seconds is None else note.train_seconds / runs
+        return Measurement(note.status, note.value, note.peak_vram_mb, note.reason, removed, trained)
 
     def check_failures(self, job: Job, note: TrialNote) -> None:
         """Stop the run (its error: one line) when the judge says no proposal can help."""

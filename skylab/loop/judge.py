@@ -26,6 +26,7 @@ class Measurement:
     peak_vram_mb: float | None = None
     reason: str = ""
     lines_removed: int = 0  # net lines of code its change removed (negative: added)
+    train_seconds: float | None = None  # training time of one measurement, as train.py reported it
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Rules:
     sigmas: float = 0.0
     min_delta: float = 0.0
     keep_simpler: bool = False  # keep a change that removes code and is within noise of the best
+    time_budget: float | None = None  # seconds of training a trial may use (5 % and 2 s of slack)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def rules_for(config: ExperimentConfig) -> Rules:
         decision.sigmas,
         decision.min_delta,
         decision.keep_simpler,
+        config.time_budget_seconds,
     )
 
 
@@ -166,6 +169,10 @@ def judge(
     if status is Status.SUCCESS and rules.max_vram_gb and vram and vram > rules.max_vram_gb * 1024:
         status = Status.CONSTRAINT
         reason = f"peak VRAM {vram / 1024:.1f} GB is over max_vram_gb = {rules.max_vram_gb:g}"
+    trained, budget = candidate.train_seconds, rules.time_budget
+    if status is Status.SUCCESS and trained and budget and trained > budget * 1.05 + 2:
+        status = Status.CONSTRAINT
+        reason = f"trained {trained:.1f} s, over the {budget:g} s time budget (5 % and 2 s are allowed)"
     usable = (
         status is Status.SUCCESS and evidence is not None and all(math.isfinite(v) for v in evidence.values)
     )

@@ -23,6 +23,7 @@ from skylab.store.refs import TrialRef
 from skylab.strategy import Proposal
 
 SEED_VARIABLE = "SKYLAB_SEED"
+BUDGET_VARIABLE = "SKYLAB_TIME_BUDGET"  # experiment.toml's time_budget_seconds, for train.py to honour
 
 
 @dataclass

@@ -32,7 +32,7 @@ from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, starting_no
 from skylab.loop.judge import (
     expected_trial_seconds,
 )
-from skylab.loop.measuring import SEED_VARIABLE, Measurements
+from skylab.loop.measuring import BUDGET_VARIABLE, SEED_VARIABLE, Measurements
 from skylab.loop.progress import Coalesced, Reporter, remaining
 from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
@@ -288,7 +288,7 @@ class Orchestrator:
                 / (f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"),
                 self.reporter.line,
                 self._stop,
-                {SEED_VARIABLE: str(job.seed)},
+                {SEED_VARIABLE: str(job.seed), BUDGET_VARIABLE: f"{self.config.time_budget_seconds:g}"},
             )
             result = worker.runner.run(request)
         except (TrialStopped, KeyboardInterrupt):

@@ -74,7 +74,8 @@ PROFILE = _default_profile()
 MAX_SEQ_LEN = PROFILES[PROFILE]["MAX_SEQ_LEN"]
 EVAL_TOKENS = PROFILES[PROFILE]["EVAL_TOKENS"]
 # Skylab passes experiment.toml's time_budget_seconds as SKYLAB_TIME_BUDGET; run by hand, the profile's.
-TIME_BUDGET = float(os.environ.get("SKYLAB_TIME_BUDGET") or PROFILES[PROFILE]["TIME_BUDGET"])
+_BUDGET = float(os.environ.get("SKYLAB_TIME_BUDGET") or PROFILES[PROFILE]["TIME_BUDGET"])
+TIME_BUDGET: int | float = int(_BUDGET) if _BUDGET.is_integer() else _BUDGET
 
 # ----- where things live -----------------------------------------------------------------------
 CACHE_DIR = Path(os.environ.get("SKYLAB_CACHE") or Path.home() / ".cache" / "skylab")

@@ -69,16 +69,13 @@ def test_best_names_the_best_trial_everywhere(tmp_path: Path) -> None:
 def test_training_past_the_time_budget_is_a_constraint(tmp_path: Path) -> None:
     """Nobody, an LLM included, buys a better metric with more time: the budget comes from
     experiment.toml (passed as SKYLAB_TIME_BUDGET) and a trial that trains longer is not compared."""
-    exp = make_loop_experiment(tmp_path / "q", parameters="SLEEP = [0.5, 3.5]", SLEEP=0.5, OVER_BUDGET=True)
+    exp = make_loop_experiment(tmp_path / "q", parameters="SLEEP = [0.1, 3.2]", SLEEP=0.1, OVER_BUDGET=True)
     orchestrate(exp)
     _, longer = trials(exp)
     assert longer["status"] == "constraint" and longer["decision"] == "revert"
     assert (
-        TrialStoreHelper.reason(exp, 1) == "trained 3.5 s, over the 1 s time budget (5 % and 2 s are allowed)"
+        TrialStoreHelper.reason(exp, 1) == "trained 3.2 s, over the 1 s time budget (5 % and 2 s are allowed)"
     )
-    honest = make_loop_experiment(tmp_path / "h", parameters="SLEEP = [0.5, 3.5]", SLEEP=0.5)
-    orchestrate(honest)
-    assert [r["status"] for r in trials(honest)] == ["success", "success"]  # reports min(SLEEP, budget)
 
 
 class TrialStoreHelper:

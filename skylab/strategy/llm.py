@@ -25,6 +25,13 @@ from skylab.strategy.research import CATEGORIES, LESSON_CHARS, MEMORY_CHARS, con
 from skylab.strategy.workspace import READ_LINES, ToolError, Workspace
 
 _PATH = {"path": {"type": "string", "description": "path relative to the experiment, e.g. train.py"}}
+_WINDOW = {
+    "offset": {
+        "type": "integer",
+        "description": "first line, from 1 (default 1); for a log, negative: from the end",
+    },
+    "limit": {"type": "integer", "description": f"how many lines (default {READ_LINES})"},
+}
 TOOLS: list[dict[str, Any]] = [
     {
         "name": "list_files",
@@ -37,15 +44,7 @@ TOOLS: list[dict[str, Any]] = [
             "Read lines of one file of the experiment, editable or frozen, numbered (the numbers are not "
             "part of the file). Long files come in windows: pass offset to read on."
         ),
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                **_PATH,
-                "offset": {"type": "integer", "description": "first line to read, from 1 (default 1)"},
-                "limit": {"type": "integer", "description": "how many lines (default 400)"},
-            },
-            "required": ["path"],
-        },
+        "input_schema": {"type": "object", "properties": {**_PATH, **_WINDOW}, "required": ["path"]},
     },
     {
         "name": "read_log",
@@ -57,8 +56,7 @@ TOOLS: list[dict[str, Any]] = [
             "type": "object",
             "properties": {
                 "trial": {"type": "string", "description": "the trial's name in the history, e.g. t/12"},
-                "offset": {"type": "integer", "description": "first line, from 1, or negative from the end"},
-                "limit": {"type": "integer", "description": "how many lines (default 400)"},
+                **_WINDOW,
             },
             "required": ["trial"],
         },

@@ -19,7 +19,14 @@ import pygit2
 
 from skylab.errors import StoreError
 from skylab.store.clone import CloneFiles
-from skylab.store.history import History, Trial, best_after_repair, build_history, run_tips_to_repair
+from skylab.store.history import (
+    History,
+    Trial,
+    best_after_repair,
+    build_history,
+    find_trial,
+    run_tips_to_repair,
+)
 from skylab.store.notemerge import notes_to_take
 from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote, iso_utc
 from skylab.store.partial import PartialMeasurements
@@ -101,29 +108,8 @@ class TrialStore(GitRepo):
         return iso_utc(datetime.fromtimestamp(commit.commit_time, timezone.utc))
 
     def resolve_trial(self, spec: str, tag: str | None = None) -> Trial:
-        """A trial named as `best`, `tag/n`, `n` (with a tag, or when only one run has it) or a
-        commit-ish (`skylab/best`, a short id, a branch)."""
-        history = self.load()
-        matches: list[Trial] = []
-        if spec == "best":
-            best = history.by_commit().get(history.best or "")
-            if best is None:
-                raise StoreError("no best trial yet: run `skylab run` first")
-            return best
-        if "/" in spec and spec.rpartition("/")[2].isdigit():
-            want_tag, _, number = spec.rpartition("/")
-            matches = [t for t in history.trials if t.tag == want_tag and t.number == int(number)]
-        elif spec.isdigit() and len(spec) < 7:
-            matches = [t for t in history.for_tag(tag) if t.number == int(spec)]
-            if len(matches) > 1:
-                names = ", ".join(t.name for t in matches)
-                raise StoreError(f"trial {spec} is ambiguous ({names}): name it as TAG/{spec}")
-        if not matches:
-            commit = self.resolve_commit(spec) or ""
-            matches = [t for t in history.trials if t.commit == commit]
-        if not matches:
-            raise StoreError(f"no trial named '{spec}' (try `skylab history`)")
-        return matches[0]
+        """The trial `spec` names (see `history.find_trial`)."""
+        return find_trial(self.load(), spec, tag, self.resolve_commit)
 
     def diff_against_parent(self, trial: Trial) -> str:
         """The trial's change: against the parent its note names, or (when the note names none, or

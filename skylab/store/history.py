@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from skylab.errors import StoreError
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.store.refs import TrialRef, trial_ref
 
@@ -154,3 +155,31 @@ def best_after_repair(history: History, is_better: Callable[[float, float | None
         ):
             best, best_value = trial.commit, trial.value
     return best
+
+
+def find_trial(
+    history: History, spec: str, tag: str | None, resolve_commit: Callable[[str], str | None]
+) -> Trial:
+    """The trial `spec` names: `best`, `tag/n`, `n` (with `tag`, or when only one run has it) or a
+    commit-ish (`skylab/best`, a short id, a branch) that `resolve_commit` turns into a commit.
+    A StoreError (one line) for a name that fits no trial or several."""
+    if spec == "best":
+        best = history.by_commit().get(history.best or "")
+        if best is None:
+            raise StoreError("no best trial yet: run `skylab run` first")
+        return best
+    matches: list[Trial] = []
+    if "/" in spec and spec.rpartition("/")[2].isdigit():
+        want_tag, _, number = spec.rpartition("/")
+        matches = [t for t in history.trials if t.tag == want_tag and t.number == int(number)]
+    elif spec.isdigit() and len(spec) < 7:
+        matches = [t for t in history.for_tag(tag) if t.number == int(spec)]
+        if len(matches) > 1:
+            names = ", ".join(t.name for t in matches)
+            raise StoreError(f"trial {spec} is ambiguous ({names}): name it as TAG/{spec}")
+    if not matches:
+        commit = resolve_commit(spec) or ""
+        matches = [t for t in history.trials if t.commit == commit]
+    if not matches:
+        raise StoreError(f"no trial named '{spec}' (try `skylab history`)")
+    return matches[0]

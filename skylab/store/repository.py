@@ -17,6 +17,7 @@ from pathlib import Path
 import pygit2
 
 from skylab.errors import StoreError
+from skylab.store.notetree import notes_tree, read_notes_tree
 from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS
 
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
@@ -165,28 +166,9 @@ class GitRepo:
             commit = str(obj.parent_ids[0]) if obj is not None and obj.parent_ids else None
 
     def read_notes(self, notes_commit: str | None = None) -> dict[str, pygit2.Blob]:
-        """Annotated commit -> note blob, read by walking the notes tree (any fan-out)."""
-        if notes_commit is None:
-            notes_commit = self.ref_target(NOTES_REF)
-        if notes_commit is None:
-            return {}
-        tree = self.repo[notes_commit].peel(pygit2.Tree)
-        found: dict[str, pygit2.Blob] = {}
-        flat: dict[str, pygit2.Blob] = {}
-
-        def walk(tree: pygit2.Tree, prefix: str) -> None:
-            for entry in tree:
-                name = prefix + (entry.name or "")
-                if isinstance(entry, pygit2.Tree):
-                    walk(entry, name)
-                elif isinstance(entry, pygit2.Blob) and len(name) in (40, 64):
-                    # A note git wrote without fan-out loses to ours for the same commit.
-                    (flat if not prefix else found)[name] = entry
-
-        walk(tree, "")
-        for commit, blob in flat.items():
-            found.setdefault(commit, blob)
-        return found
+        """Annotated commit -> note blob, of the notes ref or of `notes_commit`."""
+        notes_commit = notes_commit or self.ref_target(NOTES_REF)
+        return {} if notes_commit is None else read_notes_tree(self.repo[notes_commit].peel(pygit2.Tree))
 
     # ----- writing -------------------------------------------------------------------------------
 
@@ -273,27 +255,8 @@ class GitRepo:
         """One notes commit adding or replacing `notes` (commit -> text or blob id)."""
         parent = self.ref_target(NOTES_REF)
         base_tree = self.repo[parent].peel(pygit2.Tree) if parent else None
-        tree = self._notes_tree(base_tree, notes)
+        tree = notes_tree(self.repo, base_tree, notes)
         sig = self.signature()
         parents = [pygit2.Oid(hex=p) for p in (parent, merge_parent) if p]
         commit = self.repo.create_commit(None, sig, sig, message, tree, parents)
         self._set_ref(NOTES_REF, str(commit), message)
-
-    def _notes_tree(self, base: pygit2.Tree | None, notes: dict[str, str | pygit2.Oid]) -> pygit2.Oid:
-        by_prefix: dict[str, list[tuple[str, pygit2.Oid]]] = {}
-        for commit, content in notes.items():
-            blob = content if isinstance(content, pygit2.Oid) else self.repo.create_blob(content.encode())
-            by_prefix.setdefault(commit[:2], []).append((commit[2:], blob))
-        root = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
-        for prefix, entries in by_prefix.items():
-            existing = base[prefix] if base is not None and prefix in base else None
-            if isinstance(existing, pygit2.Tree):
-                sub = self.repo.TreeBuilder(existing)
-            else:
-                sub = self.repo.TreeBuilder()
-            for rest, blob in entries:
-                sub.insert(rest, blob, pygit2.GIT_FILEMODE_BLOB)
-                if base is not None and prefix + rest in base:
-                    root.remove(prefix + rest)  # a flat note git wrote for the same commit
-            root.insert(prefix, sub.write(), pygit2.GIT_FILEMODE_TREE)
-        return root.write()

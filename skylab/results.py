@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig, experiment_file
+from skylab.report.history_view import format_mean
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial
 
@@ -62,9 +63,7 @@ def _side(trial: Trial) -> Side:
     note = trial.note
     if note is None:
         return Side(trial.name, "—", "interrupted", "—", "—")
-    value = "—" if note.value is None else f"{note.value:.6f}"
-    if len(note.measurements) > 1:
-        value += (f" ±{note.sem:.2g}" if note.sem is not None else "") + f" ({len(note.measurements)})"
+    value = format_mean(note.value, len(note.measurements), note.sem) or "—"
     steps = note.summary.get("num_steps")
     return Side(
         trial.name,

@@ -16,7 +16,7 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir, report_path
 from skylab.loop import Orchestrator, RunOutcome
-from skylab.loop.judge import describe
+from skylab.loop.judge import describe, sigma_of
 from skylab.loop.progress import Reporter, RunState, make_reporter
 from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
@@ -113,8 +113,8 @@ def run_session(
             queued_only=plan.queued_only,
             after_trial=refresh_report,
         )
-        decider = orchestrator.decider
-        decisions = describe(decider.rules, decider.sigma(store.load(), quiet=True))
+        sigma = sigma_of(t.note for t in store.load().for_tag(plan.tag))
+        decisions = describe(orchestrator.decider.rules, sigma)
         reporter.say(plan_line(store, plan, orchestrator.expected_trial_seconds(), len(runners), decisions))
         reporter.say(f"live report: {report}")
         outcome = orchestrator.run()

@@ -22,8 +22,8 @@ from skylab.loop.judge import (
     hopeless,
     judge,
     measurements_wanted,
-    pooled_sigma,
     rules_for,
+    sigma_of,
     threshold,
 )
 from skylab.loop.progress import Reporter
@@ -105,14 +105,11 @@ class Decider:
         kept = "; its finished measurements are kept for the next run" if partly_measured else ""
         return f"trial {job.trial.name}: interrupted{kept}", best_for_display(store)
 
-    def sigma(self, history: History, *more: list[float], quiet: bool = False) -> float | None:
+    def sigma(self, history: History, *more: list[float]) -> float | None:
         """The run's pooled σ of one measurement: every commit of this run measured more than once
         (and `more`, the trial being judged). Says once when all repeats so far measured the same."""
-        groups = [
-            t.note.samples() for t in history.for_tag(self.tag) if t.note and len(t.note.measurements) > 1
-        ]
-        sigma = pooled_sigma([*groups, *more])
-        if sigma == 0.0 and not self.deterministic_said and not quiet:
+        sigma = sigma_of((t.note for t in history.for_tag(self.tag)), *more)
+        if sigma == 0.0 and not self.deterministic_said:
             self.deterministic_said = True
             self.reporter.say(
                 "every repeat so far measured the same value: the experiment is deterministic, "

@@ -83,9 +83,11 @@ def rules_for(config: ExperimentConfig) -> Rules:
     )
 
 
-def sigma_of(notes: Iterable[TrialNote | None]) -> float | None:
-    """The pooled σ over every note with more than one measurement (see `pooled_sigma`)."""
-    return pooled_sigma(n.measurements for n in notes if n is not None and len(n.measurements) > 1)
+def sigma_of(notes: Iterable[TrialNote | None], *more: Sequence[float]) -> float | None:
+    """The pooled σ over every note with more than one measurement, and the measurements in `more`
+    (a trial not yet recorded; see `pooled_sigma`)."""
+    repeated = [n.measurements for n in notes if n is not None and len(n.measurements) > 1]
+    return pooled_sigma([*repeated, *more])
 
 
 def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:

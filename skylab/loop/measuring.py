@@ -34,12 +34,8 @@ class MeasuredTrial:
     wanted: int
     notes: dict[int, TrialNote] = field(default_factory=dict)
 
-    def failure(self) -> int | None:
-        """The seed of the first measurement that did not succeed, if any."""
-        return next((seed for seed, note in sorted(self.notes.items()) if not succeeded(note)), None)
-
     def complete(self) -> bool:
-        return self.failure() is not None or len(self.notes) >= self.wanted
+        return first_failure(self.notes) is not None or len(self.notes) >= self.wanted
 
     def missing(self) -> list[int]:
         return [seed for seed in range(self.wanted) if seed not in self.notes]
@@ -47,6 +43,11 @@ class MeasuredTrial:
 
 def succeeded(note: TrialNote) -> bool:
     return note.status is Status.SUCCESS and note.value is not None and math.isfinite(note.value)
+
+
+def first_failure(notes: dict[int, TrialNote]) -> int | None:
+    """The seed of the first measurement that did not succeed, if any."""
+    return next((seed for seed, note in sorted(notes.items()) if not succeeded(note)), None)
 
 
 def combined_note(notes: dict[int, TrialNote]) -> TrialNote:
@@ -66,9 +67,9 @@ def combined_note(notes: dict[int, TrialNote]) -> TrialNote:
     note.train_seconds = math.fsum(train) if train else None
     wall = [n.wall_seconds for _, n in ordered if n.wall_seconds is not None]
     note.wall_seconds = round(math.fsum(wall), 3) if wall else None
-    failed = next(((seed, n) for seed, n in ordered if seed > 0 and not succeeded(n)), None)
-    if failed is not None:
-        seed, failure = failed
+    seed = first_failure(notes)
+    if seed:  # a failed first measurement is the note already
+        failure = notes[seed]
         note.status, note.log_tail = failure.status, failure.log_tail
         note.reason = (
             f"its repeat with {SEED_VARIABLE}={seed} ended in {failure.status.value}: {failure.reason}"

@@ -139,7 +139,7 @@ def history_table(rows: list[HistoryRow], title: str) -> Table:
             shown_as_text(("★ " if row.is_best else "") + row.trial),
             row.commit[:8],
             Text(row.status, style=_STATUS_STYLE.get(row.status, "white")),
-            format_value(row),
+            format_mean(row.value, len(row.measurements), row.sem),
             _format_delta(row.delta),
             "" if row.peak_vram_mb is None else f"{row.peak_vram_mb / 1024:.1f}",
             Text("keep", style="bold green") if row.decision == "keep" else shown_as_text(row.decision),
@@ -157,15 +157,15 @@ def shown_as_text(value: str) -> Text:
     return Text(escape_controls(value, keep_newlines=True))
 
 
-def format_value(row: HistoryRow) -> str:
-    """The metric as the table shows it: `2.3449` for one measurement, `2.3449 ±0.0041 (3)` for the
-    mean of several (± the standard error, when σ is known)."""
-    if row.value is None:
+def format_mean(value: float | None, measurements: int, sem: float | None) -> str:
+    """A metric as the terminal shows it: `2.344900` for one measurement, `2.3449 ±0.0041 (3)` for
+    the mean of several (± the standard error, when σ is known); "" for none."""
+    if value is None:
         return ""
-    if len(row.measurements) < 2:
-        return f"{row.value:.6f}"
-    spread = "" if row.sem is None else f" ±{row.sem:.2g}"
-    return f"{row.value:.4f}{spread} ({len(row.measurements)})"
+    if measurements < 2:
+        return f"{value:.6f}"
+    spread = "" if sem is None else f" ±{sem:.2g}"
+    return f"{value:.4f}{spread} ({measurements})"
 
 
 def _format_delta(delta: float | None) -> str:

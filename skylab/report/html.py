@@ -115,6 +115,11 @@ def build_report_data(
     )
 
 
+def latest_sigma(rows: list[HistoryRow]) -> float | None:
+    """The σ the latest judged trial knew: the sharpest estimate of the noise in these rows."""
+    return next((r.sigma for r in reversed(rows) if r.sigma is not None), None)
+
+
 def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentConfig) -> Headline:
     measured = [r for r in rows if r.value is not None and r.status == Status.SUCCESS.value]
     # The best is what was kept, never a lucky measurement the judge reverted: the best of all runs
@@ -132,7 +137,7 @@ def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentCon
         pct = 100 * improvement / abs(baseline) if baseline else None
     tokens = sum(r.llm_tokens for r in rows)
     z = None
-    sigma = next((r.sigma for r in reversed(rows) if r.sigma is not None), None)
+    sigma = latest_sigma(rows)
     if improvement is not None and best_row is not None and sigma and measured:
         spread = math.sqrt(1 / max(1, len(best_row.measurements)) + 1 / max(1, len(measured[0].measurements)))
         z = improvement / (sigma * spread)
@@ -178,7 +183,7 @@ def _chart(rows: list[HistoryRow], config: ExperimentConfig) -> Chart:
         "y1": CHART_HEIGHT - MARGIN["bottom"],
     }
     values = [r.value for r in rows if r.value is not None and math.isfinite(r.value)]
-    sigma = next((r.sigma for r in reversed(rows) if r.sigma), None)  # the run's latest σ
+    sigma = latest_sigma(rows)
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high - low < 1e-12:
         low, high = low - 0.5, high + 0.5

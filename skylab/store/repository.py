@@ -81,9 +81,14 @@ class GitRepo:
         except (KeyError, ValueError, pygit2.GitError):
             return None
 
+    def _tree_diff(self, a: str, b: str, context_lines: int = 3) -> pygit2.Diff:
+        """The diff from commit `a`'s tree to commit `b`'s."""
+        new = self.repo[b].peel(pygit2.Tree)
+        return self.repo[a].peel(pygit2.Tree).diff_to_tree(new, context_lines=context_lines)
+
     def diff_paths(self, a: str, b: str) -> set[str]:
         """The paths that differ between two commits' trees."""
-        diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
+        diff = self._tree_diff(a, b)
         return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
 
     def file_at(self, commit: str, path: str) -> bytes | None:
@@ -97,8 +102,7 @@ class GitRepo:
 
     def diff_text(self, a: str, b: str, paths: list[str]) -> str:
         """The unified diff from commit `a` to commit `b`, limited to `paths`."""
-        old, new = (self.repo[c].peel(pygit2.Tree) for c in (a, b))
-        diff = old.diff_to_tree(new, context_lines=3)
+        diff = self._tree_diff(a, b)
         wanted = set(paths)
         texts = []
         for patch in diff:
@@ -108,8 +112,7 @@ class GitRepo:
 
     def lines_removed(self, a: str, b: str) -> int:
         """Net lines of text the change from commit `a` to commit `b` removes (negative: adds)."""
-        diff = self.repo[a].peel(pygit2.Tree).diff_to_tree(self.repo[b].peel(pygit2.Tree))
-        stats = diff.stats
+        stats = self._tree_diff(a, b).stats
         return int(stats.deletions) - int(stats.insertions)
 
     def commit_summary(self, commit: str) -> tuple[str, str] | None:

@@ -19,6 +19,7 @@ from skylab.strategy.research import (
     memory_section,
     near_misses_section,
     plateau_line,
+    trials_since_keep,
 )
 
 KEPT_DIFFS = 3
@@ -125,8 +126,7 @@ def history_section(context: ProposalContext, room: int) -> str:
     by_commit = context.history.by_commit()
     rows = {t.commit: _row(context, t, by_commit.get(t.parent)) for t in trials}
     best = by_commit.get(context.history.best or "")
-    kept_at = [i for i, t in enumerate(trials) if t.kept]
-    since = len(trials) - 1 - kept_at[-1] if kept_at else len(trials)
+    since = trials_since_keep(trials)
     header = (
         f"{len(trials)} trials; baseline {trials[0].name} {_value(trials[0])} → best "
         f"{best.name + ' ' + _value(best) if best else 'none yet'}; {since} trials since the last keep"

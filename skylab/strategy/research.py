@@ -30,6 +30,12 @@ def _mine(history: History, tag: str | None) -> list[Trial]:
     return [t for t in history.for_tag(tag) if t.note is not None]
 
 
+def trials_since_keep(trials: list[Trial]) -> int:
+    """How many of `trials` (in order) came after the last kept one (all of them when none was)."""
+    kept = [index for index, trial in enumerate(trials) if trial.kept]
+    return len(trials) - 1 - kept[-1] if kept else len(trials)
+
+
 def latest_memory(history: History, tag: str) -> tuple[str, int]:
     """(the latest consolidated memory, the index of its trial in the run; -1 when none)."""
     trials = _mine(history, tag)
@@ -125,8 +131,7 @@ def plateau_line(history: History, tag: str) -> str:
     line = "Categories tried so far: " + ", ".join(
         f"{c} {n}" for c, n in sorted(mix.items(), key=lambda x: -x[1])
     )
-    kept = [i for i, t in enumerate(trials) if t.kept]
-    since = len(trials) - 1 - kept[-1] if kept else len(trials)
+    since = trials_since_keep(trials)
     if since >= PLATEAU_TRIALS:
         recent = [t.note.other.get("category", "") for t in trials[-since:] if t.note]
         common = max(set(recent), key=recent.count) if recent else ""

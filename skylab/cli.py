@@ -440,8 +440,6 @@ def run(
     """Search unattended: propose, commit, train for the fixed budget, keep or revert."""
     from skylab.experiment.config import load_config
     from skylab.experiment.durations import parse_duration
-    from skylab.loop.workers import make_runners
-    from skylab.runner.gpus import parse_gpus
     from skylab.session import SessionPlan, refuse_uncommitted_edits, run_session, with_llm_overrides
     from skylab.store.refs import check_tag
     from skylab.strategy import make_strategy
@@ -462,14 +460,126 @@ def run(
     refuse_uncommitted_edits(store, config.editable_files)
     if gpu is not None and gpus is not None:
         raise SkylabError("give --gpu or --gpus, not both")
-    chosen_gpus = gpus if gpus is not None else gpu
-    gpu_list = parse_gpus(chosen_gpus) if chosen_gpus is not None else []
-    runners = make_runners(runner.value, config, workers, gpu_list, remote_config)
+    runners = _runners(runner, config, gpus if gpus is not None else gpu, workers, remote_config)
     chosen = None if queued_only else make_strategy(strategy.value, config)
     plan = SessionPlan(tag, strategy.value, seconds, max_trials, queued_only)
     outcome = run_session(store, config, chosen, runners, plan, console)
     if outcome.stopped_because == "interrupted":
         raise typer.Exit(130)
+
+
+def _runners(
+    runner: RunnerName, config: ExperimentConfig, gpus: str | None, workers: int | None, remote: Path | None
+) -> list[Runner]:
+    from skylab.loop.workers import make_runners
+    from skylab.runner.gpus import parse_gpus
+
+    return make_runners(runner.value, config, workers, parse_gpus(gpus) if gpus is not None else [], remote)
+
+
+RunnerOption = Annotated[RunnerName, typer.Option("--runner", help="Where trials train.")]
+GpusOption = Annotated[
+    str | None, typer.Option("--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each pinned to its GPU).")
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", "-j", min=1, max=1024, help="Trials at once (default: one per GPU or slot, else 1)."
+    ),
+]
+StudyTrial = Annotated[
+    str | None, typer.Argument(help=TRIAL_HELP + " Default: the best (of the run, with --tag).")
+]
+
+
+@app.command()
+def ablate(
+    trial: StudyTrial = None,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Then train and judge the trial without the changes that did not help."),
+    ] = False,
+    tag: TagOption = None,
+    runner: RunnerOption = RunnerName.local,
+    gpus: GpusOption = None,
+    workers: WorkersOption = None,
+    remote_config: RemoteConfigOption = None,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Which kept changes mattered: train the trial without each one, in turn, and tabulate."""
+    from rich.table import Table
+
+    from skylab.report.history_view import shown_as_text
+    from skylab.results import ablate as run_ablation
+    from skylab.results import study_trial
+
+    store = _open(repo)
+    config = _experiment_for(store)
+    found = study_trial(store, trial, tag)
+    runners = _runners(runner, config, gpus, workers, remote_config)
+    rows, outcome = run_ablation(store, config, runners, found, console, prune)
+    if outcome is not None and outcome.stopped_because == "interrupted":
+        raise typer.Exit(130)
+    if not rows:
+        return
+    table = Table(title=f"what each change contributed to {found.name} ({config.metric}, ± se)")
+    for column in ("change", "without it", "contribution", "verdict", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.change,
+            row.ablation,
+            row.gap.text() if row.gap else "—",
+            row.verdict(),
+            shown_as_text(row.description),
+        )
+    console.print(table)
+    flagged = [row.change for row in rows if row.flagged]
+    if flagged and not prune:
+        console.print(
+            f"{', '.join(flagged)}: no worse without {'it' if len(flagged) == 1 else 'them'} beyond noise; "
+            "`skylab ablate --prune` trains and judges the trial without them",
+            markup=False,
+        )
+
+
+@app.command()
+def confirm(
+    trial: StudyTrial = None,
+    scale: Annotated[
+        float, typer.Option("--scale", "-k", min=0.01, max=1000, help="Times the time budget to train for.")
+    ] = 4.0,
+    tag: TagOption = None,
+    runner: RunnerOption = RunnerName.local,
+    gpus: GpusOption = None,
+    workers: WorkersOption = None,
+    remote_config: RemoteConfigOption = None,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Does the win hold when trained longer: the trial and its run's start, at K× the budget."""
+    from skylab.results import confirm as run_confirmation
+    from skylab.results import study_trial
+
+    store = _open(repo)
+    config = _experiment_for(store)
+    found = study_trial(store, trial, tag)
+    runners = _runners(runner, config, gpus, workers, remote_config)
+    checks, outcome = run_confirmation(store, config, runners, found, scale, console)
+    if outcome.stopped_because == "interrupted":
+        raise typer.Exit(130)
+    if not checks:
+        return
+    first = checks[0]
+    console.print(
+        f"{first.trial} against its run's starting point {first.start} ({config.metric} improvement ± se):",
+        markup=False,
+    )
+    n = first.at_1.n
+    console.print(f"  at 1×: {first.at_1.text()} (n {n[0]} vs {n[1]})", markup=False)
+    for check in checks:
+        longer = check.at_k
+        numbers = f"{longer.text()} (n {longer.n[0]} vs {longer.n[1]})" if longer else "—"
+        console.print(f"  at {check.scale}×: {numbers}: {check.verdict()}", markup=False)
 
 
 @app.command()

@@ -1,16 +1,28 @@
-"""What a researcher does with the results: bring a trial into their checkout, branch from it, and
-compare two trials. Reads through the store; writes refs only through it (`create_branch`); writes
-the checkout's editable files only when they hold no uncommitted edit, unless forced."""
+"""What a researcher does with the results: bring a trial into their checkout, branch from it,
+compare two trials, ablate its kept changes, confirm it at a longer budget. Reads through the store;
+writes refs only through it; writes the checkout's editable files only when they hold no uncommitted
+edit, unless forced; trains only through `session.run_session`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from rich.console import Console
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig, experiment_file
+from skylab.loop.forward import run_best
+from skylab.loop.jobs import Job, RunOutcome
+from skylab.loop.judge import rules_for
 from skylab.report.history_view import format_mean
+from skylab.runner import Runner
+from skylab.session import SessionPlan, run_session
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial
+from skylab.store.refs import run_branch
+from skylab.studies.ablation import Contribution, ablation_jobs, check_ablation, contributions, prune_job
+from skylab.studies.confirmation import ScaleCheck, check_confirmation, confirmation_jobs, scale_checks
 
 
 def apply_trial(store: TrialStore, config: ExperimentConfig, trial: Trial, force: bool = False) -> list[str]:
@@ -92,3 +104,81 @@ def compare(
         ("steps", left.steps, right.steps),
     ]
     return rows, store.diff_text(a.commit, b.commit, list(config.editable_files))
+
+
+def study_trial(store: TrialStore, spec: str | None, tag: str | None) -> Trial:
+    """The trial a study is about: `spec` (see `find_trial`); without it, the best of run `tag`
+    when a tag is given, else the best of all."""
+    if spec is not None:
+        return store.resolve_trial(spec, tag)
+    if tag is None:
+        return store.resolve_trial("best")
+    history = store.load()
+    tip = store.ref_target(run_branch(tag))
+    best = run_best(store, tip, "", history.by_commit()) if tip is not None else None
+    if best is None:
+        raise SkylabError(f"run {tag} has no measured trial yet (see `skylab history`)")
+    return best
+
+
+def ablate(
+    store: TrialStore,
+    config: ExperimentConfig,
+    runners: list[Runner],
+    trial: Trial,
+    console: Console,
+    prune: bool = False,
+) -> tuple[list[Contribution], RunOutcome | None]:
+    """Measure `trial` without each of its kept changes, then (with `prune`) train and judge the
+    trial without every change that did not help beyond noise. Returns the contributions and the
+    outcome of the last session (None when nothing was trained)."""
+    check_ablation(store.load(), trial)
+
+    def ablations(say: Callable[[str], None]) -> list[Job]:
+        jobs, skipped = ablation_jobs(store, config, store.load(), trial)
+        for line in skipped:
+            say(line)
+        return jobs
+
+    outcome = run_session(
+        store, config, None, runners, SessionPlan(trial.tag, "ablate", prepare=ablations), console
+    )
+    if outcome.stopped_because == "interrupted":
+        return [], outcome
+    rows = contributions(store.load(), trial, rules_for(config))
+    flagged = [row for row in rows if row.flagged]
+    if not prune:
+        return rows, outcome
+    if not flagged:
+        console.print("nothing to prune: every kept change helps beyond noise", markup=False)
+        return rows, outcome
+
+    def pruned(say: Callable[[str], None]) -> list[Job]:
+        job, line = prune_job(store, config, trial, flagged)
+        say(line)
+        return [job] if job is not None else []
+
+    outcome = run_session(
+        store, config, None, runners, SessionPlan(trial.tag, "prune", prepare=pruned), console
+    )
+    return rows, outcome
+
+
+def confirm(
+    store: TrialStore,
+    config: ExperimentConfig,
+    runners: list[Runner],
+    trial: Trial,
+    scale: float,
+    console: Console,
+) -> tuple[list[ScaleCheck], RunOutcome]:
+    """Measure `trial` and its run's starting point at `scale` × the time budget; returns every
+    scale the trial has been confirmed at, and the session's outcome."""
+    check_confirmation(store.load(), trial)
+
+    def confirmations(say: Callable[[str], None]) -> list[Job]:
+        return confirmation_jobs(store, config, store.load(), trial, scale)
+
+    plan = SessionPlan(trial.tag, "confirm", prepare=confirmations)
+    outcome = run_session(store, config, None, runners, plan, console)
+    return scale_checks(store.load(), trial, rules_for(config)), outcome

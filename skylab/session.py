@@ -5,6 +5,7 @@ report. `skylab run` and `skylab demo` both start runs through `run_session`, so
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir, report_path
 from skylab.loop import Orchestrator, RunOutcome
+from skylab.loop.jobs import Job
 from skylab.loop.judge import describe, sigma_of
 from skylab.loop.progress import Reporter, RunState, make_reporter
 from skylab.runner import Runner
@@ -33,6 +35,8 @@ class SessionPlan:
     budget: float | None = None
     max_trials: int | None = None
     queued_only: bool = False
+    # A study: commits its trials (see Orchestrator), which the run then trains, and nothing else.
+    prepare: Callable[[Callable[[str], None]], list[Job]] | None = None
 
 
 def with_llm_overrides(config: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
@@ -62,6 +66,12 @@ def plan_line(
     store: TrialStore, plan: SessionPlan, expected: float, workers: int, decisions: str = ""
 ) -> str:
     """The one line a run prints before its first trial: where it starts, how long, how many."""
+    if plan.prepare is not None:
+        parallel = f" · {workers} workers" if workers > 1 else ""
+        return (
+            f"skylab {plan.strategy_name} {plan.tag}{parallel} · ~{format_duration(expected)} per "
+            f"measurement · logs in {log_dir(Path(), plan.tag)} · Ctrl-C stops after recording"
+        )
     existing = store.ref_target(run_branch(plan.tag))
     start = existing or store.start_point()
     where = "resuming" if existing else "new run"
@@ -112,6 +122,7 @@ def run_session(
             max_trials=plan.max_trials,
             queued_only=plan.queued_only,
             after_trial=refresh_report,
+            prepare=plan.prepare,
         )
         sigma = sigma_of(t.note for t in store.load().for_tag(plan.tag))
         decisions = describe(orchestrator.decider.rules, sigma)

@@ -20,6 +20,7 @@ NOISE = None  # {Z: [noise for SKYLAB_SEED 0, 1, ...]}: deterministic noise, the
 SLEEP_FROM_SEED = 99  # repeats of X > 0 with this SKYLAB_SEED or higher sleep SLEEP_REPEATS seconds
 SLEEP_REPEATS = 0.0
 SLEEP = 0.0
+PER_BUDGET_SECOND = 0.0  # X costs this much per second of SKYLAB_TIME_BUDGET: a win that fades
 OVER_BUDGET = False  # report SLEEP as its training time even past SKYLAB_TIME_BUDGET (a cheat)
 CRASH = False
 VRAM_MB = 1000.0
@@ -46,9 +47,10 @@ if HUGE_LINE:
 if CRASH or (CRASH_ABOVE is not None and X > CRASH_ABOVE and seed >= CRASH_FROM_SEED):
     print("RuntimeError: CUDA out of memory", file=sys.stderr)
     sys.exit(1)
-print("---")
-print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1 + noise, '.6f')}")
 budget = float(os.environ.get("SKYLAB_TIME_BUDGET") or SLEEP)
+fading = PER_BUDGET_SECOND * X * budget
+print("---")
+print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1 + noise + fading, '.6f')}")
 print(f"training_seconds: {SLEEP if OVER_BUDGET else min(SLEEP, budget):.1f}")
 print(f"peak_vram_mb:     {VRAM_MB:.1f}")
 print("mfu_percent:      12.5")

@@ -62,6 +62,14 @@ def current_params(config: ExperimentConfig, workdir: Path) -> dict[str, Scalar]
     sweep = config.sweep
     if sweep is None:
         return {}
-    constants = read_constants((workdir / sweep.file).read_text(encoding="utf-8"), sweep.file)
+    return sweep_params(config, (workdir / sweep.file).read_text(encoding="utf-8"))
+
+
+def sweep_params(config: ExperimentConfig, source: str) -> dict[str, Scalar]:
+    """The sweep parameters' values in `source`, the text of the sweep's file."""
+    sweep = config.sweep
+    if sweep is None:
+        return {}
+    constants = read_constants(source, sweep.file)
     names = {p.name for p in sweep.parameters}
     return {k: v for k, v in constants.items() if k in names and isinstance(v, int | float | str | bool)}

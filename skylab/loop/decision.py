@@ -9,6 +9,7 @@ reverted hand commit off the branch and queues the merge-forward of a best the t
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
@@ -21,6 +22,7 @@ from skylab.loop.judge import (
     failure_signature,
     hopeless,
     judge,
+    measured_only,
     measurements_wanted,
     rules_for,
     sigma_of,
@@ -51,7 +53,11 @@ class Decider:
         return tip
 
     def decide(self, store: TrialStore, job: Job, note: TrialNote) -> None:
-        """Keep or revert against the run's best now, record it, and carry an overtaken best forward."""
+        """Keep or revert against the run's best now, record it, and carry an overtaken best forward.
+        A trial that is not a candidate (a study's) is only recorded: see `record_measured`."""
+        if not job.candidate:
+            self.record_measured(store, job, note)
+            return
         trial = job.trial
         with store.writing():
             history = store.load()
@@ -93,6 +99,29 @@ class Decider:
             line += f" ({note.verdict})"
         self.reporter.trial_finished(line, *best)
 
+    def record_measured(self, store: TrialStore, job: Job, note: TrialNote) -> None:
+        """Record a study's trial (an ablation, a confirmation): the limits apply (the time budget
+        scaled as it trained), it is never kept, and no ref moves."""
+        with store.writing():
+            history = store.load()
+            sigma = self.sigma(history, note.measurements)
+            budget = self.rules.time_budget
+            rules = replace(self.rules, time_budget=None if budget is None else budget * job.budget_scale)
+            evidence = Evidence(tuple(note.measurements)) if note.measurements else None
+            why = f"{job.strategy}: measured for a study, never a candidate for the best"
+            verdict = measured_only(self._measured(store, job, note), evidence, sigma, rules, why)
+            note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
+            note.verdict, note.sem, note.sigma = verdict.why, verdict.sem, sigma
+            store.finish_trial(job.trial, note, new_best=False)
+            best = best_for_display(store)
+        if note.value is None:
+            line = f"trial {job.trial.name}: {note.status.value} — {note.reason}"
+        else:
+            n = len(note.measurements)
+            mean = f"{note.value:.6f}" + (f" (mean of {n})" if n > 1 else "")
+            line = f"trial {job.trial.name}: {note.status.value} {self.config.metric} {mean} (measured)"
+        self.reporter.trial_finished(line, *best)
+
     def record_stopped(
         self, store: TrialStore, job: Job, note: TrialNote, partly_measured: bool
     ) -> tuple[str, tuple[float | None, str]]:
@@ -118,8 +147,11 @@ class Decider:
         return sigma
 
     def wanted(self, store: TrialStore, job: Job, first: TrialNote) -> int:
-        """How many measurements the trial gets in all, from its first (see judge.measurements_wanted)."""
+        """How many measurements the trial gets in all, from its first (see judge.measurements_wanted;
+        a study's trial gets the number it asked for, or one once the experiment is deterministic)."""
         history = store.load()
+        if job.wanted is not None:
+            return 1 if self.sigma(history) == 0.0 else job.wanted
         reference = run_best(store, self.tip(store), job.trial.commit, history.by_commit())
         measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason)
         return measurements_wanted(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from skylab.experiment.durations import format_duration
 from skylab.loop.worktree import TrialWorktree
 from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
@@ -46,6 +48,9 @@ class Job:
     extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
     measures_start: bool = False  # the unchanged starting point, measured before any proposal
     seed: int = 0  # which measurement of the trial this is: it runs with SKYLAB_SEED=seed
+    candidate: bool = True  # False: measured and recorded, never kept and never the best (a study)
+    budget_scale: float = 1.0  # trains for this many times the experiment's time budget
+    wanted: int | None = None  # how many measurements it gets (None: as the judge says from the first)
 
 
 def starting_note(job: Job, metric: str, ran_by: str, worker: str | None) -> TrialNote:
@@ -67,3 +72,12 @@ def starting_note(job: Job, metric: str, ran_by: str, worker: str | None) -> Tri
     if worker is not None:
         note.other["worker"] = worker
     return note
+
+
+def queued_line(jobs: Collection[Job], expected: float, workers: int) -> str:
+    """What a study queued, in one line: its trials, their measurements, about how long they take."""
+    measurements = sum(job.wanted or 1 for job in jobs)
+    seconds = sum((job.wanted or 1) * job.budget_scale for job in jobs) * expected / max(1, workers)
+    trials = f"{len(jobs)} trial{'' if len(jobs) == 1 else 's'}"
+    plural = "" if measurements == 1 else "s"
+    return f"queued {trials}, {measurements} measurement{plural} (~{format_duration(seconds)})"

@@ -84,9 +84,11 @@ def rules_for(config: ExperimentConfig) -> Rules:
 
 
 def sigma_of(notes: Iterable[TrialNote | None], *more: Sequence[float]) -> float | None:
-    """The pooled σ over every note with more than one measurement, and the measurements in `more`
-    (a trial not yet recorded; see `pooled_sigma`)."""
-    repeated = [n.measurements for n in notes if n is not None and len(n.measurements) > 1]
+    """The pooled σ over every note with more than one measurement at the experiment's budget, and
+    the measurements in `more` (a trial not yet recorded; see `pooled_sigma`)."""
+    repeated = [
+        n.measurements for n in notes if n is not None and len(n.measurements) > 1 and n.budget_scale == 1
+    ]
     return pooled_sigma([*repeated, *more])
 
 
@@ -166,19 +168,8 @@ def judge(
     mean is no worse than the reference's beyond that same margin: equal but simpler wins. The first
     success of a run is kept as its reference. It is the new best when it is kept and its mean also
     beats `best`, or when a simpler change replaces a reference that is the best of all runs."""
-    status, reason = candidate.status, candidate.reason
-    vram = candidate.peak_vram_mb
-    if status is Status.SUCCESS and rules.max_vram_gb and vram and vram > rules.max_vram_gb * 1024:
-        status = Status.CONSTRAINT
-        reason = f"peak VRAM {vram / 1024:.1f} GB is over max_vram_gb = {rules.max_vram_gb:g}"
-    trained, budget = candidate.train_seconds, rules.time_budget
-    if status is Status.SUCCESS and trained and budget and trained > budget * 1.05 + 2:
-        status = Status.CONSTRAINT
-        reason = f"trained {trained:.1f} s, over the {budget:g} s time budget (5 % and 2 s are allowed)"
-    usable = (
-        status is Status.SUCCESS and evidence is not None and all(math.isfinite(v) for v in evidence.values)
-    )
-    if not usable or evidence is None:
+    status, reason = within_limits(candidate, rules)
+    if not usable(status, evidence) or evidence is None:
         return Verdict(status, reason, Decision.REVERT, False)
     sem = None if sigma is None else sigma / math.sqrt(evidence.n)
     simpler_keep = False
@@ -192,12 +183,51 @@ def judge(
             if gain >= -bar:
                 simpler_keep, keep = True, True
                 why = (
-                    f"simpler ({candidate.lines_removed} lines fewer) and within noise of the best: "
+                    f"simpler ({_lines(candidate.lines_removed)} fewer) and within noise of the best: "
                     f"improvement {gain:.4g} ≥ -{bar:.4g} (n {evidence.n} vs {reference.n})"
                 )
     replaces_reference_best = simpler_keep and reference is not None and reference.mean == best
     new_best = keep and (is_better(evidence.mean, best, rules.direction) or replaces_reference_best)
     return Verdict(status, reason, Decision.KEEP if keep else Decision.REVERT, new_best, why, sem)
+
+
+def _lines(count: int) -> str:
+    return f"{count} line{'' if count == 1 else 's'}"
+
+
+def within_limits(candidate: Measurement, rules: Rules) -> tuple[Status, str]:
+    """The trial's status and reason once the experiment's limits are applied: a success over the
+    VRAM limit, or trained past the time budget (by more than 5 % and 2 s), is a CONSTRAINT."""
+    status, reason = candidate.status, candidate.reason
+    vram = candidate.peak_vram_mb
+    if status is Status.SUCCESS and rules.max_vram_gb and vram and vram > rules.max_vram_gb * 1024:
+        status = Status.CONSTRAINT
+        reason = f"peak VRAM {vram / 1024:.1f} GB is over max_vram_gb = {rules.max_vram_gb:g}"
+    trained, budget = candidate.train_seconds, rules.time_budget
+    if status is Status.SUCCESS and trained and budget and trained > budget * 1.05 + 2:
+        status = Status.CONSTRAINT
+        reason = f"trained {trained:.1f} s, over the {budget:g} s time budget (5 % and 2 s are allowed)"
+    return status, reason
+
+
+def usable(status: Status, evidence: Evidence | None) -> bool:
+    """Whether a trial's measurements can be compared at all: a success with finite values."""
+    return (
+        status is Status.SUCCESS and evidence is not None and all(math.isfinite(v) for v in evidence.values)
+    )
+
+
+def measured_only(
+    candidate: Measurement, evidence: Evidence | None, sigma: float | None, rules: Rules, why: str
+) -> Verdict:
+    """The verdict on a trial that is measured for a study (an ablation, a confirmation at a longer
+    budget), never a candidate: the limits apply as to any trial, it is never kept and never the
+    best, and `why` says what it measured."""
+    status, reason = within_limits(candidate, rules)
+    if not usable(status, evidence) or evidence is None:
+        return Verdict(status, reason, Decision.REVERT, False, why)
+    sem = None if sigma is None else sigma / math.sqrt(evidence.n)
+    return Verdict(status, reason, Decision.REVERT, False, why, sem)
 
 
 def replaces_best(candidate: Trial, incumbent: Trial | None, history: History, rules: Rules) -> bool:

@@ -137,6 +137,9 @@ def _record(trial: MeasuredTrial) -> dict[str, Any]:
             "hand_made": job.hand_made,
             "extra": job.extra,
             "measures_start": job.measures_start,
+            "candidate": job.candidate,
+            "budget_scale": job.budget_scale,
+            "wanted": job.wanted,
         },
         "wanted": trial.wanted,
         "notes": {str(seed): note.format() for seed, note in trial.notes.items()},
@@ -157,6 +160,9 @@ def _restore(record: dict[str, Any] | None) -> MeasuredTrial | None:
             hand_made=bool(saved["hand_made"]),
             extra=dict(saved["extra"]),
             measures_start=bool(saved["measures_start"]),
+            candidate=bool(saved.get("candidate", True)),
+            budget_scale=float(saved.get("budget_scale", 1.0)),
+            wanted=None if saved.get("wanted") is None else int(saved["wanted"]),
         )
         notes = {int(seed): TrialNote.parse(text) for seed, text in record["notes"].items()}
         return MeasuredTrial(job, int(record["wanted"]), notes)

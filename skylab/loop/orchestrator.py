@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -28,7 +29,7 @@ from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
 from skylab.loop.decision import Decider
 from skylab.loop.handcommits import pop as pop_hand_commit
-from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, starting_note
+from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, queued_line, starting_note
 from skylab.loop.judge import (
     expected_trial_seconds,
 )
@@ -75,6 +76,7 @@ class Orchestrator:
         max_trials: int | None = None,
         queued_only: bool = False,
         after_trial: Callable[[], None] | None = None,
+        prepare: Callable[[Callable[[str], None]], list[Job]] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -87,6 +89,10 @@ class Orchestrator:
         self.budget = budget
         self.max_trials = max_trials
         self.queued_only = queued_only
+        # A study's trials: `prepare(say)` commits them once the run holds the lock and has repaired
+        # what a crash left; the run then trains these and nothing else.
+        self._prepare = prepare
+        self.prepared: deque[Job] | None = None
         self._after_trial = Coalesced(after_trial)  # e.g. rewrite the live report
         self.root = store.root
         self.log_dir = log_dir(self.root, tag)
@@ -112,7 +118,13 @@ class Orchestrator:
                 self._pending[job.trial.commit] = _in_flight(self.store, job)
                 self.reporter.say(f"continuing trial {job.trial.name}: its remaining measurements run first")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
-            self.decider.continue_from_shared_best(self.store)
+            if self._prepare is None:
+                self.decider.continue_from_shared_best(self.store)
+            else:
+                self.prepared = deque(self._prepare(self.reporter.say))
+                self.reporter.say(
+                    queued_line(self.prepared, self.expected_trial_seconds(), len(self.runners))
+                )
             for name in remove_extra_worktrees(self.root, self.tag, len(self.runners)):
                 self.reporter.say(f"removed the work tree of a worker this run does not have: {name}")
             workers = [self._make_worker(index, runner) for index, runner in enumerate(self.runners)]
@@ -182,7 +194,7 @@ class Orchestrator:
     def expected_trial_seconds(self, history: History | None = None) -> float:
         """A trial's wall time so far in this experiment (median of recent successes), else a guess."""
         walls = [  # a note's wall time covers all its measurements
-            t.note.wall_seconds / max(1, len(t.note.measurements))
+            t.note.wall_seconds / max(1, len(t.note.measurements)) / t.note.budget_scale
             for t in (history or self.store.load()).trials
             if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds
         ]
@@ -226,6 +238,11 @@ class Orchestrator:
             forward = self.decider.forward.popleft() if self.decider.forward else None
         if forward is not None:
             return forward
+        if self.prepared is not None:
+            if self.prepared:
+                return self.prepared.popleft()
+            self._reason = "every trial it asked for was measured"
+            return "stop"
         hand = pop_hand_commit(worker.store, self.tag)
         if hand is not None:
             return hand_job(self.config, self.tag, worker, hand, history) or "wait"
@@ -270,7 +287,7 @@ class Orchestrator:
         note = starting_note(job, self.config.metric, self.ran_by, str(worker.index) if shared else None)
         repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={job.seed})" if job.seed else ""
         self.reporter.trial_started(
-            trial.name + repeat, job.proposal.description, self.expected_trial_seconds()
+            trial.name + repeat, job.proposal.description, self.expected_trial_seconds() * job.budget_scale
         )
         if not job.seed:
             usage = job.proposal.usage
@@ -283,12 +300,15 @@ class Orchestrator:
                 worker.worktree.path,
                 self.config.command,
                 self.config.metric,
-                self.config.max_trial_wall_time,
+                self.config.max_trial_wall_time * job.budget_scale,
                 self.log_dir
                 / (f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"),
                 self.reporter.line,
                 self._stop,
-                {SEED_VARIABLE: str(job.seed), BUDGET_VARIABLE: f"{self.config.time_budget_seconds:g}"},
+                {
+                    SEED_VARIABLE: str(job.seed),
+                    BUDGET_VARIABLE: f"{self.config.time_budget_seconds * job.budget_scale:g}",
+                },
             )
             result = worker.runner.run(request)
         except (TrialStopped, KeyboardInterrupt):

@@ -22,11 +22,14 @@ import jinja2
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.resources import resource_dir
+from skylab.loop.judge import rules_for
 from skylab.report.history_view import HistoryRow, history_rows
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status
 from skylab.strategy.research import ledger
+from skylab.studies.ablation import ABLATION, Contribution, contributions
+from skylab.studies.confirmation import CONFIRM, ScaleCheck, scale_checks
 
 CHART_WIDTH, CHART_HEIGHT = 900, 360
 MARGIN = {"left": 72, "right": 20, "top": 16, "bottom": 44}
@@ -91,6 +94,8 @@ class ReportData:
     details_json: str
     extra: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # the LLM's predictions, scored
+    ablations: list[tuple[str, list[Contribution]]] = field(default_factory=list)  # trial -> its changes
+    confirmations: list[ScaleCheck] = field(default_factory=list)
 
 
 def build_report_data(
@@ -99,6 +104,9 @@ def build_report_data(
     history = store.load()
     trials = history.for_tag(tag)
     rows = history_rows(history, trials)
+    searched = [row for row in rows if row.strategy not in STUDIES]  # a study's trials are no search
+    rules = rules_for(config)
+    studied = _studied(trials)
     return ReportData(
         title=f"{config.name}{f' · {tag}' if tag else ''}",
         metric=config.metric,
@@ -106,13 +114,33 @@ def build_report_data(
         tag=tag,
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         live=live,
-        headline=_headline(trials, rows, config),
-        chart=_chart(rows, config),
+        headline=_headline(trials, searched, config),
+        chart=_chart(searched, config),
         rows=rows,
         chain=_chain(history, trials, config),
         details_json=_details_json(store, trials, rows),
         ledger=ledger(history, tag),
+        ablations=[(t.name, contributions(history, t, rules)) for t in studied[ABLATION]],
+        confirmations=[check for t in studied[CONFIRM] for check in scale_checks(history, t, rules)],
     )
+
+
+STUDIES = (ABLATION, CONFIRM)
+
+
+def _studied(trials: list[Trial]) -> dict[str, list[Trial]]:
+    """The trials each kind of study was about (its notes' `ablation_of` / `confirmation_of`), in
+    the order they were first studied."""
+    by_name = {t.name: t for t in trials}
+    found: dict[str, dict[str, Trial]] = {ABLATION: {}, CONFIRM: {}}
+    for trial in trials:
+        note = trial.note
+        if note is None or note.strategy not in found:
+            continue
+        about = note.other.get("ablation_of" if note.strategy == ABLATION else "confirmation_of", "")
+        if about in by_name:
+            found[note.strategy].setdefault(about, by_name[about])
+    return {kind: list(studied.values()) for kind, studied in found.items()}
 
 
 def latest_sigma(rows: list[HistoryRow]) -> float | None:

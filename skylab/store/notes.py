@@ -66,7 +66,23 @@ RESERVED_KEYS = frozenset(
 
 # Keys Skylab writes among a note's other lines (who ran it, its log, how it was judged).
 OTHER_KEYS = frozenset(
-    {"ran_by", "worker", "log", "judged_against", "overtook", "tokens_in", "tokens_out", "tokens_cached"}
+    {
+        "ran_by",
+        "worker",
+        "log",
+        "judged_against",
+        "overtook",
+        "tokens_in",
+        "tokens_out",
+        "tokens_cached",
+        "merged_from",
+        "ablates",
+        "ablation_of",
+        "prunes",
+        "confirms",
+        "confirmation_of",
+        "scale",
+    }
 )
 
 
@@ -146,6 +162,16 @@ class TrialNote:
         if self.measurements:
             return list(self.measurements)
         return [] if self.value is None else [self.value]
+
+    @property
+    def budget_scale(self) -> float:
+        """How many times the experiment's time budget the trial trained for (its `scale`, written
+        by a confirmation; 1 otherwise): values at another scale are not comparable with the rest."""
+        try:
+            scale = float(self.other.get("scale", "1"))
+        except ValueError:
+            return 1.0
+        return scale if math.isfinite(scale) and scale > 0 else 1.0
 
     def format(self) -> str:
         """The note's text, one `key: value` per line, ending with a newline."""

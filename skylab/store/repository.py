@@ -135,7 +135,25 @@ class GitRepo:
         base_tree, our_tree, their_tree = (
             self.repo[c].peel(pygit2.Commit).tree for c in (base, ours, theirs)
         )
-        index = self.repo.merge_trees(base_tree, our_tree, their_tree)
+        return self._merge(base_tree, our_tree, their_tree)
+
+    def revert_onto(self, onto: str, changes: list[tuple[str, str]]) -> tuple[str | None, list[str]]:
+        """`onto`'s tree with each change undone, in order, by a 3-way revert (`changes`: (commit,
+        the parent it changed) pairs): (the tree id, []) or, at the first change whose revert
+        conflicts with what came after it, (None, the conflicting paths). Writes no commit or ref."""
+        tree = self.repo[onto].peel(pygit2.Commit).tree
+        for change, parent in changes:
+            change_tree, parent_tree = (self.repo[c].peel(pygit2.Commit).tree for c in (change, parent))
+            merged, conflicts = self._merge(change_tree, tree, parent_tree)
+            if merged is None:
+                return None, conflicts
+            tree = self.repo[merged].peel(pygit2.Tree)
+        return str(tree.id), []
+
+    def _merge(
+        self, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree
+    ) -> tuple[str | None, list[str]]:
+        index = self.repo.merge_trees(base, ours, theirs)
         if index.conflicts is not None:
             paths = {(entry or their).path for entry, _, their in index.conflicts if entry or their}
             return None, sorted(paths)

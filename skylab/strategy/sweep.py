@@ -115,6 +115,8 @@ class SweepStrategy:
             note = trial.note
             if note is None or trial.commit in self._told or not set(self.names) <= set(note.params):
                 continue
+            if note.budget_scale != 1:  # trained at another budget: its value is not comparable
+                continue
             self._told.add(trial.commit)
             params = {name: note.params[name] for name in self.names}
             asked = self._open.pop(_key(params), None)

@@ -11,8 +11,9 @@
 #   --skip-template (only the reference)  --label TEXT  --table FILE  --logs DIR
 #
 # Needs prepared data in $SKYLAB_CACHE (default ~/.cache/skylab): `skylab prepare` (the reference
-# corpus, needs the network) or `skylab prepare --source demo` (offline). SKYLAB_PROFILE (default
-# full) picks the profile. A reference train.py trains beside bench/reference_prepare.py, which gives
+# corpus, needs the network) or `python prepare.py --source demo` (offline), and SKYLAB_DATA naming
+# that source (default climbmix; e.g. SKYLAB_DATA=demo). SKYLAB_PROFILE (default full) picks the
+# profile. A reference train.py trains beside bench/reference_prepare.py, which gives
 # it the published `prepare` interface over this data; it is copied to a temporary directory and
 # nothing of it is kept but its log.
 set -euo pipefail

@@ -317,9 +317,13 @@ def _sync(direction: str, remote: str | None, repo: Path) -> None:
 def prepare(
     source: Annotated[
         list[str] | None,
-        typer.Option("--source", help="climbmix (the default, downloads), demo, or text/parquet files."),
+        typer.Option(
+            "--source", help="climbmix (downloads), demo, or text/parquet files (default: [data] source)."
+        ),
     ] = None,
-    shards: Annotated[int, typer.Option("--shards", help="climbmix training shards to download.")] = 10,
+    shards: Annotated[
+        int | None, typer.Option("--shards", min=1, help="climbmix training shards (default: [data] shards).")
+    ] = None,
     experiment: Annotated[Path, typer.Option("--experiment", "-C", help="The experiment directory.")] = Path(
         "."
     ),
@@ -331,7 +335,7 @@ def prepare(
     """Run the experiment's data preparation (download, tokenizer, tokenisation) once."""
     from skylab.runner.preparation import run_prepare, run_remote_prepare
 
-    sources = source or ["climbmix"]
+    sources = source or None
     if runner is RunnerName.local:
         run_prepare(experiment, sources, shards, console)
         return

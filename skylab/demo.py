@@ -69,6 +69,7 @@ def make_demo_experiment(directory: Path, time_budget: float = DEMO_TIME_BUDGET)
     text = config.read_text(encoding="utf-8")
     text = re.sub(r"(?m)^time_budget_seconds = .*$", f"time_budget_seconds = {time_budget:g}", text)
     text = re.sub(r"(?m)^max_trial_wall_time = .*$", 'max_trial_wall_time = "5m"', text)
+    text = re.sub(r'(?m)^source = \["climbmix"\]$', 'source = ["demo"]', text)
     text = text[: text.index("[sweep]")] + DEMO_SWEEP
     config.write_text(text, encoding="utf-8")
 
@@ -88,7 +89,7 @@ def run_demo(
         make_demo_experiment(directory, time_budget)
     for action in init_experiment(directory):
         console.print(f"• {action}", markup=False)
-    run_prepare(directory, ["demo"], 0, console)
+    run_prepare(directory, None, None, console)  # [data] source = ["demo"]
 
     store = TrialStore.open(directory)
     config = load_config(directory)

@@ -63,7 +63,7 @@ def refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> No
 
 
 def plan_line(
-    store: TrialStore, plan: SessionPlan, expected: float, workers: int, decisions: str = ""
+    store: TrialStore, plan: SessionPlan, expected: float, workers: int, decisions: str = "", data: str = ""
 ) -> str:
     """The one line a run prints before its first trial: where it starts, how long, how many."""
     if plan.prepare is not None:
@@ -86,6 +86,7 @@ def plan_line(
     return (
         f"skylab run {plan.tag} ({where} from {start[:10]}){parallel} · strategy {plan.strategy_name} · "
         f"{limit}{trials} · ~{format_duration(expected)} per trial · "
+        + (f"data {data} · " if data else "")
         + (f"decisions: {decisions} · " if decisions else "")
         + f"logs in {log_dir(Path(), plan.tag)} · Ctrl-C stops after recording"
     )
@@ -126,7 +127,9 @@ def run_session(
         )
         sigma = sigma_of(t.note for t in store.load().for_tag(plan.tag))
         decisions = describe(orchestrator.decider.rules, sigma)
-        reporter.say(plan_line(store, plan, orchestrator.expected_trial_seconds(), len(runners), decisions))
+        data = config.data.describe() if config.data is not None else ""
+        expected = orchestrator.expected_trial_seconds()
+        reporter.say(plan_line(store, plan, expected, len(runners), decisions, data))
         reporter.say(f"live report: {report}")
         outcome = orchestrator.run()
         refresh_report(live=False)

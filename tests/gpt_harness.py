@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,10 +24,20 @@ SONNETS = (template_dir("tiny-bigram") / "data" / "sonnets.txt").read_text()
 POEMS = [p.strip() for p in re.split(r"\n\s*\n(?=[IVXLC]+\n)", SONNETS) if p.strip()]
 
 
-def smoke_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """prepare.py imported fresh with the smoke profile and a cache under `tmp_path`."""
+def smoke_prepare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sources: list[Path] | None = None
+) -> ModuleType:
+    """prepare.py imported fresh with the smoke profile, a cache under `tmp_path` and `sources` as
+    the data it trains on (SKYLAB_DATA, as Skylab passes experiment.toml's [data]); default: the
+    test corpus files `tmp_path/train.txt` and `tmp_path/val.txt`."""
     monkeypatch.setenv("SKYLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SKYLAB_PROFILE", "smoke")
+    return trains_on(monkeypatch, sources or [tmp_path / "train.txt", tmp_path / "val.txt"])
+
+
+def trains_on(monkeypatch: pytest.MonkeyPatch, sources: list[Path]) -> ModuleType:
+    """prepare.py imported fresh with `sources` as the data trials train on."""
+    monkeypatch.setenv("SKYLAB_DATA", shlex.join(str(source) for source in sources))
     return load_module("prepare")
 
 

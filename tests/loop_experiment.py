@@ -21,6 +21,7 @@ SLEEP_FROM_SEED = 99  # repeats of X > 0 with this SKYLAB_SEED or higher sleep S
 SLEEP_REPEATS = 0.0
 SLEEP = 0.0
 PER_BUDGET_SECOND = 0.0  # X costs this much per second of SKYLAB_TIME_BUDGET: a win that fades
+DATA = ""  # report this as the data it trained on, whatever experiment.toml's [data] says
 OVER_BUDGET = False  # report SLEEP as its training time even past SKYLAB_TIME_BUDGET (a cheat)
 CRASH = False
 VRAM_MB = 1000.0
@@ -52,6 +53,8 @@ fading = PER_BUDGET_SECOND * X * budget
 print("---")
 print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1 + noise + fading, '.6f')}")
 print(f"training_seconds: {SLEEP if OVER_BUDGET else min(SLEEP, budget):.1f}")
+if DATA or os.environ.get("SKYLAB_DATA"):  # what it trained on: the declared data, unless overridden
+    print(f"data:             {DATA or os.environ['SKYLAB_DATA']}")
 print(f"peak_vram_mb:     {VRAM_MB:.1f}")
 print("mfu_percent:      12.5")
 """

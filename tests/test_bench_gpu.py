@@ -113,7 +113,13 @@ def test_reference_mode_trains_a_reference_style_train_py_on_the_same_data(tmp_p
     cache = tmp_path / "cache"
     corpus = tmp_path / "sonnets.txt"
     corpus.write_text((ROOT / "experiments/tiny-bigram/data/sonnets.txt").read_text())
-    env = {**os.environ, "SKYLAB_CACHE": str(cache), "SKYLAB_PROFILE": "smoke", "PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "SKYLAB_CACHE": str(cache),
+        "SKYLAB_PROFILE": "smoke",
+        "SKYLAB_DATA": str(corpus),
+        "PYTHON": sys.executable,
+    }
     prepared = subprocess.run(
         [sys.executable, "prepare.py", "--source", str(corpus)],
         cwd=ROOT / "experiments/gpt-pretrain",

@@ -166,7 +166,20 @@ BAD_CASES = [
         "must exceed execution.time_budget_seconds",
     ),
     (lambda t: t.replace('name = "demo"', 'name = "demo'), "", "invalid TOML"),
+    (lambda t: t + "\n[data]\nsource = []\n", "data.source", "must name at least one source"),
+    (lambda t: t + '\n[data]\nsource = "demo"\n', "data.source", "must be a list of strings"),
+    (lambda t: t + '\n[data]\nsource = ["demo"]\nshards = 0\n', "data.shards", "must be at least 1"),
+    (lambda t: t + '\n[data]\nsorce = ["demo"]\n', "data.sorce", "unknown key"),
 ]
+
+
+def test_data_declared_reaches_trials_as_environment(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID + '\n[data]\nsource = ["demo", "my corpus.txt"]\n'))
+    assert config.data is not None and config.data.environment() == {
+        "SKYLAB_DATA": "demo 'my corpus.txt'",
+        "SKYLAB_DATA_SHARDS": "10",
+    }
+    assert load_config(write(tmp_path, VALID)).data is None
 
 
 @pytest.mark.parametrize("change, key, problem", BAD_CASES)

@@ -18,7 +18,15 @@ import pytest
 from skylab.experiment.constants import set_constants
 from skylab.runner.summary import parse_summary
 from tests.conftest import run_skylab
-from tests.gpt_harness import POEMS, TEMPLATE, ShardServer, load_module, smoke_prepare, write_parquet
+from tests.gpt_harness import (
+    POEMS,
+    TEMPLATE,
+    ShardServer,
+    load_module,
+    smoke_prepare,
+    trains_on,
+    write_parquet,
+)
 
 TINY_CONSTANTS = {"DEPTH": 2, "HEAD_DIM": 64, "DEVICE_BATCH_SIZE": 8, "TOTAL_BATCH_SIZE": 512, "LOG_EVERY": 5}
 
@@ -93,8 +101,26 @@ def test_prepare_from_text_files_writes_flat_uint16_splits(
     assert encoding.decode(val[1:20].tolist()) in corpus_files[1].read_text()
 
 
-def test_prepare_from_parquet_files(prepare: ModuleType, tmp_path: Path) -> None:
+def test_each_data_source_has_its_own_cache_so_no_experiment_trains_on_anothers(
+    prepare: ModuleType, corpus_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meta = prepare.prepare([str(p) for p in corpus_files])
+    assert Path(meta["directory"]) == prepare.DATA_DIR and meta["source"].startswith("files-")
+    assert len(prepare.tokens("train")) == meta["train_tokens"]
+    for declared in ("demo", "climbmix"):  # another experiment's data, never prepared here
+        monkeypatch.setenv("SKYLAB_DATA", declared)
+        other = load_module("prepare")
+        assert other.DATA_DIR != prepare.DATA_DIR
+        with pytest.raises(SystemExit, match=f"no prepared data for {declared} in .*run `skylab prepare`"):
+            other.tokens("train")
+    assert prepare.data_key(["climbmix"], 20) == "climbmix-20" != prepare.data_key(["climbmix"], 10)
+
+
+def test_prepare_from_parquet_files(
+    prepare: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     files = [write_parquet(tmp_path / f"part{i}.parquet", POEMS[i::3]) for i in range(3)]
+    prepare = trains_on(monkeypatch, files)
     meta = prepare.prepare([str(f) for f in files])
     bos = meta["bos_id"]
     assert meta["val_files"] == [str(files[-1])]
@@ -120,7 +146,7 @@ def test_download_from_a_local_server(
     with server.running():
         monkeypatch.setenv("SKYLAB_DATA_URL", server.url)
         meta = prepare.prepare(["climbmix"], num_shards=2)
-    assert meta["source"] == "climbmix" and meta["val_files"][0].endswith("shard_06542.parquet")
+    assert meta["source"] == "climbmix-2" and meta["val_files"][0].endswith("shard_06542.parquet")
     assert sorted(name for name, _ in server.requests) == [
         "shard_00000.parquet",
         "shard_00001.parquet",
@@ -216,7 +242,15 @@ def test_skylab_prepare_cli_reports_progress(
     )
     assert result.returncode == 0, result.stderr
     assert "train tokenizer" in result.stdout and "tokenize val" in result.stdout
-    assert "prepared" in result.stdout and (tmp_path / "cache" / "gpt-pretrain" / "train.bin").is_file()
+    assert (
+        "prepared" in result.stdout
+        and len(list((tmp_path / "cache" / "gpt-pretrain").glob("files-*/train.bin"))) == 1
+    )
+    # The experiment declares climbmix: the researcher is told trials will not train on these files.
+    assert (
+        "note: trials train on climbmix (10 shards) ([data] in experiment.toml), not on this data"
+        in result.stdout
+    )
 
 
 def test_sliding_window_sdpa_matches_naive_attention(prepare: ModuleType) -> None:

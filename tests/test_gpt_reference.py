@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.gpt_harness import POEMS, load_module, smoke_prepare, write_parquet
+from tests.gpt_harness import POEMS, load_module, smoke_prepare, trains_on, write_parquet
 
 
 @pytest.fixture
@@ -333,7 +333,9 @@ def published_bpb(model, encoding, val_file: Path, batch_size: int, seq_len: int
     return nats / (math.log(2) * nbytes)
 
 
-def test_evaluation_equals_the_published_protocol(prepare: ModuleType, tmp_path: Path) -> None:
+def test_evaluation_equals_the_published_protocol(
+    prepare: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     stanzas = [s for poem in POEMS for s in poem.split("\n  ")]  # many short documents, a few long
@@ -342,6 +344,7 @@ def test_evaluation_equals_the_published_protocol(prepare: ModuleType, tmp_path:
     pq.write_table(
         pa.table({"text": stanzas[:700]}), val_file, row_group_size=300
     )  # read as 128, 128, 44, ...
+    prepare = trains_on(monkeypatch, [train_file, val_file])
     prepare.prepare([str(train_file), str(val_file)])
     encoding = prepare.load_tokenizer()
 

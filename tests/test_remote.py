@@ -248,7 +248,8 @@ def test_prepare_runs_once_on_the_remote_host(tmp_path: Path, sshd: SSHServer) -
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "prepared" in result.stdout and "train and" in result.stdout
-    meta = json.loads((cache / "gpt-pretrain" / "meta.json").read_text())
+    (prepared,) = (cache / "gpt-pretrain").glob("files-*/meta.json")  # the corpus's own folder
+    meta = json.loads(prepared.read_text())
     assert meta["train_tokens"] > 10_000
     assert (tmp_path / "remote-work" / "gpt-prepare" / "prepare.py").is_file()
 

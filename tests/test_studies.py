@@ -156,3 +156,34 @@ def test_a_study_killed_mid_measurement_is_finished_by_the_next_run_and_never_ke
     assert rows["t/3"]["measurements"] == [6.0, 6.02, 5.98] and rows["t/3"]["strategy"] == "confirm"
     assert rows["t/3"]["decision"] == "revert" and not rows["t/3"]["is_best"] and rows["t/2"]["is_best"]
     assert rows["t/4"]["status"] == "interrupted"  # the start at 2× never began
+
+
+def test_a_trial_on_other_data_than_the_runs_start_is_a_constraint(tmp_path: Path) -> None:
+    """experiment.toml's [data] reaches every trial as SKYLAB_DATA and the plan names it; a trial
+    reporting other data than the run's starting point is never compared with it."""
+    exp = make_loop_experiment(tmp_path / "q", decision=SIMPLER)
+    config = exp / "experiment.toml"
+    config.write_text(config.read_text() + '\n[data]\nsource = ["demo"]\n')
+    edits = Edits(
+        [
+            (
+                "X = 3 on other data",
+                lambda text: text.replace("\nX = 0\n", "\nX = 3\n").replace(
+                    '\nDATA = ""', '\nDATA = "climbmix-10"'
+                ),
+            )
+        ]
+    )
+    orchestrate(exp, edits)
+    start, other = trials(exp)
+    assert other["status"] == "constraint" and other["decision"] == "revert" and start["is_best"]
+    first, note = (t.note for t in TrialStore.open(exp).load().trials)
+    assert first is not None and first.summary["data"] == "demo"
+    assert (
+        note is not None
+        and note.summary["data"] == "climbmix-10"
+        and note.reason
+        == ("trained with data climbmix-10, not demo like the run's starting point t/1: not comparable")
+    )
+    plan = run_skylab("run", "--tag", "u", "--max-trials", "1", "-C", str(exp), check=True).stdout
+    assert " · data demo · " in plan

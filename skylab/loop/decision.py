@@ -25,6 +25,7 @@ from skylab.loop.judge import (
     measured_only,
     measurements_wanted,
     rules_for,
+    setup_mismatch,
     sigma_of,
     threshold,
 )
@@ -65,7 +66,7 @@ class Decider:
             tip = self.tip(store)
             reference = run_best(store, tip, trial.commit, by_commit)
             reference_value = reference.value if reference else None
-            measured = self._measured(store, job, note)
+            measured = self._measured(store, job, note, history)
             evidence = Evidence(tuple(note.measurements)) if note.measurements else None
             sigma = self.sigma(history, note.measurements)
             verdict = judge(
@@ -109,7 +110,7 @@ class Decider:
             rules = replace(self.rules, time_budget=None if budget is None else budget * job.budget_scale)
             evidence = Evidence(tuple(note.measurements)) if note.measurements else None
             why = f"{job.strategy}: measured for a study, never a candidate for the best"
-            verdict = measured_only(self._measured(store, job, note), evidence, sigma, rules, why)
+            verdict = measured_only(self._measured(store, job, note, history), evidence, sigma, rules, why)
             note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
             note.verdict, note.sem, note.sigma = verdict.why, verdict.sem, sigma
             store.finish_trial(job.trial, note, new_best=False)
@@ -158,11 +159,24 @@ class Decider:
             measured, job.measures_start, _evidence(reference), self.sigma(history), self.rules
         )
 
-    def _measured(self, store: TrialStore, job: Job, note: TrialNote) -> Measurement:
+    def _measured(self, store: TrialStore, job: Job, note: TrialNote, history: History) -> Measurement:
         removed = store.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
         runs = max(1, len(note.measurements))  # a note's training time covers all its measurements
         trained = None if note.train_seconds is None else note.train_seconds / runs
-        return Measurement(note.status, note.value, note.peak_vram_mb, note.reason, removed, trained)
+        start = next(
+            (
+                t
+                for t in history.for_tag(self.tag)
+                if t.note is not None and t.note.status is Status.SUCCESS and t.commit != job.trial.commit
+            ),
+            None,
+        )
+        mismatch = (
+            setup_mismatch(note.summary, start.note.summary, start.name) if start and start.note else ""
+        )
+        return Measurement(
+            note.status, note.value, note.peak_vram_mb, note.reason, removed, trained, mismatch
+        )
 
     def check_failures(self, job: Job, note: TrialNote) -> None:
         """Stop the run (its error: one line) when the judge says no proposal can help."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from skylab.experiment.config import ExperimentConfig
@@ -27,6 +27,7 @@ class Measurement:
     reason: str = ""
     lines_removed: int = 0  # net lines of code its change removed (negative: added)
     train_seconds: float | None = None  # training time of one measurement, as train.py reported it
+    mismatch: str = ""  # why it is not comparable with the run's starting point (see setup_mismatch)
 
 
 @dataclass(frozen=True)
@@ -203,11 +204,28 @@ def within_limits(candidate: Measurement, rules: Rules) -> tuple[Status, str]:
     if status is Status.SUCCESS and rules.max_vram_gb and vram and vram > rules.max_vram_gb * 1024:
         status = Status.CONSTRAINT
         reason = f"peak VRAM {vram / 1024:.1f} GB is over max_vram_gb = {rules.max_vram_gb:g}"
+    if status is Status.SUCCESS and candidate.mismatch:
+        status, reason = Status.CONSTRAINT, candidate.mismatch
     trained, budget = candidate.train_seconds, rules.time_budget
     if status is Status.SUCCESS and trained and budget and trained > budget * 1.05 + 2:
         status = Status.CONSTRAINT
         reason = f"trained {trained:.1f} s, over the {budget:g} s time budget (5 % and 2 s are allowed)"
     return status, reason
+
+
+SETUP_FIELDS = ("data", "profile")  # summary fields that say what a trial's value was measured on
+
+
+def setup_mismatch(summary: Mapping[str, object], start: Mapping[str, object], start_name: str) -> str:
+    """Why a trial cannot be compared with its run's starting point (`start`: that trial's summary):
+    it reports other data or another profile ("" when it can, or when either does not say)."""
+    for key in SETUP_FIELDS:
+        if key in summary and key in start and summary[key] != start[key]:
+            return (
+                f"trained with {key} {summary[key]}, not {start[key]} like the run's starting point "
+                f"{start_name}: not comparable"
+            )
+    return ""
 
 
 def usable(status: Status, evidence: Evidence | None) -> bool:

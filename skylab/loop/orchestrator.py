@@ -308,6 +308,7 @@ class Orchestrator:
                 {
                     SEED_VARIABLE: str(job.seed),
                     BUDGET_VARIABLE: f"{self.config.time_budget_seconds * job.budget_scale:g}",
+                    **(self.config.data.environment() if self.config.data is not None else {}),
                 },
             )
             result = worker.runner.run(request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from skylab.errors import SkylabError
-from skylab.experiment.config import load_config
+from skylab.experiment.config import DataConfig, ExperimentConfig, load_config
 
 if TYPE_CHECKING:
     from skylab.runner.remote import RemoteRunner
@@ -40,8 +41,30 @@ def load_prepare_module(root: Path) -> ModuleType:
     return module
 
 
-def run_prepare(experiment: Path, sources: list[str], shards: int, console: Console) -> None:
+def chosen_data(
+    config: ExperimentConfig, sources: list[str] | None, shards: int | None
+) -> tuple[list[str], int]:
+    """What `skylab prepare` prepares: the sources and shards given, else experiment.toml's [data],
+    else the reference corpus."""
+    declared = config.data or DataConfig()
+    return (sources or list(declared.source)), (shards if shards is not None else declared.shards)
+
+
+def data_note(config: ExperimentConfig, sources: list[str], shards: int) -> str:
+    """A line for data prepared that the experiment's trials will not train on ("" when they will)."""
+    if config.data is None or (list(config.data.source), config.data.shards) == (sources, shards):
+        return ""
+    return (
+        f"note: trials train on {config.data.describe()} ([data] in experiment.toml), not on this data; "
+        "name it there to train on it"
+    )
+
+
+def run_prepare(experiment: Path, sources: list[str] | None, shards: int | None, console: Console) -> None:
     config = load_config(experiment)
+    sources, shards = chosen_data(config, sources, shards)
+    if config.data is not None:  # the module reads the declared data's folder, as a trial does
+        os.environ.update(config.data.environment())
     module = load_prepare_module(config.root)
     if not hasattr(module, "prepare"):
         raise SkylabError(f"{config.root / 'prepare.py'} defines no prepare(): nothing to prepare")
@@ -68,12 +91,16 @@ def run_prepare(experiment: Path, sources: list[str], shards: int, console: Cons
             raise
     console.print(
         f"prepared {meta['train_tokens']:,} train and {meta['val_tokens']:,} validation tokens "
-        f"from {meta['source']} in {module.DATA_DIR}"
+        f"from {meta['source']} in {meta.get('directory', module.DATA_DIR)}",
+        markup=False,
     )
+    note = data_note(config, sources, shards)
+    if note:
+        console.print(note, markup=False)
 
 
 def run_remote_prepare(
-    runner: RemoteRunner, experiment: Path, sources: list[str], shards: int, console: Console
+    runner: RemoteRunner, experiment: Path, sources: list[str] | None, shards: int | None, console: Console
 ) -> int:
     """Prepare the data once on the remote host: sync the experiment there, run its prepare.py.
 
@@ -81,6 +108,7 @@ def run_remote_prepare(
     remote.toml's [remote.env], else its ~/.cache/skylab), so trials never re-send the data.
     """
     config = load_config(experiment)
+    sources, shards = chosen_data(config, sources, shards)
     root = config.root
     files = [name for name in (*config.editable_files, *config.frozen_files, "experiment.toml")]
     remote_dir = runner.workdir_for(root) + "-prepare"

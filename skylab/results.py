@@ -121,6 +121,15 @@ def study_trial(store: TrialStore, spec: str | None, tag: str | None) -> Trial:
     return best
 
 
+def require_own_run(store: TrialStore, trial: Trial) -> None:
+    """A study's trials join `trial`'s run, whose numbers only the clone running it may claim."""
+    if trial.tag not in store.clone.own_tags():
+        raise SkylabError(
+            f"trial {trial.name} is from run {trial.tag}, which another clone runs (a teammate's): "
+            "its trial numbers are theirs to claim, so study it in that clone"
+        )
+
+
 def ablate(
     store: TrialStore,
     config: ExperimentConfig,
@@ -132,6 +141,7 @@ def ablate(
     """Measure `trial` without each of its kept changes, then (with `prune`) train and judge the
     trial without every change that did not help beyond noise. Returns the contributions and the
     outcome of the last session (None when nothing was trained)."""
+    require_own_run(store, trial)
     check_ablation(store.load(), trial)
 
     def ablations(say: Callable[[str], None]) -> list[Job]:
@@ -174,6 +184,7 @@ def confirm(
 ) -> tuple[list[ScaleCheck], RunOutcome]:
     """Measure `trial` and its run's starting point at `scale` × the time budget; returns every
     scale the trial has been confirmed at, and the session's outcome."""
+    require_own_run(store, trial)
     check_confirmation(store.load(), trial)
 
     def confirmations(say: Callable[[str], None]) -> list[Job]:

@@ -100,6 +100,19 @@ def test_ablate_refuses_a_trial_without_kept_changes(tmp_path: Path) -> None:
     assert len(trials(exp)) == 5  # nothing was committed
 
 
+def test_a_teammates_run_is_not_studied_here(tmp_path: Path) -> None:
+    exp = make_loop_experiment(tmp_path / "q", parameters="X = [0, 3]")
+    orchestrate(exp)
+    (exp / ".git" / "skylab" / "own-runs").unlink()  # as if t were pulled from a teammate
+    for command in (["ablate"], ["confirm", "--scale", "2"]):
+        refused = run_skylab(*command, "-C", str(exp))
+        assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+            "error: trial t/2 is from run t, which another clone runs (a teammate's): its trial numbers "
+            "are theirs to claim, so study it in that clone"
+        ]
+    assert len(trials(exp)) == 2
+
+
 def test_confirm_trains_both_at_k_times_the_budget_and_says_whether_the_win_holds(tmp_path: Path) -> None:
     """A win that fades with training time: X costs 1 per second of budget, so X = 3 beats the start
     by 6 at the 1 s budget and loses by 3 at 4 s. The template reads SKYLAB_TIME_BUDGET, so the
@@ -120,6 +133,8 @@ def test_confirm_trains_both_at_k_times_the_budget_and_says_whether_the_win_hold
         assert note is not None and note.strategy == "confirm" and note.decision.value == "revert"
         assert note.other["scale"] == "4" and note.other["confirms"] == confirms
     assert rows["t/2"]["is_best"]  # confirmations never move the best
+    html = next((exp / ".skylab" / "reports").glob("*.html")).read_text()
+    assert "Does it hold when trained longer" in html and "reverses at 4×" in html
 
 
 @pytest.mark.slow

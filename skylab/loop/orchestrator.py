@@ -296,21 +296,7 @@ class Orchestrator:
             note.status, note.reason = job.problem
             return note
         try:
-            request = TrialRequest(
-                worker.worktree.path,
-                self.config.command,
-                self.config.metric,
-                self.config.max_trial_wall_time * job.budget_scale,
-                self.log_dir
-                / (f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"),
-                self.reporter.line,
-                self._stop,
-                {
-                    SEED_VARIABLE: str(job.seed),
-                    BUDGET_VARIABLE: f"{self.config.time_budget_seconds * job.budget_scale:g}",
-                    **(self.config.data.environment() if self.config.data is not None else {}),
-                },
-            )
+            request = trial_request(self.config, job, worker, self.log_dir, self.reporter.line, self._stop)
             result = worker.runner.run(request)
         except (TrialStopped, KeyboardInterrupt):
             self._stopped(worker, job, note)
@@ -362,6 +348,30 @@ def _wait_all(events: list[threading.Event]) -> None:
     running thread ended, and exit while it still trains."""
     while not all(event.is_set() for event in events):
         time.sleep(0.1)
+
+
+def trial_request(
+    config: ExperimentConfig,
+    job: Job,
+    worker: Worker,
+    logs: Path,
+    on_line: Callable[[str], None],
+    stop: threading.Event,
+) -> TrialRequest:
+    """What the runner gets for one measurement of `job`: its work tree, command, limits (scaled
+    with the job's budget), log file, and the environment train.py reads: the seed, the time
+    budget and the experiment's data."""
+    trial = job.trial
+    log = f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"
+    environment = {
+        SEED_VARIABLE: str(job.seed),
+        BUDGET_VARIABLE: f"{config.time_budget_seconds * job.budget_scale:g}",
+        **(config.data.environment() if config.data is not None else {}),
+    }
+    wall = config.max_trial_wall_time * job.budget_scale
+    return TrialRequest(
+        worker.worktree.path, config.command, config.metric, wall, logs / log, on_line, stop, environment
+    )
 
 
 def record_result(note: TrialNote, result: RunResult, metric: str, root: Path) -> None:

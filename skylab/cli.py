@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from skylab.experiment.config import ExperimentConfig
     from skylab.runner import Runner
     from skylab.store.gitstore import TrialStore
+    from skylab.store.history import Trial
 
 app = typer.Typer(
     help="Autonomous pretraining research, with every trial a git commit.",
@@ -496,6 +497,24 @@ StudyTrial = Annotated[
 ]
 
 
+def _study(
+    repo: Path,
+    trial: str | None,
+    tag: str | None,
+    runner: RunnerName,
+    gpus: str | None,
+    workers: int | None,
+    remote_config: Path | None,
+) -> tuple[TrialStore, ExperimentConfig, Trial, list[Runner]]:
+    """What a study command works with: the store, the experiment, the trial and the runners."""
+    from skylab.results import study_trial
+
+    store = _open(repo)
+    config = _experiment_for(store)
+    found = study_trial(store, trial, tag)
+    return store, config, found, _runners(runner, config, gpus, workers, remote_config)
+
+
 @app.command()
 def ablate(
     trial: StudyTrial = None,
@@ -515,12 +534,8 @@ def ablate(
 
     from skylab.report.history_view import shown_as_text
     from skylab.results import ablate as run_ablation
-    from skylab.results import study_trial
 
-    store = _open(repo)
-    config = _experiment_for(store)
-    found = study_trial(store, trial, tag)
-    runners = _runners(runner, config, gpus, workers, remote_config)
+    store, config, found, runners = _study(repo, trial, tag, runner, gpus, workers, remote_config)
     rows, outcome = run_ablation(store, config, runners, found, console, prune)
     if outcome is not None and outcome.stopped_because == "interrupted":
         raise typer.Exit(130)
@@ -562,12 +577,8 @@ def confirm(
 ) -> None:
     """Does the win hold when trained longer: the trial and its run's start, at K× the budget."""
     from skylab.results import confirm as run_confirmation
-    from skylab.results import study_trial
 
-    store = _open(repo)
-    config = _experiment_for(store)
-    found = study_trial(store, trial, tag)
-    runners = _runners(runner, config, gpus, workers, remote_config)
+    store, config, found, runners = _study(repo, trial, tag, runner, gpus, workers, remote_config)
     checks, outcome = run_confirmation(store, config, runners, found, scale, console)
     if outcome.stopped_because == "interrupted":
         raise typer.Exit(130)

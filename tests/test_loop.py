@@ -295,7 +295,7 @@ def test_ctrl_c_records_the_trial_and_leaves_no_training_behind(tmp_path: Path) 
     time.sleep(0.5)
     run.send_signal(signal.SIGINT)
     run.wait(timeout=30)
-    assert run.returncode == 130
+    assert run.returncode == 130, run.stderr.read() if run.stderr else ""
     (row,) = trials(exp)
     assert row["status"] == "interrupted"
     assert not child_alive()

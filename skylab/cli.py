@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.syntax import Syntax
+from typer._click import Context
+from typer.core import TyperGroup
 
 from skylab.errors import SkylabError
 from skylab.terminal import escape_controls
@@ -25,15 +27,46 @@ if TYPE_CHECKING:
     from skylab.store.gitstore import TrialStore
     from skylab.store.history import Trial
 
+# The order `skylab --help` lists commands in: the order a researcher meets them.
+WORKFLOW = (
+    "init", "prepare", "constants", "run", "history", "show", "diff", "report", "apply", "branch",
+    "ablate", "confirm", "push", "pull", "demo",
+)  # fmt: skip
+
+
+class WorkflowOrder(TyperGroup):
+    def list_commands(self, ctx: Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: WORKFLOW.index(name) if name in WORKFLOW else len(WORKFLOW))
+
+
 app = typer.Typer(
+    cls=WorkflowOrder,
     help="Autonomous pretraining research, with every trial a git commit.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 hook_app = typer.Typer(help="Entry points for the git hooks `skylab init` installs.", add_completion=False)
-app.add_typer(hook_app, name="hook")
+app.add_typer(hook_app, name="hook", hidden=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"skylab {version('skylab')}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show Skylab's version and exit."),
+    ] = False,
+) -> None:
+    """Autonomous pretraining research, with every trial a git commit."""
 
 
 class _ClosableStdout:
@@ -81,7 +114,7 @@ console = Console(
 err_console = Console(stderr=True, highlight=False)
 
 RepoOption = Annotated[
-    Path, typer.Option("--repo", "-C", help="The experiment repository (default: the current directory).")
+    Path, typer.Option("-C", "--repo", help="The experiment repository (default: the current directory).")
 ]
 TagOption = Annotated[str | None, typer.Option("--tag", "-t", help="Only this run tag.")]
 TRIAL_HELP = "best, TAG/N, N (with --tag), or a commit-ish such as skylab/best."
@@ -126,16 +159,34 @@ def _experiment_for(store: TrialStore) -> ExperimentConfig:
     return load_config(store.root)
 
 
+def _directory(argument: Path | None, option: Path | None) -> Path | None:
+    """DIR given as an argument or as -C DIR (both: they must agree)."""
+    if argument is not None and option is not None and argument.resolve() != option.resolve():
+        raise SkylabError(f"give the directory once: {argument} or -C {option}")
+    return argument if argument is not None else option
+
+
+def _template_help() -> str:
+    from skylab.experiment.resources import template_names
+
+    return f"Template to copy into an empty directory: {', '.join(template_names())} (default gpt-pretrain)."
+
+
+DirectoryOption = Annotated[Path | None, typer.Option("-C", "--repo", help="The same as DIR.")]
+
+
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Experiment directory (created if missing).")] = Path("."),
-    template: Annotated[
-        str | None, typer.Option("--template", help="Template to copy into an empty directory.")
+    directory: Annotated[
+        Path | None, typer.Argument(help="Experiment directory (created if missing; default: here).")
     ] = None,
+    template: Annotated[str | None, typer.Option("--template", help=_template_help())] = None,
+    repo: DirectoryOption = None,
 ) -> None:
     """Make DIR a Skylab experiment: git repo, template, post-commit hook, baseline commit."""
     from skylab.experiment.scaffold import init_experiment
 
+    directory = _directory(directory, repo) or Path(".")
     actions = init_experiment(directory, template)
     for action in actions:
         console.print(f"• {action}", markup=False)
@@ -325,9 +376,7 @@ def prepare(
     shards: Annotated[
         int | None, typer.Option("--shards", min=1, help="climbmix training shards (default: [data] shards).")
     ] = None,
-    experiment: Annotated[Path, typer.Option("--experiment", "-C", help="The experiment directory.")] = Path(
-        "."
-    ),
+    experiment: RepoOption = Path("."),
     runner: Annotated[RunnerName, typer.Option("--runner", help="Prepare here, or on the remote host.")] = (
         RunnerName.local
     ),
@@ -350,9 +399,7 @@ def prepare(
 def constants(
     assignments: Annotated[list[str] | None, typer.Argument(help="NAME=VALUE pairs to set.")] = None,
     file: Annotated[str | None, typer.Option("--file", help="Editable file (default: the sweep's).")] = None,
-    experiment: Annotated[Path, typer.Option("--experiment", "-C", help="The experiment directory.")] = Path(
-        "."
-    ),
+    experiment: RepoOption = Path("."),
 ) -> None:
     """List the module-level constants of an editable file, or set some (NAME=VALUE ...)."""
     from skylab.experiment.config import load_config
@@ -374,6 +421,31 @@ def constants(
         return
     for key, value in read_constants(source, name).items():
         console.print(f"{key} = {value!r}", markup=False)
+
+
+def _runners(
+    runner: RunnerName, config: ExperimentConfig, gpus: str | None, workers: int | None, remote: Path | None
+) -> list[Runner]:
+    from skylab.loop.workers import make_runners
+    from skylab.runner.gpus import parse_gpus
+
+    return make_runners(runner.value, config, workers, parse_gpus(gpus) if gpus is not None else [], remote)
+
+
+RunnerOption = Annotated[RunnerName, typer.Option("--runner", help="Where trials train.")]
+GpusOption = Annotated[
+    str | None,
+    typer.Option("--gpus", help="The GPUs to use, e.g. 2 or 0,1,2,3: one worker per GPU, pinned to it."),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", "-j", min=1, max=1024, help="Trials at once (default: one per GPU or slot, else 1)."
+    ),
+]
+StudyTrial = Annotated[
+    str | None, typer.Argument(help=TRIAL_HELP + " Default: the best (of the run, with --tag).")
+]
 
 
 class StrategyName(str, Enum):
@@ -409,7 +481,13 @@ def run(
     ] = StrategyName.sweep,
     budget: Annotated[str | None, typer.Option("--budget", help="Wall-clock budget: 30m, 8h, 1d.")] = None,
     max_trials: Annotated[
-        int | None, typer.Option("--max-trials", min=1, help="Stop after N trials.")
+        int | None,
+        typer.Option(
+            "--max-trials",
+            min=1,
+            help="Stop after N trials this run; the measurement of a new run's starting point counts as one, "
+            "the repeats of a trial do not.",
+        ),
     ] = None,
     tag: Annotated[
         str | None, typer.Option("--tag", "-t", help="Run tag (default: today, e.g. nov25).")
@@ -425,19 +503,8 @@ def run(
     temperature: Annotated[
         float | None, typer.Option("--temperature", min=0.0, max=1.0, help="llm sampling temperature.")
     ] = None,
-    gpu: Annotated[
-        str | None, typer.Option("--gpu", help="Pin trials to this GPU (CUDA_VISIBLE_DEVICES).")
-    ] = None,
-    gpus: Annotated[
-        str | None,
-        typer.Option("--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each pinned to its GPU)."),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers", "-j", min=1, max=1024, help="Trials at once (default: one per GPU or slot, else 1)."
-        ),
-    ] = None,
+    gpus: GpusOption = None,
+    workers: WorkersOption = None,
     queued_only: Annotated[bool, typer.Option("--queued-only", hidden=True)] = False,
     remote_config: RemoteConfigOption = None,
     repo: RepoOption = Path("."),
@@ -463,38 +530,12 @@ def run(
     except ValueError as exc:
         raise SkylabError(f"--budget: {exc}") from None
     refuse_uncommitted_edits(store, config.editable_files)
-    if gpu is not None and gpus is not None:
-        raise SkylabError("give --gpu or --gpus, not both")
-    runners = _runners(runner, config, gpus if gpus is not None else gpu, workers, remote_config)
+    runners = _runners(runner, config, gpus, workers, remote_config)
     chosen = None if queued_only else make_strategy(strategy.value, config)
     plan = SessionPlan(tag, strategy.value, seconds, max_trials, queued_only)
     outcome = run_session(store, config, chosen, runners, plan, console)
     if outcome.stopped_because == "interrupted":
         raise typer.Exit(130)
-
-
-def _runners(
-    runner: RunnerName, config: ExperimentConfig, gpus: str | None, workers: int | None, remote: Path | None
-) -> list[Runner]:
-    from skylab.loop.workers import make_runners
-    from skylab.runner.gpus import parse_gpus
-
-    return make_runners(runner.value, config, workers, parse_gpus(gpus) if gpus is not None else [], remote)
-
-
-RunnerOption = Annotated[RunnerName, typer.Option("--runner", help="Where trials train.")]
-GpusOption = Annotated[
-    str | None, typer.Option("--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each pinned to its GPU).")
-]
-WorkersOption = Annotated[
-    int | None,
-    typer.Option(
-        "--workers", "-j", min=1, max=1024, help="Trials at once (default: one per GPU or slot, else 1)."
-    ),
-]
-StudyTrial = Annotated[
-    str | None, typer.Argument(help=TRIAL_HELP + " Default: the best (of the run, with --tag).")
-]
 
 
 def _study(
@@ -602,6 +643,7 @@ def demo(
     directory: Annotated[
         Path | None, typer.Argument(help="Where to build it (default: a new temp dir).")
     ] = None,
+    repo: DirectoryOption = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to run, the baseline included.")] = 5,
     time_budget: Annotated[
         float, typer.Option("--time-budget", min=1, help="Seconds of training per measurement.")
@@ -610,7 +652,7 @@ def demo(
     """Everything end to end on CPU: demo corpus, a CPU-sized GPT experiment, a short sweep, the report."""
     from skylab.demo import run_demo
 
-    report_path = run_demo(directory, trials, console, time_budget)
+    report_path = run_demo(_directory(directory, repo), trials, console, time_budget)
     history(repo=report_path.parents[2], tag="demo", best=False, as_json=False, export=None)
     console.print(f"report: {report_path}", markup=False, soft_wrap=True)
 
@@ -632,6 +674,10 @@ def report(
 
     store = _open(repo)
     config = _experiment_for(store)
+    if tag is not None:
+        tags = store.load().tags()
+        if tag not in tags:
+            raise SkylabError(f"no run tagged '{tag}' (runs: {', '.join(tags) or 'none yet'})")
     path = generate(store, config, output or default_report_path(store, tag), tag=tag)
     console.print(f"report: {path.resolve()}", markup=False, soft_wrap=True)
 

@@ -5,6 +5,7 @@ report. `skylab run` and `skylab demo` both start runs through `run_session`, so
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ def refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> No
         )
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 trial`, `2 trials`, `0 trials`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def plan_line(
     store: TrialStore, plan: SessionPlan, expected: float, workers: int, decisions: str = "", data: str = ""
 ) -> str:
@@ -76,12 +82,13 @@ def plan_line(
     start = existing or store.start_point()
     where = "resuming" if existing else "new run"
     seconds = plan.budget
-    limit = (
-        "no time limit"
-        if seconds is None
-        else f"budget {format_duration(seconds)} (~{int(seconds // expected) * workers} trials)"
-    )
-    trials = f", at most {plan.max_trials} trials" if plan.max_trials else ""
+    if seconds is not None:
+        limit = f"budget {format_duration(seconds)} (~{plural(int(seconds // expected) * workers, 'trial')})"
+    elif plan.max_trials is None:
+        limit = "no budget or trial limit: runs until Ctrl-C"
+    else:
+        limit = "no time limit"
+    trials = f", at most {plural(plan.max_trials, 'trial')}" if plan.max_trials else ""
     parallel = f" · {workers} workers" if workers > 1 else ""
     return (
         f"skylab run {plan.tag} ({where} from {start[:10]}){parallel} · strategy {plan.strategy_name} · "
@@ -105,7 +112,7 @@ def run_session(
 
     root = store.root
     report = report_path(root, plan.tag)
-    state = RunState(tag=plan.tag, strategy=plan.strategy_name, metric=config.metric, budget=plan.budget)
+    state = RunState(plan.tag, plan.strategy_name, config.metric, plan.budget, plan.max_trials)
 
     def refresh_report(live: bool = True) -> None:
         generate(store, config, report, tag=plan.tag, live=live)
@@ -138,6 +145,7 @@ def run_session(
             note = outcome.best.note
             spread = f" ±{note.sem:.2g}" if note is not None and note.sem is not None else ""
             best = f"{outcome.best.value:.6f}{spread} ({outcome.best.name})"
-        count = f"{outcome.trials} trial{'' if outcome.trials == 1 else 's'}"
-        reporter.say(f"stopped: {outcome.stopped_because}. {count} this run; best {config.metric} {best}")
+        took = format_duration(time.monotonic() - state.started)
+        count = f"{plural(outcome.trials, 'trial')} this run in {took}"
+        reporter.say(f"stopped: {outcome.stopped_because}. {count}; best {config.metric} {best}")
     return outcome

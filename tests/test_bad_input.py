@@ -246,7 +246,7 @@ COMMANDS: dict[str, list[str | None]] = {
     "history": ["--tag", "--export", "--best", "--json"],
     "show": ["--tag", None],
     "report": ["--tag", "-o"],
-    "run": ["--budget", "--max-trials", "--tag", "--workers", "--gpus", "--gpu", "--strategy", "--runner"],
+    "run": ["--budget", "--max-trials", "--tag", "--workers", "--gpus", "--strategy", "--runner"],
     "push": [None],
     "pull": [None],
 }

@@ -1,4 +1,4 @@
-"""Human durations ("90s", "30m", "8h", "1d", "1h30m") for budgets and time limits."""
+"""Human durations ("90s", "30m", "8h", "1d", "1h30m", "1:30:00") for budgets and time limits."""
 
 from __future__ import annotations
 
@@ -19,16 +19,32 @@ def parse_duration(text: str | float | int) -> float:
     else:
         cleaned = text.strip().lower().replace(" ", "")
         try:
-            seconds = float(cleaned)
+            seconds = _clock(cleaned) if ":" in cleaned else float(cleaned)
         except ValueError:
             parts = _PART.findall(cleaned)
             if not parts or "".join(n + u for n, u in parts) != cleaned:
-                raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 30m, 8h, 1d, 1h30m)") from None
+                raise ValueError(
+                    f"{text!r} is not a duration (use e.g. 90s, 30m, 8h, 1d, 1h30m, 1:30:00)"
+                ) from None
             seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
     if seconds > MAX_SECONDS:
         raise ValueError(f"{text!r} is longer than a year")
+    return seconds
+
+
+def _clock(text: str) -> float:
+    """Seconds in H:MM:SS or M:SS (minutes and seconds below 60, as a clock shows them)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:-1]) or not parts[-1]:
+        raise ValueError(text)
+    numbers = [float(p) for p in parts]  # ValueError for anything not a number
+    if any(n >= 60 for n in numbers[1:]) or any(n < 0 for n in numbers):
+        raise ValueError(text)
+    seconds = 0.0
+    for number in numbers:
+        seconds = seconds * 60 + number
     return seconds
 
 

@@ -26,6 +26,8 @@ def init_experiment(directory: Path, template: str | None = None) -> list[str]:
     """Make `directory` a Skylab experiment; return what was done, one line per action."""
     if directory.exists() and not directory.is_dir():
         raise SkylabError(f"{directory} is a file, not a directory: give a directory to make an experiment")
+    if template is not None:
+        template_dir(template)  # an unknown name is refused before anything is created
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
     # Check and copy the experiment before touching git, so bad input leaves no half-made repository.

@@ -29,7 +29,7 @@ from skylab.loop.judge import (
     sigma_of,
     threshold,
 )
-from skylab.loop.progress import Reporter
+from skylab.loop.progress import Reporter, Result
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
@@ -94,11 +94,13 @@ class Decider:
                     self.forward.append(forward)
                 if line:
                     self.reporter.say(line)
-            best = (note.value, trial.name) if verdict.new_best else best_for_display(store)
+            best = (note.value, trial.name, note.sem) if verdict.new_best else best_for_display(store)
         line = summary_line(trial, note, self.config.metric, reference_value)
         if note.verdict and not self.config.decision.greedy:
             line += f" ({note.verdict})"
-        self.reporter.trial_finished(line, *best)
+        delta = None if note.value is None or reference_value is None else note.value - reference_value
+        outcome = note.decision.value if note.status is Status.SUCCESS else note.status.value
+        self.reporter.trial_finished(line, *best, result=Result(trial.name, note.value, delta, outcome))
 
     def record_measured(self, store: TrialStore, job: Job, note: TrialNote) -> None:
         """Record a study's trial (an ablation, a confirmation): the limits apply (the time budget
@@ -121,11 +123,12 @@ class Decider:
             n = len(note.measurements)
             mean = f"{note.value:.6f}" + (f" (mean of {n})" if n > 1 else "")
             line = f"trial {job.trial.name}: {note.status.value} {self.config.metric} {mean} (measured)"
-        self.reporter.trial_finished(line, *best)
+        outcome = "measured" if note.status is Status.SUCCESS else note.status.value
+        self.reporter.trial_finished(line, *best, result=Result(job.trial.name, note.value, None, outcome))
 
     def record_stopped(
         self, store: TrialStore, job: Job, note: TrialNote, partly_measured: bool
-    ) -> tuple[str, tuple[float | None, str]]:
+    ) -> tuple[str, Best]:
         """A trial the researcher stopped: with measurements already in, it is left for the next run
         of this tag to continue; otherwise it is recorded as interrupted. Returns the line to show
         and the best for display."""
@@ -223,10 +226,13 @@ def _evidence(trial: Trial | None) -> Evidence | None:
     return Evidence(tuple(samples)) if samples else None
 
 
-def best_for_display(store: TrialStore) -> tuple[float | None, str]:
+Best = tuple[float | None, str, float | None]  # the best's value, its name, its standard error
+
+
+def best_for_display(store: TrialStore) -> Best:
     best = store.best()
     note = store.note_for(best) if best else None
-    return (note.value, f"{note.tag}/{note.trial}") if note else (None, "")
+    return (note.value, f"{note.tag}/{note.trial}", note.sem) if note else (None, "", None)
 
 
 def summary_line(trial: TrialRef, note: TrialNote, metric: str, parent_value: float | None) -> str:

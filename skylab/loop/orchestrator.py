@@ -180,6 +180,7 @@ class Orchestrator:
                 if note is None:
                     return  # interrupted
                 self._decide(worker, job, note)
+                self.reporter.worker_idle(worker.index)
         except BaseException as exc:  # an error stops new proposals; trials in flight still finish
             with self._state:
                 if self._error is None and not isinstance(exc, KeyboardInterrupt):
@@ -225,6 +226,7 @@ class Orchestrator:
                 if isinstance(job, Job):
                     with self._state:
                         self._claimed += 1
+                        self.reporter.claimed(self._claimed)
                         self._pending[job.trial.commit] = _in_flight(worker.store, job)
                     return job
                 if job == "stop":
@@ -286,9 +288,8 @@ class Orchestrator:
         shared = len(self.runners) > 1
         note = starting_note(job, self.config.metric, self.ran_by, str(worker.index) if shared else None)
         repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={job.seed})" if job.seed else ""
-        self.reporter.trial_started(
-            trial.name + repeat, job.proposal.description, self.expected_trial_seconds() * job.budget_scale
-        )
+        expected = self.expected_trial_seconds() * job.budget_scale
+        self.reporter.trial_started(trial.name + repeat, job.proposal.description, expected, worker.index)
         if not job.seed:
             usage = job.proposal.usage
             self.reporter.add_tokens(usage.get("tokens_in", 0) + usage.get("tokens_out", 0))
@@ -296,7 +297,8 @@ class Orchestrator:
             note.status, note.reason = job.problem
             return note
         try:
-            request = trial_request(self.config, job, worker, self.log_dir, self.reporter.line, self._stop)
+            on_line = partial(self.reporter.line, worker=worker.index)
+            request = trial_request(self.config, job, worker, self.log_dir, on_line, self._stop)
             result = worker.runner.run(request)
         except (TrialStopped, KeyboardInterrupt):
             self._stopped(worker, job, note)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -21,27 +21,51 @@ PLAIN_LINE_EVERY = 30.0  # seconds between training lines echoed in plain mode
 
 
 @dataclass
+class Running:
+    """A trial a worker is training now."""
+
+    name: str
+    description: str
+    started: float
+    expected: float
+    last_line: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished trial as the panel lists it."""
+
+    name: str
+    value: float | None
+    delta: float | None  # against the best it was judged against
+    outcome: str  # keep, revert, measured, or how it failed
+
+
+@dataclass
 class RunState:
     tag: str
     strategy: str
     metric: str
     budget: float | None
+    max_trials: int | None = None
     started: float = field(default_factory=time.monotonic)
     trials_done: int = 0
+    claimed: int = 0  # trials this run has begun (repeats of a trial are not new trials)
     best: float | None = None
     best_name: str = ""
-    current: str = ""
-    current_description: str = ""
-    current_started: float | None = None
-    current_expected: float = 0.0
-    last_line: str = ""
+    best_sem: float | None = None
+    running: dict[int, Running] = field(default_factory=dict)  # worker -> its trial
     llm_tokens: int = 0
-    recent: list[str] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)  # the last RECENT finished trials
     sigma: float | None = None  # the run's σ of one measurement, once repeats have measured it
     keep_bar: float | None = None  # the improvement a confirmed candidate must exceed now
 
-    def time_left(self) -> float | None:
-        return None if self.budget is None else max(0.0, self.budget - (time.monotonic() - self.started))
+    def time_left(self, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        return None if self.budget is None else max(0.0, self.budget - (now - self.started))
+
+
+RECENT = 5  # finished trials the live panel lists
 
 
 class Reporter:
@@ -68,15 +92,21 @@ class Reporter:
             self.state.llm_tokens += count
             self.say(f"  LLM tokens: {count:,} for this proposal, {self.state.llm_tokens:,} this run")
 
-    def trial_started(self, name: str, description: str, expected: float) -> None:
-        s = self.state
-        s.current, s.current_description = name, description
-        s.current_started, s.current_expected, s.last_line = time.monotonic(), expected, ""
+    def claimed(self, count: int) -> None:
+        self.state.claimed = count
+
+    def trial_started(self, name: str, description: str, expected: float, worker: int = 0) -> None:
+        self.state.running[worker] = Running(name, description, time.monotonic(), expected)
         self.say(f"trial {name}: {escape(escape_controls(description))}")
 
-    def line(self, text: str) -> None:
+    def worker_idle(self, worker: int) -> None:
+        self.state.running.pop(worker, None)
+
+    def line(self, text: str, worker: int = 0) -> None:
         with self._lock:
-            self.state.last_line = text
+            running = self.state.running.get(worker)
+            if running is not None:
+                running.last_line = text
             now = time.monotonic()
             if text.startswith("step") and now - self._last_plain >= PLAIN_LINE_EVERY:
                 self._last_plain = now
@@ -86,21 +116,29 @@ class Reporter:
         """What the latest decision knew of the noise: shown by the live panel."""
         self.state.sigma, self.state.keep_bar = sigma, keep_bar
 
-    def trial_finished(self, summary: str, best: float | None, best_name: str) -> None:
+    def trial_finished(
+        self,
+        summary: str,
+        best: float | None,
+        best_name: str,
+        best_sem: float | None = None,
+        result: Result | None = None,
+    ) -> None:
         s = self.state
         s.trials_done += 1
-        s.best, s.best_name = best, best_name
-        s.current, s.current_started = "", None
-        s.recent = [*s.recent[-4:], summary]
+        s.best, s.best_name, s.best_sem = best, best_name, best_sem
+        if result is not None:
+            s.results = [*s.results[-(RECENT - 1) :], result]
         self.say(summary)
 
 
 class LiveReporter(Reporter):
-    """The same events, drawn as a panel that refreshes twice a second."""
+    """The same events, drawn as a panel that refreshes twice a second and is gone when the run ends
+    (what it said stays above it as plain lines)."""
 
     def __init__(self, console: Console, state: RunState) -> None:
         super().__init__(console, state)
-        self.live = Live(console=console, get_renderable=self._render, refresh_per_second=2, transient=False)
+        self.live = Live(console=console, get_renderable=self._render, refresh_per_second=2, transient=True)
 
     def __enter__(self) -> LiveReporter:
         self.live.__enter__()
@@ -109,8 +147,10 @@ class LiveReporter(Reporter):
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(None, None, None)
 
-    def line(self, text: str) -> None:
-        self.state.last_line = text
+    def line(self, text: str, worker: int = 0) -> None:
+        running = self.state.running.get(worker)
+        if running is not None:
+            running.last_line = text
 
     def add_tokens(self, count: int) -> None:
         self.state.llm_tokens += count
@@ -118,33 +158,54 @@ class LiveReporter(Reporter):
     def say(self, text: str) -> None:
         self.live.console.print(text, highlight=False, soft_wrap=True)
 
-    def trial_started(self, name: str, description: str, expected: float) -> None:
-        s = self.state
-        s.current, s.current_description = name, description
-        s.current_started, s.current_expected, s.last_line = time.monotonic(), expected, ""
+    def trial_started(self, name: str, description: str, expected: float, worker: int = 0) -> None:
+        self.state.running[worker] = Running(name, description, time.monotonic(), expected)
 
-    def _render(self) -> Group:
-        s = self.state
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold")
-        table.add_column()
-        left = s.time_left()
-        best = f"{s.best:.6f} ({s.best_name})" if s.best is not None else "—"
-        table.add_row(
-            "run", f"{s.tag} · {s.strategy} · {s.trials_done} trial{'' if s.trials_done == 1 else 's'} done"
-        )
-        table.add_row(f"best {s.metric}", best)
-        if s.sigma is not None and s.keep_bar is not None:
-            table.add_row("noise", f"σ {s.sigma:.4g} · a keep needs > {s.keep_bar:.4g} better")
-        table.add_row("time left", "no limit" if left is None else format_duration(left))
-        if s.llm_tokens:
-            table.add_row("LLM tokens", f"{s.llm_tokens:,}")
-        if s.current and s.current_started is not None:
-            elapsed = time.monotonic() - s.current_started
-            table.add_row("trial", f"{s.current}: {escape(s.current_description)}")
-            table.add_row("elapsed", f"{format_duration(elapsed)} / ~{format_duration(s.current_expected)}")
-            table.add_row("", Text(s.last_line[-160:], style="dim"))
-        return Group(table)
+    def _render(self) -> Table:
+        return panel(self.state, time.monotonic())
+
+
+def panel(s: RunState, now: float) -> Table:
+    """The live panel: the run and how far it is, the best, the noise, one line per trial training
+    (with a bar for its training time), the last results. Every cell is cut, never wrapped, so it
+    fits any terminal width (80 columns and up)."""
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(style="bold", no_wrap=True, min_width=8)
+    table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    elapsed = format_duration(now - s.started)
+    which = f"trial {s.claimed}" + (f" of {s.max_trials}" if s.max_trials else "")
+    left = s.time_left(now)
+    limit = f"{format_duration(left)} left" if left is not None else "" if s.max_trials else "until Ctrl-C"
+    table.add_row("run", " · ".join(p for p in (s.tag, s.strategy, which, f"{elapsed} elapsed", limit) if p))
+    spread = f" ±{s.best_sem:.2g}" if s.best_sem is not None else ""
+    best = f"{s.best:.6f}{spread} ({s.best_name})" if s.best is not None else "—"
+    table.add_row("best", f"{s.metric} {best}")
+    if s.sigma is not None and s.keep_bar is not None:
+        table.add_row("noise", f"σ {s.sigma:.4g} · a keep needs > {s.keep_bar:.4g} better")
+    if s.llm_tokens:
+        table.add_row("LLM", f"{s.llm_tokens:,} tokens")
+    several = len(s.running) > 1
+    for worker, running in sorted(s.running.items()):
+        spent = now - running.started
+        bar = progress_bar(spent / running.expected if running.expected > 0 else 0.0)
+        timing = f"{format_duration(spent)}/~{format_duration(running.expected)}"
+        label = f"worker {worker}" if several else "training"
+        what = escape_controls(running.description)
+        table.add_row(label, Text(f"{running.name} {bar} {timing} · {what}", overflow="ellipsis"))
+        if not several and running.last_line:
+            table.add_row("", Text(escape_controls(running.last_line), style="dim", overflow="ellipsis"))
+    for index, result in enumerate(reversed(s.results)):
+        value = f"{result.value:.6f}" if result.value is not None else "—"
+        delta = f"{result.delta:+.4g}" if result.delta is not None else ""
+        shown = "  ".join(part for part in (result.name, value, delta, result.outcome) if part)
+        table.add_row("recent" if index == 0 else "", Text(shown, overflow="ellipsis"))
+    return table
+
+
+def progress_bar(fraction: float, width: int = 16) -> str:
+    """A bar of `width` cells, full at 1 (past 1 it stays full)."""
+    filled = round(min(1.0, max(0.0, fraction)) * width)
+    return "█" * filled + "░" * (width - filled)
 
 
 def remaining(max_trials: int | None, claimed: int, budget: float | None, elapsed: float) -> str:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import pygit2
 
 from skylab.errors import SkylabError
@@ -45,24 +46,19 @@ def kill_leftover_training(workdir: Path) -> bool:
 
 
 def _group_members(pgid: int) -> list[int]:
+    """The processes in group `pgid` (psutil, so it works wherever the local runner does)."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so split after ')'.
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid):
-            members.append(int(entry.name))
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == pgid:
+                members.append(process.pid)
     return members
 
 
 def _cwd(pid: int) -> Path | None:
     try:
-        return Path(os.readlink(f"/proc/{pid}/cwd"))
-    except OSError:
+        return Path(psutil.Process(pid).cwd())
+    except (psutil.Error, OSError):
         return None
 
 

@@ -65,9 +65,17 @@ def run_prepare(experiment: Path, sources: list[str] | None, shards: int | None,
     sources, shards = chosen_data(config, sources, shards)
     if config.data is not None:  # the module reads the declared data's folder, as a trial does
         os.environ.update(config.data.environment())
+    if not (config.root / "prepare.py").is_file():
+        console.print(f"{config.name} has nothing to prepare: it has no prepare.py", markup=False)
+        return
     module = load_prepare_module(config.root)
     if not hasattr(module, "prepare"):
-        raise SkylabError(f"{config.root / 'prepare.py'} defines no prepare(): nothing to prepare")
+        console.print(
+            f"{config.name} has nothing to prepare: its prepare.py defines no prepare() "
+            "(its data ships with it)",
+            markup=False,
+        )
+        return
     error_type = getattr(module, "PrepareError", None)
     tasks: dict[str, TaskID] = {}
     columns = [

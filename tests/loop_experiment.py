@@ -57,6 +57,7 @@ if DATA or os.environ.get("SKYLAB_DATA"):  # what it trained on: the declared da
     print(f"data:             {DATA or os.environ['SKYLAB_DATA']}")
 print(f"peak_vram_mb:     {VRAM_MB:.1f}")
 print("mfu_percent:      12.5")
+print("steps:            3")
 """
 
 CONFIG = """\

@@ -330,6 +330,9 @@ def test_summary_parser_reads_the_last_block() -> None:
     )
     assert parse_summary(output) == {"val_bpb": 0.9979, "peak_vram_mb": 45060.2, "profile": "full"}
     assert parse_summary("Traceback (most recent call last):\n  boom\n") == {}
+    counts = parse_summary("---\nnum_steps: 77\ndepth: 4\nval_bpb: 3\nmfu_percent: 12.0\n")
+    assert counts == {"num_steps": 77, "depth": 4, "val_bpb": 3, "mfu_percent": 12.0}
+    assert [type(v) for v in counts.values()] == [int, int, int, float]  # integers stay integers
 
 
 @pytest.mark.slow

@@ -194,6 +194,7 @@ def test_a_trial_on_other_data_than_the_runs_start_is_a_constraint(tmp_path: Pat
     assert other["status"] == "constraint" and other["decision"] == "revert" and start["is_best"]
     first, note = (t.note for t in TrialStore.open(exp).load().trials)
     assert first is not None and first.summary["data"] == "demo"
+    assert first.summary["steps"] == 3 and isinstance(first.summary["steps"], int)  # stays an integer
     assert (
         note is not None
         and note.summary["data"] == "climbmix-10"

@@ -21,7 +21,7 @@ class RunResult:
     peak_vram_mb: float | None
     train_seconds: float | None
     wall_seconds: float
-    summary: dict[str, float | str] = field(default_factory=dict)
+    summary: dict[str, int | float | str] = field(default_factory=dict)
     log_path: Path | None = None
     log_tail: str = ""
     exit_code: int | None = None

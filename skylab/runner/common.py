@@ -43,15 +43,12 @@ def result_from_output(
     capped log tail for the note."""
     lines = list(tail)
     summary = parse_summary("\n".join(lines))
-    raw_value = summary.get(metric)
-    value = raw_value if isinstance(raw_value, float) else None
-    vram = summary.get("peak_vram_mb")
-    train = summary.get("training_seconds")
+    value = _number(summary.get(metric))
     result = RunResult(
         status=Status.SUCCESS,
         value=value,
-        peak_vram_mb=vram if isinstance(vram, float) else None,
-        train_seconds=train if isinstance(train, float) else None,
+        peak_vram_mb=_number(summary.get("peak_vram_mb")),
+        train_seconds=_number(summary.get("training_seconds")),
         wall_seconds=wall,
         summary=summary,
         log_path=log_path,
@@ -68,3 +65,8 @@ def result_from_output(
     if result.status is not Status.SUCCESS:
         result.log_tail = cap_log_tail(lines)
     return result
+
+
+def _number(raw: int | float | str | None) -> float | None:
+    """A summary value as a float (a whole number prints as `3`, still a number); None for text."""
+    return float(raw) if isinstance(raw, int | float) else None

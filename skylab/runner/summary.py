@@ -13,18 +13,25 @@ import re
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):\s+(\S.*?)\s*$")
 
 
-def parse_summary(output: str) -> dict[str, float | str]:
-    """The key/value lines after the last `---` line; numbers as floats. Empty if there is none."""
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def parse_summary(output: str) -> dict[str, int | float | str]:
+    """The key/value lines after the last `---` line; whole numbers as ints (`num_steps: 77` stays
+    77, not 77.0), other numbers as floats. Empty if there is none."""
     lines = output.splitlines()
     separators = [i for i, line in enumerate(lines) if line.strip() == "---"]
     if not separators:
         return {}
-    summary: dict[str, float | str] = {}
+    summary: dict[str, int | float | str] = {}
     for line in lines[separators[-1] + 1 :]:
         match = _LINE.match(line.strip())
         if not match:
             continue
         key, raw = match.groups()
+        if _INTEGER.fullmatch(raw):
+            summary[key] = int(raw)
+            continue
         try:
             summary[key] = float(raw)
         except ValueError:

@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= skylab-demo
 
-.PHONY: sync test quick lint format typecheck standardize demo bench
+.PHONY: sync system-deps test quick lint format typecheck standardize demo bench
 
 # torch is pinned in pyproject.toml: plain pip then takes the CPU wheel a machine already has.
 sync:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+# The Debian packages the browser, SSH, Slurm and terminal tests need (sudo apt-get; CI runs it too).
+system-deps:
+	bash scripts/system-deps.sh
 
 # Everything, the slow tests too (what CI runs). `make quick` skips those marked slow.
 test:

@@ -20,7 +20,9 @@ ARTIFACTS = Path(
 @contextmanager
 def chromium(profile: Path) -> Iterator[object]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed (`make system-deps` installs them)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -152,7 +152,7 @@ def stop_slurm(slurm: LocalSlurm) -> None:
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
     if not all(shutil.which(d) or Path(d).exists() for d in DAEMONS):
-        pytest.skip("Slurm and munge are not installed (apt-get install slurmctld slurmd munge)")
+        pytest.skip("Slurm and munge are not installed (`make system-deps` installs them)")
     instance = start_slurm(tmp_path_factory.mktemp("slurm"))
     yield instance
     stop_slurm(instance)

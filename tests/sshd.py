@@ -62,7 +62,7 @@ def _keygen(path: Path) -> None:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     if not Path(SSHD).exists() or shutil.which("rsync") is None:
-        pytest.skip("openssh-server and rsync are not installed (.ci/run installs them)")
+        pytest.skip("openssh-server and rsync are not installed (`make system-deps` installs them)")
     root = tmp_path_factory.mktemp("sshd")
     _keygen(root / "host_key")
     _keygen(root / "user_key")

@@ -39,12 +39,11 @@ def test_report_data_headline_chart_and_chain(store: TrialStore, experiment: Pat
     assert (h.best, h.best_trial, h.baseline) == (3.10, "mar28/6", 3.50)
     assert h.improvement == pytest.approx(0.40) and h.improvement_pct == pytest.approx(100 * 0.40 / 3.50)
     assert (h.trials, h.kept, h.reverted, h.failed) == (6, 3, 2, 1)
-    assert [p.kind for p in data.chart.points] == ["kept", "reverted", "failed", "kept", "reverted", "kept"]
-    xs = [p.x for p in data.chart.points]
-    assert xs == sorted(xs) and len(set(xs)) == 6
-    kept_y = [p.y for p in data.chart.points if p.kind == "kept"]
-    assert kept_y == sorted(kept_y)  # lower val_bpb is drawn lower... and each kept one is lower still
-    assert data.chart.best_path.startswith("M") and data.chart.best_path.count("V") == 2
+    chart = json.loads(data.chart_json)
+    assert [p[2] for p in chart["points"]] == ["kept", "reverted", "failed", "kept", "reverted", "kept"]
+    assert [p[0] for p in chart["points"]] == [3.5, 3.6, None, 3.3, 3.4, 3.1] and chart["best"] == 3.1
+    assert [p[3] for p in chart["points"]][:2] == ["mar28/1", "mar28/2"]
+    assert chart["range"][0] < 3.1 and chart["range"][1] > 3.6  # everything fits: no outlier here
     assert [step["trial"] for step in data.chain] == ["mar28/1", "mar28/4", "mar28/6"]
     details = json.loads(data.details_json)
     assert "<" not in data.details_json and "</script>" in details["mar28/4"]["diff"]
@@ -55,7 +54,8 @@ def test_everything_from_trials_is_escaped_in_the_html(store: TrialStore, experi
     html = render_report(build_report_data(store, load_config(experiment)))
     assert "<script>window.__xss" not in html and "<img src=x" not in html
     assert "&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in html or "&lt;img src=x" in html
-    assert html.count("<script") == 2  # the JSON block and our own script, nothing else
+    assert html.count("<script") == 4  # three JSON blocks (details, chart, files) and our own script
+    assert html.count('<script type="application/json"') == 3
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no CDN
 
 
@@ -180,3 +180,100 @@ def test_report_of_a_run_is_written_after_each_trial(tmp_path: Path) -> None:
     assert f"live report: {report}" in result.stdout.replace("\n", "")
     html = report.read_text()
     assert html.count('class="row"') == 2 and "location.reload" not in html  # final: not live
+
+
+def swept(store: TrialStore) -> None:
+    """A sweep over tiny-bigram's parameters: gains from 3.497 to 3.471, one diverged run at 5.8,
+    two crashes."""
+    values = [3.497, 3.49, 5.8, 3.485, None, 3.48, 3.4755, None, 3.478, 3.471, 3.49, 3.474]
+    for n, value in enumerate(values):
+        params = {
+            "LEARNING_RATE": round(0.01 * (n + 1), 3),
+            "BATCH_SIZE": [256, 1024, 4096][n % 3],
+            "WEIGHT_DECAY": 0.0,
+        }
+        status = Status.SUCCESS if value is not None else Status.CRASH
+        text = f"LEARNING_RATE = {params['LEARNING_RATE']}\nBATCH_SIZE = {params['BATCH_SIZE']}\n"
+        add_trial(
+            store,
+            "apr1",
+            value,
+            status=status,
+            params=params,
+            description=f"lr {params['LEARNING_RATE']}",
+            files={"train.py": text},
+        )
+
+
+def test_robust_range_keeps_the_gains_in_view_and_clips_the_outlier(
+    store: TrialStore, experiment: Path
+) -> None:
+    swept(store)
+    data = build_report_data(store, load_config(experiment))
+    chart = json.loads(data.chart_json)
+    low, high = chart["range"]
+    assert low < 3.471 and 3.497 < high < 3.6  # the 5.8 outlier is outside, clipped to the edge
+    assert data.params == ["LEARNING_RATE", "BATCH_SIZE", "WEIGHT_DECAY"] and data.show_vram is not False
+    assert list(data.importances) and abs(sum(data.importances.values()) - 1) < 1e-6
+    assert data.unchanged["apr1/2"] == ["WEIGHT_DECAY"]  # what apr1/2 kept from its parent apr1/1
+    changed = [step["changed"] for step in data.chain]
+    assert changed[0] == [] and ("LEARNING_RATE", "0.01", "0.02") in changed[1]
+
+
+def test_analysis_report_in_chromium(store: TrialStore, experiment: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    swept(store)
+    path = generate(store, load_config(experiment), tmp_path / "report.html")
+    with chromium(tmp_path / "profile") as driver:
+        d: Any = driver
+        d.get(path.as_uri())
+        assert browser_errors(d) == []
+        chart = d.find_element(By.ID, "chart")
+        assert chart.size["width"] > 1000  # full width in a 1300 px window
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart .point")) == 12
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart path.failed")) == 2  # in the failed lane
+        (outlier,) = d.find_elements(By.CSS_SELECTOR, "#chart path.clipped")
+        assert outlier.get_attribute("data-trial") == "apr1/3"
+        assert d.find_element(By.ID, "best-tick").text == "3.4710"  # a tick at the best value
+        ActionChains(d).move_to_element(outlier).perform()
+        tooltip = d.find_element(By.ID, "tooltip")
+        assert tooltip.is_displayed() and "apr1/3" in tooltip.text and "5.800000" in tooltip.text
+        # zoom: drag from the 6th trial to the 10th
+        points = d.find_elements(By.CSS_SELECTOR, "#chart .point")
+        ActionChains(d).move_to_element(points[5]).click_and_hold().move_to_element(
+            points[9]
+        ).release().perform()
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart .point")) == 5
+        assert d.find_element(By.ID, "zoom-reset").is_displayed()
+        d.find_element(By.ID, "zoom-reset").click()
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart .point")) == 12
+        ticks = [t.text for t in d.find_elements(By.CSS_SELECTOR, "#chart text.tick")]
+        d.find_element(By.ID, "log-scale").click()
+        assert d.find_element(By.CSS_SELECTOR, "#chart .axis-label:last-of-type").text.endswith("(log)")
+        assert [t.text for t in d.find_elements(By.CSS_SELECTOR, "#chart text.tick")] != ticks
+        # parameters: importance, one slice per parameter, parallel coordinates; columns in the table
+        assert len(d.find_elements(By.CSS_SELECTOR, "#importance tr")) == 3
+        assert len(d.find_elements(By.CSS_SELECTOR, "#slices svg")) == 3
+        assert len(d.find_elements(By.CSS_SELECTOR, "#parallel polyline")) == 10
+        headers = [th.text for th in d.find_elements(By.CSS_SELECTOR, "#trials th")]
+        assert headers[-4:] == ["LEARNING_RATE", "BATCH_SIZE", "WEIGHT_DECAY", "description"]
+        assert "VRAM GB" in headers
+        d.find_element(By.CSS_SELECTOR, 'th[data-key="p1"]').click()  # sort by BATCH_SIZE, numerically
+        first = d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")[0]
+        assert first.get_attribute("data-p1") == "256"
+        d.find_element(By.ID, "only-changed").click()
+        assert "only-changed" in d.find_element(By.ID, "trials").get_attribute("class")
+        # compare two trials that are not parent and child
+        Select(d.find_element(By.ID, "compare-a")).select_by_value("apr1/1")
+        Select(d.find_element(By.ID, "compare-b")).select_by_value("apr1/10")
+        d.find_element(By.ID, "compare-go").click()
+        fields = d.find_element(By.ID, "compare-fields").text
+        assert "param.LEARNING_RATE 0.01 0.1" in fields and "val_bpb 3.497 3.471" in fields
+        diff = d.find_element(By.ID, "compare-diff").text
+        assert "-LEARNING_RATE = 0.01" in diff and "+LEARNING_RATE = 0.1" in diff
+        d.execute_script("window.scrollTo(0, 0)")
+        screenshot(d, "report-analysis.png")
+        assert browser_errors(d) == []

@@ -7,7 +7,6 @@ autoescaping or as JSON that the script puts into the page with textContent, nev
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -23,6 +22,14 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.resources import resource_dir
 from skylab.loop.judge import rules_for
+from skylab.report.analysis import (
+    FAILED,
+    changed_params,
+    chart_data,
+    importances,
+    param_names,
+    unchanged,
+)
 from skylab.report.history_view import HistoryRow, history_rows
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
@@ -31,33 +38,7 @@ from skylab.strategy.research import ledger
 from skylab.studies.ablation import ABLATION, Contribution, contributions
 from skylab.studies.confirmation import CONFIRM, ScaleCheck, scale_checks
 
-CHART_WIDTH, CHART_HEIGHT = 900, 360
-MARGIN = {"left": 72, "right": 20, "top": 16, "bottom": 44}
-FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.CONSTRAINT.value, Status.INTERRUPTED.value}
-
-
-@dataclass
-class ChartPoint:
-    x: float
-    y: float
-    trial: str
-    label: str
-    kind: str  # kept | reverted | failed
-    error: float = 0.0  # half the height of the ±se bar, in pixels (0: one measurement, or σ unknown)
-
-
-@dataclass
-class Chart:
-    width: int
-    height: int
-    points: list[ChartPoint]
-    best_path: str
-    x_ticks: list[tuple[float, str]]
-    y_ticks: list[tuple[float, str]]
-    plot: dict[str, float]
-    metric: str
-    failed_y: float
-    band_path: str = ""  # ±σ of one measurement around the best-so-far line, once σ is known
+COMPARE_TRIALS = 500  # up to this many trials, the report carries their files for comparing any two
 
 
 @dataclass
@@ -88,7 +69,7 @@ class ReportData:
     generated_at: str
     live: bool
     headline: Headline
-    chart: Chart
+    chart_json: str  # the chart's data (analysis.chart_data), drawn by the page's script
     rows: list[HistoryRow]
     chain: list[dict[str, Any]]
     details_json: str
@@ -96,6 +77,12 @@ class ReportData:
     ledger: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # the LLM's predictions, scored
     ablations: list[tuple[str, list[Contribution]]] = field(default_factory=list)  # trial -> its changes
     confirmations: list[ScaleCheck] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)  # the parameter columns of the trial table
+    importances: dict[str, float] = field(default_factory=dict)  # parameter -> importance, largest first
+    show_vram: bool = True  # False when no trial reports any VRAM (a CPU experiment)
+    trial_width: int = 8  # characters of the longest trial name: its column is never cut
+    files_json: str = "null"  # the editable files of every trial, deduplicated, for comparing two
+    unchanged: dict[str, list[str]] = field(default_factory=dict)  # trial -> parameters as its parent's
 
 
 def build_report_data(
@@ -115,13 +102,19 @@ def build_report_data(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         live=live,
         headline=_headline(trials, searched, config),
-        chart=_chart(searched, config),
+        chart_json=_script_json(chart_data(searched, config, latest_sigma(searched))),
         rows=rows,
         chain=_chain(history, trials, config),
         details_json=_details_json(store, trials, rows),
         ledger=ledger(history, tag),
         ablations=[(t.name, contributions(history, t, rules)) for t in studied[ABLATION]],
         confirmations=[check for t in studied[CONFIRM] for check in scale_checks(history, t, rules)],
+        params=param_names(rows),
+        unchanged=unchanged(rows),
+        importances=importances(searched, config),
+        show_vram=any(r.peak_vram_mb for r in rows),
+        trial_width=max((len(r.trial) for r in rows), default=8) + 3,
+        files_json=_files_json(store, config, trials) if len(trials) <= COMPARE_TRIALS else "null",
     )
 
 
@@ -188,102 +181,6 @@ def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentCon
     )
 
 
-def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    if high <= low:
-        return [low]
-    raw = (high - low) / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + 1e-12:
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
-
-
-def _chart(rows: list[HistoryRow], config: ExperimentConfig) -> Chart:
-    plot: dict[str, float] = {
-        "x0": MARGIN["left"],
-        "x1": CHART_WIDTH - MARGIN["right"],
-        "y0": MARGIN["top"],
-        "y1": CHART_HEIGHT - MARGIN["bottom"],
-    }
-    values = [r.value for r in rows if r.value is not None and math.isfinite(r.value)]
-    sigma = latest_sigma(rows)
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if high - low < 1e-12:
-        low, high = low - 0.5, high + 0.5
-    pad = (high - low) * 0.05
-    low, high = low - pad, high + pad
-    count = max(len(rows), 1)
-
-    def x_of(i: int) -> float:
-        return plot["x0"] + (plot["x1"] - plot["x0"]) * (i + 0.5) / count
-
-    def y_of(v: float) -> float:
-        return plot["y1"] - (plot["y1"] - plot["y0"]) * (v - low) / (high - low)
-
-    failed_y = plot["y1"] - 6
-    points, steps, best = [], [], None
-    for i, row in enumerate(rows):
-        ok = row.value is not None and math.isfinite(row.value) and row.status not in FAILED
-        if ok and row.value is not None:
-            kind = "kept" if row.decision == Decision.KEEP.value else "reverted"
-            n = len(row.measurements)
-            spread = f" ±{row.sem:.2g} (mean of {n})" if n > 1 and row.sem is not None else ""
-            label = f"{row.trial}: {row.value:.6f}{spread} ({row.status}, {row.decision}) {row.description}"
-            error = abs(y_of(row.value + row.sem) - y_of(row.value)) if n > 1 and row.sem else 0.0
-            point = ChartPoint(
-                round(x_of(i), 2), round(y_of(row.value), 2), row.trial, label, kind, round(error, 2)
-            )
-            points.append(point)
-            if row.status == Status.SUCCESS.value and config.is_better(row.value, best):
-                best = row.value
-        else:
-            label = f"{row.trial}: {row.status} {row.description}"
-            points.append(ChartPoint(round(x_of(i), 2), failed_y, row.trial, label, "failed"))
-        if best is not None:
-            steps.append((x_of(i), best))
-    band = ""
-    if steps and sigma:
-        top = _stairs([(x, y_of(v + sigma)) for x, v in steps], plot["x1"])
-        bottom = _stairs([(x, y_of(v - sigma)) for x, v in steps], plot["x1"])
-        band = "M" + " L".join(f"{x:.2f},{y:.2f}" for x, y in [*top, *reversed(bottom)]) + " Z"
-    steps = [(x, y_of(v)) for x, v in steps]
-    path = ""
-    if steps:
-        path = f"M{steps[0][0]:.2f},{steps[0][1]:.2f}"
-        for (_, y_prev), (x, y) in itertools.pairwise(steps):
-            path += f" H{x:.2f}" if y == y_prev else f" H{x:.2f} V{y:.2f}"
-        path += f" H{plot['x1']:.2f}"
-    x_ticks = [(round(x_of(i), 2), str(i + 1)) for i in _index_ticks(len(rows))]
-    y_ticks = [(round(y_of(v), 2), f"{v:.4g}") for v in _nice_ticks(low, high)]
-    chart = Chart(CHART_WIDTH, CHART_HEIGHT, points, path, x_ticks, y_ticks, plot, config.metric, failed_y)
-    chart.band_path = band
-    return chart
-
-
-def _stairs(steps: list[tuple[float, float]], right: float) -> list[tuple[float, float]]:
-    """The corners of a step line through `steps` (x ascending), held level to `right`."""
-    corners: list[tuple[float, float]] = []
-    for x, y in steps:
-        if corners:
-            corners.append((x, corners[-1][1]))
-        corners.append((x, y))
-    if corners:
-        corners.append((right, corners[-1][1]))
-    return corners
-
-
-def _index_ticks(count: int) -> list[int]:
-    """Zero-based positions of the trial-number ticks: every trial up to 10, round numbers after."""
-    if count <= 10:
-        return list(range(count))
-    return [int(t) - 1 for t in _nice_ticks(1, count, 8) if t >= 1 and float(t).is_integer()]
-
-
 def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> list[dict[str, Any]]:
     tags = {t.tag for t in trials}
     tip = history.best
@@ -292,17 +189,20 @@ def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> l
         tip = kept[-1].commit if kept else None
     story: list[dict[str, Any]] = []
     previous: float | None = None
+    params: dict[str, Any] | None = None
     for trial in history.kept_chain(tip):
         delta = None if previous is None or trial.value is None else trial.value - previous
+        now = dict(trial.note.params) if trial.note else {}
         story.append(
             {
                 "trial": trial.name,
                 "value": trial.value,
                 "delta": delta,
                 "description": trial.note.description if trial.note else "",
+                "changed": [] if params is None else changed_params(params, now),
             }
         )
-        previous = trial.value
+        previous, params = trial.value, now
     return story
 
 
@@ -320,8 +220,30 @@ def _details_json(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]
             "log": note.log_tail if note else "",
             "reason": note.reason if note else "",
         }
-    # Inside <script type="application/json">: no "<" may survive, or "</script>" could end the block.
-    return json.dumps(details, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    return _script_json(details)
+
+
+def _script_json(value: object) -> str:
+    """JSON to put inside <script type="application/json">: no "<" or ">" survives, so no
+    "</script>" in a trial's text can end the block."""
+    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _files_json(store: TrialStore, config: ExperimentConfig, trials: list[Trial]) -> str:
+    """{"texts": [file text, ...], "trials": {trial: {path: index into texts}}}: every trial's editable
+    files, each distinct text once, for the page to diff any two trials."""
+    texts: dict[str, int] = {}
+    by_trial: dict[str, dict[str, int]] = {}
+    for trial in trials:
+        files = {}
+        for path in config.editable_files:
+            content = store.file_at(trial.commit, path)
+            if content is None:
+                continue
+            text = content.decode("utf-8", "replace")
+            files[path] = texts.setdefault(text, len(texts))
+        by_trial[trial.name] = files
+    return _script_json({"texts": list(texts), "trials": by_trial})
 
 
 def render_report(data: ReportData) -> str:

@@ -105,7 +105,7 @@ class SweepStrategy:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        distributions = {p.name: _distribution(p) for p in self.sweep.parameters}
+        distributions = {p.name: distribution(p) for p in self.sweep.parameters}
         if self._study is None:
             # constant_liar: asks still open (trials in flight on other workers) count as poor
             # results, so parallel workers spread out instead of all asking for the same point.
@@ -169,7 +169,8 @@ def _sample(space: ParameterSpace, rng: random.Random) -> Scalar:
     return float(f"{value:.4g}")  # four significant digits: readable, and plenty for a sweep
 
 
-def _distribution(space: ParameterSpace) -> Any:
+def distribution(space: ParameterSpace) -> Any:
+    """The Optuna distribution of one parameter's search space."""
     import optuna
 
     if space.values is not None:

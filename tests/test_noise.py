@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,11 +186,30 @@ def test_the_report_shows_the_noise(store: TrialStore, experiment: Path) -> None
     h = data.headline
     assert (h.best, h.best_n, h.best_sem) == (2.29, 1, None)  # the last kept one, measured once
     assert h.z == pytest.approx(0.11 / (0.015 * (1 + 1 / 3) ** 0.5)) and not h.within_noise
-    bars = [p.error for p in data.chart.points]
-    assert bars[0] > 0 and bars[1] > 0 and bars[2] == 0  # ±se where a mean of several was recorded
+    chart = json.loads(data.chart_json)
+    bars = [p[1] for p in chart["points"]]
+    assert bars[0] > 0 and bars[1] > 0 and bars[2] is None  # ±se where a mean of several was recorded
+    assert chart["sigma"] == pytest.approx(0.015)  # the page draws the ±σ band from it
     html = render_report(data)
-    assert 'id="noise-band"' in html and 'class="err"' in html
     assert "standard errors beyond noise" in html
+
+
+def test_the_noise_band_and_error_bars_in_chromium(
+    store: TrialStore, experiment: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from skylab.experiment.config import load_config
+    from skylab.report.html import generate
+    from tests.browser import chromium
+
+    noisy_history(store)
+    path = generate(store, load_config(experiment), tmp_path / "report.html")
+    with chromium(tmp_path / "profile") as driver:
+        d: Any = driver
+        d.get(path.as_uri())
+        assert d.find_elements(By.ID, "noise-band") and d.find_element(By.ID, "noise-legend").is_displayed()
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart line.err")) == 2
 
 
 def test_the_model_is_told_what_counts_as_real(store: TrialStore, experiment: Path) -> None:

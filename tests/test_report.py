@@ -187,7 +187,7 @@ def swept(store: TrialStore) -> None:
     two crashes."""
     values = [3.497, 3.49, 5.8, 3.485, None, 3.48, 3.4755, None, 3.478, 3.471, 3.49, 3.474]
     for n, value in enumerate(values):
-        params = {
+        params: dict[str, int | float | str | bool] = {
             "LEARNING_RATE": round(0.01 * (n + 1), 3),
             "BATCH_SIZE": [256, 1024, 4096][n % 3],
             "WEIGHT_DECAY": 0.0,

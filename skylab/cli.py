@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # The order `skylab --help` lists commands in: the order a researcher meets them.
 WORKFLOW = (
-    "init", "prepare", "constants", "run", "history", "show", "diff", "report", "apply", "branch",
+    "init", "import", "prepare", "constants", "run", "history", "show", "diff", "report", "apply", "branch",
     "ablate", "confirm", "push", "pull", "demo",
 )  # fmt: skip
 
@@ -192,6 +192,48 @@ def init(
         console.print(f"• {action}", markup=False)
     if not actions:
         console.print(f"{directory.resolve()} is already a Skylab experiment: nothing to do", markup=False)
+
+
+@app.command("import")
+def import_results(
+    results: Annotated[Path, typer.Argument(help="autoresearch's results.tsv.")],
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            "--tag", "-t", help="Run tag (default: the branch's name after autoresearch/, else imported)."
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="The metric's column (default: experiment.toml's metric).")
+    ] = None,
+    repo: RepoOption = Path("."),
+) -> None:
+    """Bring an autoresearch run in: every row of its results.tsv becomes a trial."""
+    from skylab.autoresearch.importer import import_results as run_import
+
+    store = _open(repo)
+    chosen = tag if tag is not None else default_import_tag(store.checked_out_branch())
+    outcome = run_import(store, _experiment_for(store), results, chosen, metric)
+    for warning in outcome.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
+    if outcome.already:
+        console.print(f"{results} is already imported as run {outcome.tag}: nothing to do", markup=False)
+        return
+    missing = f"; {outcome.missing} commits not found (placeholders)" if outcome.missing else ""
+    best = f"; best {outcome.best}" if outcome.best else ""
+    console.print(
+        f"imported {outcome.trials} rows into run {outcome.tag}{missing}{best}: "
+        f"`skylab history --tag {outcome.tag}`, or continue with `skylab run --tag {outcome.tag}`",
+        markup=False,
+    )
+
+
+def default_import_tag(branch: str | None) -> str:
+    """`autoresearch/mar5` -> `mar5`, the way autoresearch names its runs; else `imported`."""
+    name = (branch or "").removeprefix("refs/heads/")
+    if name.startswith("autoresearch/") and re.fullmatch(r"[A-Za-z0-9._-]+", name.split("/", 1)[1]):
+        return name.split("/", 1)[1]
+    return "imported"
 
 
 @app.command()

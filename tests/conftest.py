@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,6 +42,12 @@ def experiment(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(experiment: Path) -> TrialStore:
     return TrialStore.open(experiment)
+
+
+def ctrl_c_reaches_it() -> None:
+    """preexec_fn for a process a test will Ctrl-C: SIGINT back to its default, which a test run
+    started in the background of a shell (`make test &`) would otherwise pass on as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_skylab(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:

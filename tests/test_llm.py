@@ -411,7 +411,7 @@ def test_the_prompt_holds_every_trial_and_groups_the_oldest_when_it_must(tmp_pat
 
 def test_read_log_returns_a_window_of_any_trials_log(exp: Path, api: FakeMessagesAPI) -> None:
     api.script = [
-        turn(tool("read_log", trial="t/1", offset=-2)),
+        turn(tool("read_log", trial="t/1", offset=-4)),
         turn(tool("read_log", trial="t/99")),
         *edit("\nX = 0\n", "\nX = 3\n", "move X to 3"),
     ]

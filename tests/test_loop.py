@@ -23,7 +23,7 @@ from skylab.store.gitstore import TrialStore
 from skylab.store.refs import run_branch
 from skylab.strategy import Proposal, ProposalContext, make_strategy
 from skylab.strategy.sweep import SweepStrategy
-from tests.conftest import SKYLAB, git, run_skylab
+from tests.conftest import SKYLAB, ctrl_c_reaches_it, git, run_skylab
 from tests.loop_experiment import make_loop_experiment
 
 
@@ -257,7 +257,14 @@ def test_budget_too_small_for_a_trial_starts_nothing(tmp_path: Path) -> None:
 def start_run(exp: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "COLUMNS": "200"}
     command = [SKYLAB, "run", "--tag", "t", "-C", str(exp), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=ctrl_c_reaches_it,
+    )
 
 
 def wait_for(predicate, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ import pytest
 from skylab.errors import ConfigError
 from skylab.runner.remote import remote_shell_command, training_argv
 from skylab.runner.remote_config import RemoteConfig, load_remote_config
-from tests.conftest import SKYLAB
+from tests.conftest import SKYLAB, ctrl_c_reaches_it
 from tests.loop_experiment import make_loop_experiment
 from tests.sshd import SSHServer
 
@@ -221,7 +221,9 @@ def test_ctrl_c_kills_the_remote_process_group(tmp_path: Path, sshd: SSHServer) 
     exp = remote_experiment(tmp_path, sshd, SLEEP=60.0, SPAWN_CHILD=True)
     log = exp / ".skylab" / "logs" / "t" / "1.log"
     command = [SKYLAB, "run", "--runner", "remote", "--tag", "t", "-C", str(exp)]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (log.exists() and "step 00000" in log.read_text()):
         time.sleep(0.05)

@@ -118,7 +118,7 @@ def test_a_job_cancelled_outside_skylab_is_an_infra_failure(tmp_path: Path, slur
 def test_ctrl_c_cancels_the_running_job(tmp_path: Path, slurm_env: LocalSlurm) -> None:
     exp = slurm_experiment(tmp_path, 120.0, "poll_seconds = 0.3")
     env = {**os.environ, "COLUMNS": "200"}
-    from tests.conftest import SKYLAB
+    from tests.conftest import SKYLAB, ctrl_c_reaches_it
 
     run = subprocess.Popen(
         [SKYLAB, "run", "--tag", "t", "--runner", "slurm", "-C", str(exp)],
@@ -126,6 +126,7 @@ def test_ctrl_c_cancels_the_running_job(tmp_path: Path, slurm_env: LocalSlurm) -
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=ctrl_c_reaches_it,
     )
     wait_for(lambda: " RUNNING " in slurm_env.squeue() + " ")
     time.sleep(0.5)

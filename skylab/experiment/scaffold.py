@@ -12,10 +12,18 @@ import sys
 from pathlib import Path
 
 from skylab.errors import SkylabError
+from skylab.experiment.adopt import experiment_toml, is_autoresearch_checkout
 from skylab.experiment.config import CONFIG_NAME, load_config
 from skylab.experiment.layout import WORK_DIR
 from skylab.experiment.resources import resource_dir, template_dir
-from skylab.store.setup import commit_baseline, hooks_dir, ignore_locally, open_or_create, show_notes_in_log
+from skylab.store.setup import (
+    commit_baseline,
+    commit_one_file,
+    hooks_dir,
+    ignore_locally,
+    open_or_create,
+    show_notes_in_log,
+)
 
 DEFAULT_TEMPLATE = "gpt-pretrain"
 HOOK_MARKER = "# skylab-hook: post-commit"
@@ -30,8 +38,13 @@ def init_experiment(directory: Path, template: str | None = None) -> list[str]:
         template_dir(template)  # an unknown name is refused before anything is created
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
-    # Check and copy the experiment before touching git, so bad input leaves no half-made repository.
-    actions = _copy_template(directory, template)
+    adopted = template is None and is_autoresearch_checkout(directory)
+    if adopted:  # an autoresearch checkout: it gets an experiment.toml, and nothing else changes
+        text = experiment_toml(directory)
+        (directory / CONFIG_NAME).write_text(text, encoding="utf-8")
+        actions = [f"wrote {CONFIG_NAME} for this autoresearch checkout:\n\n{text}"]
+    else:  # check and copy before touching git, so bad input leaves no half-made repository
+        actions = _copy_template(directory, template)
     config = load_config(directory / CONFIG_NAME)
     store, created = open_or_create(directory)
     if created:
@@ -41,7 +54,10 @@ def init_experiment(directory: Path, template: str | None = None) -> list[str]:
     actions += install_hook(hooks_dir(store))
     if show_notes_in_log(store):
         actions.append("set notes.displayRef so `git log` shows Skylab's notes")
-    if store.baseline() is None:
+    if store.baseline() is None and adopted and store.head_commit() is not None:
+        head = commit_one_file(store, CONFIG_NAME, f"skylab: adopt {config.name}\n")
+        actions += [f"committed only {CONFIG_NAME}, as the baseline", f"baseline is {head[:10]}"]
+    elif store.baseline() is None:
         head, committed = commit_baseline(store, f"skylab: baseline of {config.name}\n")
         actions += ["committed the experiment as the baseline"] if committed else []
         actions.append(f"baseline is {head[:10]}")

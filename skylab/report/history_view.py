@@ -182,10 +182,13 @@ def legacy_tsv(rows: list[HistoryRow]) -> str:
             legacy_status = "crash"
         else:
             legacy_status = "keep" if row.decision == "keep" else "discard"
+        # An imported row goes back out as it came in: its own hash and status word.
+        legacy_status = row.other.get("imported_status", legacy_status)
         value = 0.0 if row.value is None or legacy_status == "crash" else row.value
         memory = 0.0 if row.peak_vram_mb is None else row.peak_vram_mb / 1024
         description = " ".join(row.description.split())  # no tabs or newlines inside a field
-        lines.append(f"{row.commit[:7]}\t{value:.6f}\t{memory:.1f}\t{legacy_status}\t{description}")
+        commit = row.other.get("imported_commit", row.commit)[:7]
+        lines.append(f"{commit}\t{value:.6f}\t{memory:.1f}\t{legacy_status}\t{description}")
     return "\n".join(lines) + "\n"
 
 

@@ -77,3 +77,21 @@ def commit_baseline(store: TrialStore, message: str) -> tuple[str, bool]:
     head = str(repo.head.peel(pygit2.Commit).id)
     store.set_baseline(head)
     return head, committed
+
+
+def commit_one_file(store: TrialStore, name: str, message: str) -> str:
+    """Commit the work tree's `name` on HEAD and nothing else (whatever else is staged or edited
+    stays as it was), make that commit the baseline, and return it."""
+    repo = store.repo
+    blob = repo.create_blob_fromworkdir(name)
+    head = repo.head.peel(pygit2.Commit)
+    builder = repo.TreeBuilder(head.tree)
+    builder.insert(name, blob, pygit2.enums.FileMode.BLOB)
+    sig = store.signature()
+    commit = str(repo.create_commit("HEAD", sig, sig, message, builder.write(), [head.id]))
+    index = repo.index
+    index.read()
+    index.add(pygit2.IndexEntry(name, blob, pygit2.enums.FileMode.BLOB))
+    index.write()
+    store.set_baseline(commit)
+    return commit

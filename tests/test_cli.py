@@ -13,7 +13,17 @@ def test_version_and_help_in_workflow_order_without_internal_commands() -> None:
     assert run_skylab("--version", check=True).stdout.strip() == "skylab 0.1.0"
     help_text = run_skylab("--help", check=True).stdout
     commands = [line.split()[0] for line in help_text.split("Commands:")[1].splitlines() if line.strip()]
-    assert commands[:8] == ["init", "prepare", "constants", "run", "history", "show", "diff", "report"]
+    assert commands[:9] == [
+        "init",
+        "import",
+        "prepare",
+        "constants",
+        "run",
+        "history",
+        "show",
+        "diff",
+        "report",
+    ]
     assert "hook" not in commands and "--install-completion" in help_text
     assert "gpt-pretrain, tiny-bigram" in " ".join(run_skylab("init", "--help", check=True).stdout.split())
     run_help = run_skylab("run", "--help", check=True).stdout

@@ -249,6 +249,7 @@ COMMANDS: dict[str, list[str | None]] = {
     "run": ["--budget", "--max-trials", "--tag", "--workers", "--gpus", "--strategy", "--runner"],
     "push": [None],
     "pull": [None],
+    "import": [None, "--tag", "--metric"],
 }
 FLAGS = {"--best", "--json"}
 

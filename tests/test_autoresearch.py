@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from skylab.experiment.adopt import run_command, time_budget
 from skylab.autoresearch.results_tsv import ImportFormatError, parse_results
+from skylab.experiment.adopt import run_command, time_budget
 from skylab.store.gitstore import TrialStore
 from tests.conftest import git, run_skylab
 

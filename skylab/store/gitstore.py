@@ -27,6 +27,7 @@ from skylab.store.history import (
     find_trial,
     run_tips_to_repair,
 )
+from skylab.store.historycache import SAVE_AFTER, NotesSnapshot, load_snapshot, save_snapshot
 from skylab.store.notemerge import notes_to_take
 from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote, iso_utc
 from skylab.store.partial import PartialMeasurements
@@ -53,6 +54,8 @@ class TrialStore(GitRepo):
         self.clone = CloneFiles(self.skylab_dir)
         self.partial = PartialMeasurements(self.skylab_dir / "measuring")
         self._last_number: dict[str, int] = {}  # per tag, so numbering a trial is not a full ref scan
+        self._snapshot: NotesSnapshot | None = None  # the parsed notes as of the last load
+        self._cache_path = self.skylab_dir / "history-cache"
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] = ".") -> TrialStore:
@@ -87,17 +90,65 @@ class TrialStore(GitRepo):
         return None if blob is None else TrialNote.parse(blob.data.decode("utf-8"))
 
     def load(self) -> History:
-        """History rebuilt from refs and notes alone (see `history.build_history` for the rules)."""
-        notes: dict[str, TrialNote] = {}
-        unreadable: dict[str, str] = {}
-        for commit, blob in self.read_notes().items():
-            try:
-                notes[commit] = TrialNote.parse(blob.data.decode("utf-8", "replace"))
-            except NoteFormatError as exc:
-                unreadable[commit] = str(exc)
+        """History rebuilt from refs and notes alone (see `history.build_history` for the rules).
+        The notes come parsed from the history cache, brought up to date with the notes that
+        changed since it was built (see `historycache`)."""
+        snapshot = self._notes_snapshot()
         refs = self.trial_refs()
         best, baseline = self.best(), self.baseline()
-        return build_history(notes, unreadable, refs, self.is_commit, self._started, best, baseline)
+
+        def is_commit(sha: str) -> bool:
+            if sha in snapshot.commits:
+                return True
+            found = self.is_commit(sha)
+            if found:
+                snapshot.commits.add(sha)
+                snapshot.unsaved += 1
+            return found
+
+        history = build_history(
+            snapshot.notes, snapshot.unreadable, refs, is_commit, self._started, best, baseline
+        )
+        if snapshot.unsaved >= SAVE_AFTER:
+            save_snapshot(self._cache_path, snapshot)
+        return history
+
+    def _notes_snapshot(self) -> NotesSnapshot:
+        """The parsed notes of the notes ref now: this handle's snapshot or the cache file's, with
+        the notes that changed since parsed; everything parsed afresh when neither can be used."""
+        current = self.ref_target(NOTES_REF)
+        snapshot = self._snapshot or load_snapshot(self._cache_path)
+        if snapshot is None or not self._catch_up(snapshot, current):
+            snapshot = NotesSnapshot(current)
+            self._parse_into(snapshot, self.read_notes(current))
+        self._snapshot = snapshot
+        return snapshot
+
+    def _catch_up(self, snapshot: NotesSnapshot, current: str | None) -> bool:
+        """Bring `snapshot` to the notes commit `current` by the notes that differ between the two
+        trees; False when that cannot be done (another fan-out, a notes commit gone)."""
+        if snapshot.notes_commit == current:
+            return True
+        if current is None or snapshot.notes_commit is None or not self.is_commit(snapshot.notes_commit):
+            return False
+        changed = self.notes_changed(snapshot.notes_commit, current)
+        if changed is None:
+            return False
+        for commit, _blob in changed.items():
+            snapshot.notes.pop(commit, None)
+            snapshot.unreadable.pop(commit, None)
+        self._parse_into(snapshot, {c: b for c, b in changed.items() if b is not None})
+        snapshot.notes_commit = current
+        return True
+
+    @staticmethod
+    def _parse_into(snapshot: NotesSnapshot, blobs: dict[str, pygit2.Blob]) -> None:
+        for commit, blob in blobs.items():
+            try:
+                snapshot.notes[commit] = TrialNote.parse(blob.data.decode("utf-8", "replace"))
+            except NoteFormatError as exc:
+                snapshot.unreadable[commit] = str(exc)
+        snapshot.unsaved += len(blobs)
 
     def _started(self, trial: Trial) -> str:
         if trial.note and trial.note.started_at:

@@ -186,6 +186,21 @@ class GitRepo:
             obj = self._commit(commit)
             commit = str(obj.parent_ids[0]) if obj is not None and obj.parent_ids else None
 
+    def notes_changed(self, old: str, new: str) -> dict[str, pygit2.Blob | None] | None:
+        """The notes that differ between two notes commits: annotated commit -> its note blob in
+        `new` (None: removed). None when a note sits outside the 2-character fan-out Skylab writes
+        (git's own flat notes), where only a full read gives the right answer."""
+        old_tree, new_tree = (self.repo[c].peel(pygit2.Commit).tree for c in (old, new))
+        changed: dict[str, pygit2.Blob | None] = {}
+        for delta in old_tree.diff_to_tree(new_tree).deltas:
+            path = delta.new_file.path or delta.old_file.path
+            head, _, rest = path.partition("/")
+            if len(head) != 2 or "/" in rest or len(head + rest) not in (40, 64):
+                return None
+            removed = delta.status == pygit2.enums.DeltaStatus.DELETED
+            changed[head + rest] = None if removed else self.repo[delta.new_file.id].peel(pygit2.Blob)
+        return changed
+
     def read_notes(self, notes_commit: str | None = None) -> dict[str, pygit2.Blob]:
         """Annotated commit -> note blob, of the notes ref or of `notes_commit`."""
         notes_commit = notes_commit or self.ref_target(NOTES_REF)

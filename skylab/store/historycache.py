@@ -1,0 +1,60 @@
+"""The parsed notes, kept between loads: `.git/skylab/history-cache`.
+
+Like git's own commit-graph it is derived, never the source of truth: it names the notes commit it
+was built from, a load whose notes ref points elsewhere brings it up to date by parsing only the
+notes that changed between the two notes trees (a tree diff), and anything it cannot trust — a
+missing or unreadable file, another format version, a notes commit that is gone — is rebuilt from
+the notes silently. It is written whole to a temporary file and renamed into place, so a kill -9
+mid-write leaves the old cache or the new one, never half of one. Safe to delete at any time.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skylab.store.notes import TrialNote
+
+CACHE_FORMAT = 1
+SAVE_AFTER = 200  # notes parsed since the last save before the cache file is rewritten
+
+
+@dataclass
+class NotesSnapshot:
+    """The notes of one notes commit, parsed: what `TrialStore.load` builds history from."""
+
+    notes_commit: str | None
+    notes: dict[str, TrialNote] = field(default_factory=dict)  # annotated commit -> its note
+    unreadable: dict[str, str] = field(default_factory=dict)  # annotated commit -> why not
+    commits: set[str] = field(default_factory=set)  # trial commits known to be in the repository
+    unsaved: int = 0  # notes parsed since this snapshot was last written
+
+
+def load_snapshot(path: Path) -> NotesSnapshot | None:
+    """The cached snapshot, or None when there is none this version can trust."""
+    try:
+        with open(path, "rb") as handle:
+            stored = pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError):
+        return None
+    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != CACHE_FORMAT:
+        return None
+    snapshot = stored[1]
+    return snapshot if isinstance(snapshot, NotesSnapshot) else None
+
+
+def save_snapshot(path: Path, snapshot: NotesSnapshot) -> None:
+    """Write the snapshot atomically (a temporary file renamed over the old); a failure to write
+    (a read-only repository) only costs the next load its speed."""
+    snapshot.unsaved = 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            pickle.dump((CACHE_FORMAT, snapshot), out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+    except OSError:
+        return

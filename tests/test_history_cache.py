@@ -1,0 +1,92 @@
+"""The history cache: derived from the notes, brought up to date by what changed, rebuilt silently
+when it cannot be trusted, and never a different history from the one the notes say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import skylab.store.gitstore as gitstore
+from skylab.store.gitstore import TrialStore
+from skylab.store.historycache import NotesSnapshot, save_snapshot
+from skylab.store.notes import Status, TrialNote
+from tests.factory import add_trial
+
+
+def shape(store: TrialStore) -> list[tuple[str, str, float | None, str]]:
+    history = store.load()
+    return [(t.name, t.commit, t.value, t.status.value) for t in history.trials]
+
+
+def without_cache(experiment: Path) -> list[tuple[str, str, float | None, str]]:
+    cache = experiment / ".git" / "skylab" / "history-cache"
+    saved = cache.read_bytes() if cache.exists() else None
+    cache.unlink(missing_ok=True)
+    found = shape(TrialStore.open(experiment))
+    cache.unlink(missing_ok=True)
+    if saved is not None:
+        cache.write_bytes(saved)
+    return found
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every note parsed from now on (its text's first line is enough to count it)."""
+    seen: list[str] = []
+    original = TrialNote.parse
+
+    def counting(text: str) -> TrialNote:
+        seen.append(text)
+        return original(text)
+
+    monkeypatch.setattr(TrialNote, "parse", staticmethod(counting))
+    monkeypatch.setattr(gitstore, "SAVE_AFTER", 1)  # save on every change, so each step is on disk
+    return seen
+
+
+def test_a_load_parses_only_the_notes_added_since_the_cache(
+    store: TrialStore, experiment: Path, parses: list[str]
+) -> None:
+    for n in range(20):
+        add_trial(store, "c", 3.0 - n / 100)
+    TrialStore.open(experiment).load()  # builds and saves the cache
+    assert (experiment / ".git" / "skylab" / "history-cache").is_file()
+    for n in range(3):
+        add_trial(store, "c", 2.0 + n)
+    add_trial(store, "c", None, status=Status.CRASH)
+    parses.clear()
+    fresh = TrialStore.open(experiment)
+    assert shape(fresh) == without_cache(experiment)
+    assert len(parses) >= 4  # the cacheless comparison parsed all; the cached load parsed 4
+    parses.clear()
+    assert len(shape(TrialStore.open(experiment))) == 24 and parses == []  # nothing new: nothing parsed
+
+
+def test_a_cache_that_cannot_be_trusted_is_rebuilt_silently(store: TrialStore, experiment: Path) -> None:
+    for n in range(5):
+        add_trial(store, "c", 3.0 - n / 100)
+    truth = without_cache(experiment)
+    cache = experiment / ".git" / "skylab" / "history-cache"
+    for damage in (b"", b"not a pickle", b"\x80\x05garbage"):
+        cache.write_bytes(damage)
+        assert shape(TrialStore.open(experiment)) == truth
+    # A cache built from a notes commit this repository does not have: rebuilt, never trusted.
+    save_snapshot(cache, NotesSnapshot("0" * 40, notes={}, commits=set()))
+    assert shape(TrialStore.open(experiment)) == truth
+    # A cache that claims the current notes commit but holds other notes would be wrong: the file is
+    # derived, so deleting it is always safe.
+    cache.unlink()
+    assert shape(TrialStore.open(experiment)) == truth
+
+
+def test_a_note_rewritten_or_replaced_is_seen(store: TrialStore, experiment: Path, parses: list[str]) -> None:
+    ref = add_trial(store, "c", 3.0)
+    TrialStore.open(experiment).load()
+    note = TrialStore.open(experiment).note_for(ref.commit)
+    assert note is not None
+    note.description = "rewritten"
+    with store.writing():
+        store._write_notes({ref.commit: note.format()}, "test: edit a note")
+    history = TrialStore.open(experiment).load()
+    assert history.trials[0].note is not None and history.trials[0].note.description == "rewritten"

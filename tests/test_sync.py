@@ -113,3 +113,25 @@ def test_the_llm_research_memory_travels_with_the_notes(team: tuple[Path, Path, 
     run_skylab("push", "-C", str(alice), check=True)
     run_skylab("pull", "-C", str(bob), check=True)
     assert "- alice-1/1: warmdown beyond 0.6 hurts" in memory_section(TrialStore.open(bob).load(), "alice-1")
+
+
+def test_a_push_of_many_trials_is_summarised_in_a_few_lines(team: tuple[Path, Path, Path]) -> None:
+    alice, _, _ = team
+    a = TrialStore.open(alice)
+    for n in range(25):
+        add_trial(a, "alice-1", 2.0 - n / 100)
+    lines = run_skylab("push", "-C", str(alice), check=True).stdout.splitlines()
+    assert len(lines) <= 4, lines
+    (pushed,) = [line for line in lines if line.startswith("• pushed ")]
+    assert pushed.startswith("• pushed 25 trial refs, ") and "refs/notes/skylab" in pushed
+    assert "refs/skylab/trials/" not in pushed
+    again = run_skylab("push", "-C", str(alice), check=True).stdout  # nothing new: nothing pushed
+    assert "pushed" not in again
+
+
+def test_long_lists_of_problems_are_counted_after_ten() -> None:
+    from skylab.store.sync import SyncReport
+
+    report = SyncReport(note_conflicts=[f"{n:040d}" for n in range(25)])
+    lines = report.lines()
+    assert len(lines) == 12 and lines[-1] == "… and 15 more like it"

@@ -36,16 +36,37 @@ class SyncReport:
     rejected: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The report in a screen or so, however many refs moved: counts, and at most
+        LISTED_PER_KIND lines of each kind of problem (with how many more there are)."""
         out = [f"{self.trials_added} new trials, {self.notes_added} new notes"]
         out += self.branches
         if self.best:
             out.append(f"best is now {self.best}")
-        out += [f"note conflict on {c[:10]}: kept the local note" for c in self.note_conflicts]
-        out += [f"trial ref collision: {name}" for name in self.trial_collisions]
-        out += [f"left out: {reason}" for reason in self.left_out]
-        out += [f"pushed {ref}" for ref in self.pushed]
-        out += [f"rejected by the remote: {ref}" for ref in self.rejected]
+        out += _listed("note conflict on {}: kept the local note", [c[:10] for c in self.note_conflicts])
+        out += _listed("trial ref collision: {}", self.trial_collisions)
+        out += _listed("left out: {}", self.left_out)
+        if self.pushed:
+            out.append(pushed_summary(self.pushed))
+        out += _listed("rejected by the remote: {}", self.rejected)
         return out
+
+
+LISTED_PER_KIND = 10  # lines of one kind a sync report lists before it just counts the rest
+
+
+def _listed(template: str, items: list[str]) -> list[str]:
+    shown = [template.format(item) for item in items[:LISTED_PER_KIND]]
+    if len(items) > LISTED_PER_KIND:
+        shown.append(f"… and {len(items) - LISTED_PER_KIND} more like it")
+    return shown
+
+
+def pushed_summary(refs: list[str]) -> str:
+    """One line for what a push moved: trial refs counted, every other ref named."""
+    trials = [ref for ref in refs if ref.startswith(TRIALS_PREFIX)]
+    others = [ref for ref in refs if not ref.startswith(TRIALS_PREFIX)]
+    parts = [f"{len(trials)} trial ref{'' if len(trials) == 1 else 's'}"] if trials else []
+    return "pushed " + ", ".join(parts + others)
 
 
 def _git(store: TrialStore, *args: str) -> str:

@@ -142,11 +142,19 @@ def _adopt_trials(store: TrialStore, staging: str, report: SyncReport) -> None:
     """Adopt the remote's trial refs we lack, except those that would take over another trial's
     commit or result, or that do not point at a commit: those are reported and left out."""
     with store.writing():
-        history = store.load()
-        named = {t.commit: t.name for t in history.trials}
-        for rest, commit in _staged(store, f"{staging}skylab/trials/").items():
-            local_name = TRIALS_PREFIX + rest
-            local = store.ref_target(local_name)
+        ours = _staged(store, TRIALS_PREFIX)
+        # Only refs we lack or that differ need a look: an incremental pull of 100,000 shared trial
+        # refs must not load history or open a commit for each of them.
+        new = {
+            rest: commit
+            for rest, commit in _staged(store, f"{staging}skylab/trials/").items()
+            if ours.get(rest) != commit
+        }
+        if not new:
+            return
+        named = {t.commit: t.name for t in store.load().trials}
+        for rest, commit in new.items():
+            local = ours.get(rest)
             problem = _stray_trial_ref(store, rest, commit, named)
             if local is None and problem:
                 report.left_out.append(f"trial ref {rest}: {problem}")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import hashlib
 import http.client
 import itertools
-import hashlib
 import json
 import math
 import os
@@ -644,7 +644,8 @@ def main() -> None:
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"prepared {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens in {meta['directory']}")
+    tokens = f"{meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens"
+    print(f"prepared {tokens} in {meta['directory']}")
 
 
 if __name__ == "__main__":

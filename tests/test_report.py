@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import re
@@ -45,8 +47,8 @@ def test_report_data_headline_chart_and_chain(store: TrialStore, experiment: Pat
     assert [p[3] for p in chart["points"]][:2] == ["mar28/1", "mar28/2"]
     assert chart["range"][0] < 3.1 and chart["range"][1] > 3.6  # everything fits: no outlier here
     assert [step["trial"] for step in data.chain] == ["mar28/1", "mar28/4", "mar28/6"]
-    details = json.loads(data.details_json)
-    assert "<" not in data.details_json and "</script>" in details["mar28/4"]["diff"]
+    details = json.loads(gzip.decompress(base64.b64decode(data.details_gzip)))
+    assert "<" not in data.details_gzip and "</script>" in details["mar28/4"]["diff"]
 
 
 def test_everything_from_trials_is_escaped_in_the_html(store: TrialStore, experiment: Path) -> None:
@@ -55,7 +57,7 @@ def test_everything_from_trials_is_escaped_in_the_html(store: TrialStore, experi
     assert "<script>window.__xss" not in html and "<img src=x" not in html
     assert "&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in html or "&lt;img src=x" in html
     assert html.count("<script") == 4  # three JSON blocks (details, chart, files) and our own script
-    assert html.count('<script type="application/json"') == 3
+    assert html.count('<script type="application/json"') == 2  # chart, files; details are gzip
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no CDN
 
 
@@ -78,6 +80,15 @@ def test_live_report_refreshes_itself_and_the_final_one_does_not(store: TrialSto
     final = render_report(build_report_data(store, config, live=False))
     assert "location.reload" in live and "live · refreshes" in live
     assert "location.reload" not in final
+
+
+def shown_text(driver: Any, element_id: str, timeout: float = 10) -> str:
+    """An element's text once the page has filled it in (it may do so asynchronously)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.ID, element_id).text.strip() != "")
+    return str(driver.find_element(By.ID, element_id).text)
 
 
 def browser_errors(driver: Any) -> list[str]:
@@ -114,7 +125,7 @@ def test_report_in_chromium(store: TrialStore, experiment: Path, tmp_path: Path)
         Select(d.find_element(By.ID, "status-filter")).select_by_value("")
 
         d.find_element(By.CSS_SELECTOR, 'tr[data-trial="mar28/4"]').click()
-        diff = d.find_element(By.ID, "details-diff").text
+        diff = shown_text(d, "details-diff")  # details unpack in the background: wait for them
         assert "+# </script><script>window.__xss=3</script>" in diff
         assert d.execute_script("return window.__xss === undefined")
         assert d.find_elements(By.CSS_SELECTOR, "#details-diff .d-add")
@@ -270,7 +281,7 @@ def test_analysis_report_in_chromium(store: TrialStore, experiment: Path, tmp_pa
         Select(d.find_element(By.ID, "compare-a")).select_by_value("apr1/1")
         Select(d.find_element(By.ID, "compare-b")).select_by_value("apr1/10")
         d.find_element(By.ID, "compare-go").click()
-        fields = d.find_element(By.ID, "compare-fields").text
+        fields = shown_text(d, "compare-fields")
         assert "param.LEARNING_RATE 0.01 0.1" in fields and "val_bpb 3.497 3.471" in fields
         diff = d.find_element(By.ID, "compare-diff").text
         assert "-LEARNING_RATE = 0.01" in diff and "+LEARNING_RATE = 0.1" in diff

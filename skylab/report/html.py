@@ -7,6 +7,8 @@ autoescaping or as JSON that the script puts into the page with textContent, nev
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import math
 import os
@@ -72,7 +74,7 @@ class ReportData:
     chart_json: str  # the chart's data (analysis.chart_data), drawn by the page's script
     rows: list[HistoryRow]
     chain: list[dict[str, Any]]
-    details_json: str
+    details_gzip: str  # every trial's note, diff and log: JSON, gzip-compressed, base64
     extra: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # the LLM's predictions, scored
     ablations: list[tuple[str, list[Contribution]]] = field(default_factory=list)  # trial -> its changes
@@ -105,7 +107,7 @@ def build_report_data(
         chart_json=_script_json(chart_data(searched, config, latest_sigma(searched))),
         rows=rows,
         chain=_chain(history, trials, config),
-        details_json=_details_json(store, trials, rows),
+        details_gzip=_details_gzip(store, trials, rows),
         ledger=ledger(history, tag),
         ablations=[(t.name, contributions(history, t, rules)) for t in studied[ABLATION]],
         confirmations=[check for t in studied[CONFIRM] for check in scale_checks(history, t, rules)],
@@ -204,6 +206,13 @@ def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> l
         )
         previous, params = trial.value, now
     return story
+
+
+def _details_gzip(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> str:
+    """Every trial's note, diff and log as JSON, gzip-compressed and base64-encoded: the page
+    unpacks it with DecompressionStream. Base64 holds no "<", so nothing in it can end the script."""
+    text = _details_json(store, trials, rows).encode("utf-8")
+    return base64.b64encode(gzip.compress(text, compresslevel=6, mtime=0)).decode("ascii")
 
 
 def _details_json(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> str:

@@ -56,8 +56,8 @@ def test_everything_from_trials_is_escaped_in_the_html(store: TrialStore, experi
     html = render_report(build_report_data(store, load_config(experiment)))
     assert "<script>window.__xss" not in html and "<img src=x" not in html
     assert "&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in html or "&lt;img src=x" in html
-    assert html.count("<script") == 4  # three JSON blocks (details, chart, files) and our own script
-    assert html.count('<script type="application/json"') == 2  # chart, files; details are gzip
+    assert html.count("<script") == 5  # four data blocks (details, rows, chart, files) and our own script
+    assert html.count('<script type="application/json"') == 3  # rows, chart, files; details are gzip
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no CDN
 
 
@@ -190,7 +190,8 @@ def test_report_of_a_run_is_written_after_each_trial(tmp_path: Path) -> None:
     report = exp / ".skylab" / "reports" / "t.html"
     assert f"live report: {report}" in result.stdout.replace("\n", "")
     html = report.read_text()
-    assert html.count('class="row"') == 2 and "location.reload" not in html  # final: not live
+    rows = json.loads(html.split('id="trial-rows">')[1].split("</script>")[0])["rows"]
+    assert len(rows) == 2 and "location.reload" not in html  # final: not live
 
 
 def swept(store: TrialStore) -> None:
@@ -288,3 +289,25 @@ def test_analysis_report_in_chromium(store: TrialStore, experiment: Path, tmp_pa
         d.execute_script("window.scrollTo(0, 0)")
         screenshot(d, "report-analysis.png")
         assert browser_errors(d) == []
+
+
+def test_a_long_table_is_paged_and_sorts_over_every_trial(
+    store: TrialStore, experiment: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    for n in range(520):
+        add_trial(store, "long", 3.0 + ((n * 37) % 520) / 1000, keep=False, description=f"trial {n}")
+    path = generate(store, load_config(experiment), tmp_path / "report.html")
+    with chromium(tmp_path / "profile") as driver:
+        d: Any = driver
+        d.get(path.as_uri())
+        assert browser_errors(d) == []
+        assert len(d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")) == 500
+        assert d.find_element(By.ID, "shown-count").text == "500 of 520 trials"
+        d.find_element(By.CSS_SELECTOR, 'th[data-key="value"]').click()  # over all 520, not the page
+        first = d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")[0]
+        assert float(first.get_attribute("data-value")) == 3.0 and first.get_attribute("data-trial") == "long/1"
+        d.find_element(By.ID, "show-all").click()
+        assert len(d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")) == 520
+        assert not d.find_element(By.ID, "show-all").is_displayed()

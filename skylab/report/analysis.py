@@ -149,3 +149,26 @@ def unchanged(rows: list[HistoryRow]) -> dict[str, list[str]]:
         if parent is not None:
             same[row.trial] = [k for k, v in row.params.items() if parent.params.get(k) == v]
     return same
+
+
+ROW_COLUMNS = (
+    "index", "trial", "commit", "status", "value", "delta", "vram", "decision", "strategy", "description",
+)  # fmt: skip
+
+
+def table_rows(rows: list[HistoryRow], params: list[str], same: dict[str, list[str]]) -> dict[str, Any]:
+    """The trial table as compact data: the column names (ROW_COLUMNS, then p0, p1, ... for the
+    parameters), and per trial its values in that order, then whether it is the best and which
+    parameter columns hold its parent's value."""
+    columns = [*ROW_COLUMNS, *(f"p{k}" for k in range(len(params)))]
+    packed = []
+    for index, row in enumerate(rows, start=1):
+        kept = set(same.get(row.trial, []))
+        values: list[Any] = [
+            index, row.trial, row.commit, row.status, row.value, row.delta, row.peak_vram_mb,
+            row.decision, row.strategy, row.description,
+        ]  # fmt: skip
+        values += [row.params.get(name) for name in params]
+        values += [row.is_best, [k for k, name in enumerate(params) if name in kept]]
+        packed.append(values)
+    return {"columns": columns, "rows": packed}

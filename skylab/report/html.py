@@ -30,6 +30,7 @@ from skylab.report.analysis import (
     chart_data,
     importances,
     param_names,
+    table_rows,
     unchanged,
 )
 from skylab.report.history_view import HistoryRow, history_rows
@@ -72,6 +73,7 @@ class ReportData:
     live: bool
     headline: Headline
     chart_json: str  # the chart's data (analysis.chart_data), drawn by the page's script
+    rows_json: str  # the trial table's rows as compact data (analysis.table_rows), paged by the script
     rows: list[HistoryRow]
     chain: list[dict[str, Any]]
     details_gzip: str  # every trial's note, diff and log: JSON, gzip-compressed, base64
@@ -105,6 +107,7 @@ def build_report_data(
         live=live,
         headline=_headline(trials, searched, config),
         chart_json=_script_json(chart_data(searched, config, latest_sigma(searched))),
+        rows_json=_script_json(table_rows(rows, param_names(rows), unchanged(rows))),
         rows=rows,
         chain=_chain(history, trials, config),
         details_gzip=_details_gzip(store, trials, rows),

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,13 @@ def screenshot(driver: object, name: str) -> Path:
     path = ARTIFACTS / name
     driver.save_screenshot(str(path))  # type: ignore[attr-defined]
     return path
+
+
+def open_report(driver: Any, path: Path, timeout: float = 20) -> None:
+    """Load a report and wait until its script has unpacked the data and drawn the page."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(path.as_uri())
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script("return document.body.dataset.ready === '1'")
+    )

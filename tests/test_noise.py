@@ -201,13 +201,13 @@ def test_the_noise_band_and_error_bars_in_chromium(
 
     from skylab.experiment.config import load_config
     from skylab.report.html import generate
-    from tests.browser import chromium
+    from tests.browser import chromium, open_report
 
     noisy_history(store)
     path = generate(store, load_config(experiment), tmp_path / "report.html")
     with chromium(tmp_path / "profile") as driver:
         d: Any = driver
-        d.get(path.as_uri())
+        open_report(d, path)
         assert d.find_elements(By.ID, "noise-band") and d.find_element(By.ID, "noise-legend").is_displayed()
         assert len(d.find_elements(By.CSS_SELECTOR, "#chart line.err")) == 2
 

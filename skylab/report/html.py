@@ -212,10 +212,14 @@ def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> l
 
 
 def _details_gzip(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> str:
-    """Every trial's note, diff and log as JSON, gzip-compressed and base64-encoded: the page
-    unpacks it with DecompressionStream. Base64 holds no "<", so nothing in it can end the script."""
-    text = _details_json(store, trials, rows).encode("utf-8")
-    return base64.b64encode(gzip.compress(text, compresslevel=6, mtime=0)).decode("ascii")
+    """Every trial's note, diff and log as JSON, packed (see `packed`)."""
+    return packed(_details_json(store, trials, rows))
+
+
+def packed(text: str) -> str:
+    """Text gzip-compressed and base64-encoded, for a data block the page unpacks with
+    DecompressionStream. Base64 holds no "<", so nothing in it can end the script."""
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
 
 
 def _details_json(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> str:
@@ -267,6 +271,7 @@ def render_report(data: ReportData) -> str:
         lstrip_blocks=True,
     )
     environment.filters["duration"] = format_duration
+    environment.filters["packed"] = packed
     return environment.get_template("report.html.j2").render(data=data)
 
 

@@ -66,10 +66,13 @@ class GitRepo:
 
     def refs_under(self, prefix: str) -> Iterator[tuple[str, str]]:
         """(name without prefix, target commit) for every direct ref under `prefix`."""
+        cut = len(prefix)
         for ref in self.repo.references.iterator():
             name = ref.name
-            if name.startswith(prefix) and ref.type == pygit2.enums.ReferenceType.DIRECT:
-                yield name[len(prefix) :], str(ref.target)
+            if name.startswith(prefix):
+                target = ref.target  # an Oid for a direct ref, a ref name for a symbolic one
+                if isinstance(target, pygit2.Oid):  # (not ref.type: its enum costs 4 µs a ref)
+                    yield name[cut:], str(target)
 
     def remote_names(self) -> list[str]:
         return [str(name) for name in self.repo.remotes.names() if name]

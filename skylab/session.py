@@ -25,6 +25,7 @@ from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
 from skylab.store.refs import run_branch
 from skylab.strategy import Strategy
+from skylab.terminal import plural
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,6 @@ def refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> No
             "Stash them, or commit them on a run branch (`git switch skylab/<tag>`), where Skylab trains "
             "each commit as a hand-made trial"
         )
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 trial`, `2 trials`, `0 trials`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def plan_line(

@@ -13,6 +13,7 @@ from skylab.store.history import Trial
 from skylab.store.notes import Status, TrialNote, utc_now
 from skylab.store.refs import TrialRef
 from skylab.strategy import Proposal
+from skylab.terminal import plural
 
 MERGE_FORWARD = "merge-forward"  # the strategy name of trials that carry an overtaken change forward
 
@@ -78,6 +79,5 @@ def queued_line(jobs: Collection[Job], expected: float, workers: int) -> str:
     """What a study queued, in one line: its trials, their measurements, about how long they take."""
     measurements = sum(job.wanted or 1 for job in jobs)
     seconds = sum((job.wanted or 1) * job.budget_scale for job in jobs) * expected / max(1, workers)
-    trials = f"{len(jobs)} trial{'' if len(jobs) == 1 else 's'}"
-    plural = "" if measurements == 1 else "s"
-    return f"queued {trials}, {measurements} measurement{plural} (~{format_duration(seconds)})"
+    trials, runs = plural(len(jobs), "trial"), plural(measurements, "measurement")
+    return f"queued {trials}, {runs} (~{format_duration(seconds)})"

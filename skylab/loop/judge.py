@@ -15,6 +15,7 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.objective import is_better
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
+from skylab.terminal import plural
 
 
 @dataclass(frozen=True)
@@ -183,17 +184,14 @@ def judge(
             bar = threshold(sigma, evidence.n, reference.n, rules)
             if gain >= -bar:
                 simpler_keep, keep = True, True
+                removed = plural(candidate.lines_removed, "line")
                 why = (
-                    f"simpler ({_lines(candidate.lines_removed)} fewer) and within noise of the best: "
+                    f"simpler ({removed} fewer) and within noise of the best: "
                     f"improvement {gain:.4g} ≥ -{bar:.4g} (n {evidence.n} vs {reference.n})"
                 )
     replaces_reference_best = simpler_keep and reference is not None and reference.mean == best
     new_best = keep and (is_better(evidence.mean, best, rules.direction) or replaces_reference_best)
     return Verdict(status, reason, Decision.KEEP if keep else Decision.REVERT, new_best, why, sem)
-
-
-def _lines(count: int) -> str:
-    return f"{count} line{'' if count == 1 else 's'}"
 
 
 def within_limits(candidate: Measurement, rules: Rules) -> tuple[Status, str]:

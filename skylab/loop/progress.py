@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from skylab.experiment.durations import format_duration
-from skylab.terminal import escape_controls
+from skylab.terminal import escape_controls, plural
 
 PLAIN_LINE_EVERY = 30.0  # seconds between training lines echoed in plain mode
 
@@ -213,7 +213,7 @@ def remaining(max_trials: int | None, claimed: int, budget: float | None, elapse
     parts = []
     if max_trials is not None:
         left = max(0, max_trials - claimed)
-        parts.append(f"{left} trial{'' if left == 1 else 's'}")
+        parts.append(plural(left, "trial"))
     if budget is not None:
         parts.append(format_duration(max(0.0, budget - elapsed)))
     return ", ".join(parts) + " left" if parts else ""

@@ -19,6 +19,7 @@ from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Status
 from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, TRIALS_PREFIX
+from skylab.terminal import plural
 
 STAGING_PREFIX = "refs/skylab-remotes/"
 
@@ -65,7 +66,7 @@ def pushed_summary(refs: list[str]) -> str:
     """One line for what a push moved: trial refs counted, every other ref named."""
     trials = [ref for ref in refs if ref.startswith(TRIALS_PREFIX)]
     others = [ref for ref in refs if not ref.startswith(TRIALS_PREFIX)]
-    parts = [f"{len(trials)} trial ref{'' if len(trials) == 1 else 's'}"] if trials else []
+    parts = [plural(len(trials), "trial ref")] if trials else []
     return "pushed " + ", ".join(parts + others)
 
 

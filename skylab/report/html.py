@@ -98,6 +98,7 @@ def build_report_data(
     searched = [row for row in rows if row.strategy not in STUDIES]  # a study's trials are no search
     rules = rules_for(config)
     studied = _studied(trials)
+    params, same = param_names(rows), unchanged(rows)
     return ReportData(
         title=f"{config.name}{f' · {tag}' if tag else ''}",
         metric=config.metric,
@@ -107,15 +108,15 @@ def build_report_data(
         live=live,
         headline=_headline(trials, searched, config),
         chart_json=_script_json(chart_data(searched, config, latest_sigma(searched))),
-        rows_json=_script_json(table_rows(rows, param_names(rows), unchanged(rows))),
+        rows_json=_script_json(table_rows(rows, params, same)),
         rows=rows,
         chain=_chain(history, trials, config),
         details_gzip=_details_gzip(store, trials, rows),
         ledger=ledger(history, tag),
         ablations=[(t.name, contributions(history, t, rules)) for t in studied[ABLATION]],
         confirmations=[check for t in studied[CONFIRM] for check in scale_checks(history, t, rules)],
-        params=param_names(rows),
-        unchanged=unchanged(rows),
+        params=params,
+        unchanged=same,
         importances=importances(searched, config),
         show_vram=any(r.peak_vram_mb for r in rows),
         trial_width=max((len(r.trial) for r in rows), default=8) + 3,

@@ -13,7 +13,7 @@ from typing import Any
 
 from skylab.experiment.config import ExperimentConfig
 from skylab.report.history_view import HistoryRow
-from skylab.store.notes import Decision, Status
+from skylab.store.notes import Decision, Status, budget_scale
 from skylab.strategy.sweep import distribution
 
 FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.CONSTRAINT.value, Status.INTERRUPTED.value}
@@ -116,7 +116,7 @@ def importances(rows: list[HistoryRow], config: ExperimentConfig) -> dict[str, f
     for row in rows:
         if row.status != Status.SUCCESS.value or row.value is None or not math.isfinite(row.value):
             continue
-        if row.other.get("scale", "1") not in ("1", "1.0") or not set(distributions) <= set(row.params):
+        if budget_scale(row.other) != 1 or not set(distributions) <= set(row.params):
             continue
         params = {name: row.params[name] for name in distributions}
         try:

@@ -107,6 +107,17 @@ def cap_log_tail(lines: list[str]) -> str:
     return "\n".join(reversed(kept))
 
 
+def budget_scale(other: dict[str, str]) -> float:
+    """How many times the experiment's time budget a trial trained for, from its note's other lines
+    (`scale`, written by a confirmation; 1 otherwise): values at another scale are not comparable
+    with the rest."""
+    try:
+        scale = float(other.get("scale", "1"))
+    except ValueError:
+        return 1.0
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
+
+
 def _cut(text: str, limit: int = TEXT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -165,13 +176,7 @@ class TrialNote:
 
     @property
     def budget_scale(self) -> float:
-        """How many times the experiment's time budget the trial trained for (its `scale`, written
-        by a confirmation; 1 otherwise): values at another scale are not comparable with the rest."""
-        try:
-            scale = float(self.other.get("scale", "1"))
-        except ValueError:
-            return 1.0
-        return scale if math.isfinite(scale) and scale > 0 else 1.0
+        return budget_scale(self.other)
 
     def format(self) -> str:
         """The note's text, one `key: value` per line, ending with a newline."""

@@ -38,8 +38,9 @@ from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status
 from skylab.strategy.research import ledger
-from skylab.studies.ablation import ABLATION, Contribution, contributions
-from skylab.studies.confirmation import CONFIRM, ScaleCheck, scale_checks
+from skylab.studies.ablation import Contribution, contributions
+from skylab.studies.common import ABLATION, CONFIRM, studied_trial
+from skylab.studies.confirmation import ScaleCheck, scale_checks
 
 COMPARE_TRIALS = 500  # up to this many trials, the report carries their files for comparing any two
 
@@ -133,12 +134,9 @@ def _studied(trials: list[Trial]) -> dict[str, list[Trial]]:
     by_name = {t.name: t for t in trials}
     found: dict[str, dict[str, Trial]] = {ABLATION: {}, CONFIRM: {}}
     for trial in trials:
-        note = trial.note
-        if note is None or note.strategy not in found:
-            continue
-        about = note.other.get("ablation_of" if note.strategy == ABLATION else "confirmation_of", "")
-        if about in by_name:
-            found[note.strategy].setdefault(about, by_name[about])
+        about = studied_trial(trial.note)
+        if trial.note is not None and about in by_name:
+            found[trial.note.strategy].setdefault(about, by_name[about])
     return {kind: list(studied.values()) for kind, studied in found.items()}
 
 

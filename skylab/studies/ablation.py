@@ -18,11 +18,17 @@ from skylab.loop.jobs import Job
 from skylab.loop.judge import Rules, sigma_of
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
-from skylab.strategy import Proposal
-from skylab.studies.common import Gap, gap, measured, params_at, require_measured, run_start, study_job
-
-ABLATION = "ablation"  # the strategy name of an ablation trial
-PRUNE = "prune"  # ... and of the candidate built without the changes that did not matter
+from skylab.studies.common import (
+    ABLATION,
+    PRUNE,
+    Gap,
+    gap,
+    measured,
+    require_measured,
+    run_start,
+    studied_trial,
+    study_job,
+)
 
 
 def kept_changes(history: History, trial: Trial) -> list[Trial]:
@@ -104,7 +110,7 @@ def contributions(history: History, trial: Trial, rules: Rules) -> list[Contribu
     latest: dict[str, Trial] = {}
     for candidate in history.trials:  # in start order: a later ablation of a change replaces one
         note = candidate.note
-        if note is not None and note.strategy == ABLATION and note.other.get("ablation_of") == trial.name:
+        if note is not None and note.strategy == ABLATION and studied_trial(note) == trial.name:
             latest[note.other.get("ablates", "")] = candidate
     sigma = sigma_of(t.note for t in history.for_tag(trial.tag))
     found = []
@@ -137,8 +143,8 @@ def prune_job(
     if tree is None:
         return None, f"undoing {names} together conflicts in {', '.join(conflicts)}: no pruned trial"
     description = f"prune: {trial.name} without {names}, which did not help beyond noise"
-    ref = store.create_trial(trial.tag, tree, trial.commit, description)
-    changed = sorted(store.diff_paths(trial.commit, ref.commit))
-    proposal = Proposal(description, params_at(store, config, ref.commit))
-    job = Job(ref, trial.commit, proposal, changed, PRUNE, extra={"prunes": names})
-    return job, f"trial {ref.name}: {description}"
+    extra = {"prunes": names}
+    job = study_job(
+        store, config, trial.tag, tree, trial.commit, description, PRUNE, extra, None, candidate=True
+    )
+    return job, f"trial {job.trial.name}: {description}"

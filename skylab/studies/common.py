@@ -10,12 +10,24 @@ from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.loop.checks import sweep_params
 from skylab.loop.jobs import Job
-from skylab.loop.judge import Rules, improvement, threshold
+from skylab.loop.judge import Evidence, Rules, improvement, threshold
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
-from skylab.store.notes import Scalar, Status
+from skylab.store.notes import Scalar, Status, TrialNote
 from skylab.store.refs import TrialRef
 from skylab.strategy import Proposal
+
+ABLATION = "ablation"  # the strategy name of an ablation trial
+PRUNE = "prune"  # ... of the candidate built without the changes that did not matter
+CONFIRM = "confirm"  # ... of a confirmation trial
+STUDIED = {ABLATION: "ablation_of", CONFIRM: "confirmation_of"}  # the note line naming what it studies
+
+
+def studied_trial(note: TrialNote | None) -> str:
+    """The trial a study's note is about (`ablation_of`, `confirmation_of`); "" for any other note."""
+    if note is None or note.strategy not in STUDIED:
+        return ""
+    return note.other.get(STUDIED[note.strategy], "")
 
 
 def measured(trial: Trial) -> list[float]:
@@ -49,11 +61,13 @@ def study_job(
     description: str,
     strategy: str,
     extra: dict[str, str],
-    wanted: int,
+    wanted: int | None,
     budget_scale: float = 1.0,
+    candidate: bool = False,
 ) -> Job:
     """`tree` committed on `parent` as the next trial of `tag`: measured `wanted` times (seeds
-    0, 1, ...) at `budget_scale` × the time budget, recorded with `extra` in its note, never kept."""
+    0, 1, ...) at `budget_scale` × the time budget, recorded with `extra` in its note, never kept;
+    with `candidate`, judged as an ordinary trial instead (`wanted` None: as the judge says)."""
     ref: TrialRef = store.create_trial(tag, tree, parent, description)
     changed = sorted(store.diff_paths(parent, ref.commit))
     proposal = Proposal(description, params_at(store, config, ref.commit))
@@ -64,7 +78,7 @@ def study_job(
         changed,
         strategy,
         extra=extra,
-        candidate=False,
+        candidate=candidate,
         budget_scale=budget_scale,
         wanted=wanted,
     )
@@ -103,7 +117,7 @@ class Gap:
 
 def gap(first: list[float], second: list[float], sigma: float | None, rules: Rules) -> Gap:
     """How much better the mean of `first` is than the mean of `second` (both non-empty)."""
-    a, b = math.fsum(first) / len(first), math.fsum(second) / len(second)
+    a, b = Evidence(tuple(first)).mean, Evidence(tuple(second)).mean
     se = None if sigma is None else sigma * math.sqrt(1 / len(first) + 1 / len(second))
     bar = threshold(sigma, len(first), len(second), rules)
     return Gap(improvement(a, b, rules.direction), se, bar, (len(first), len(second)))

@@ -14,9 +14,16 @@ from skylab.loop.jobs import Job
 from skylab.loop.judge import Rules, pooled_sigma, sigma_of
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
-from skylab.studies.common import Gap, gap, measured, require_measured, run_start, study_job
-
-CONFIRM = "confirm"  # the strategy name of a confirmation trial
+from skylab.studies.common import (
+    CONFIRM,
+    Gap,
+    gap,
+    measured,
+    require_measured,
+    run_start,
+    studied_trial,
+    study_job,
+)
 
 
 def scale_text(scale: float) -> str:
@@ -87,7 +94,7 @@ def scale_checks(history: History, trial: Trial, rules: Rules) -> list[ScaleChec
     latest: dict[tuple[str, str], Trial] = {}
     for candidate in history.trials:
         note = candidate.note
-        if note is not None and note.strategy == CONFIRM and note.other.get("confirmation_of") == trial.name:
+        if note is not None and note.strategy == CONFIRM and studied_trial(note) == trial.name:
             latest[(note.other.get("scale", ""), note.other.get("confirms", ""))] = candidate
     sigma = sigma_of(t.note for t in history.for_tag(trial.tag))
     at_1 = gap(base, reference, sigma, rules)

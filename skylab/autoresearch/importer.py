@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from skylab.autoresearch.results_tsv import ImportFormatError, ResultRow, parse_results
+from skylab.autoresearch.results_tsv import KNOWN_STATUSES, ImportFormatError, ResultRow, parse_results
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.store.gitstore import TrialStore
@@ -113,7 +113,7 @@ def _write(
         if found is None:
             note.other["commit_missing"] = "true"
         word = row.status.lower()
-        if word not in ("keep", "discard", "crash"):
+        if word not in KNOWN_STATUSES:
             note.other["imported_status"] = row.status
         if row.value is None:
             note.status, note.reason = Status.CRASH, f"imported as {row.status}"

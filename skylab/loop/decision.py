@@ -19,6 +19,7 @@ from skylab.loop.judge import (
     NOT_FAILURES,
     Evidence,
     Measurement,
+    Verdict,
     failure_signature,
     hopeless,
     judge,
@@ -72,8 +73,7 @@ class Decider:
             verdict = judge(
                 measured, evidence, _evidence(reference), history.value_of(store.best()), sigma, self.rules
             )
-            note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
-            note.verdict, note.sem, note.sigma = verdict.why, verdict.sem, sigma
+            _record_verdict(note, verdict, sigma)
             run_best_now = note.samples() if note.decision is Decision.KEEP else _samples(reference)
             bar = threshold(sigma, 1 + self.rules.confirm, max(1, len(run_best_now)), self.rules)
             self.reporter.noise(sigma, bar)
@@ -113,16 +113,10 @@ class Decider:
             evidence = Evidence(tuple(note.measurements)) if note.measurements else None
             why = f"{job.strategy}: measured for a study, never a candidate for the best"
             verdict = measured_only(self._measured(store, job, note, history), evidence, sigma, rules, why)
-            note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
-            note.verdict, note.sem, note.sigma = verdict.why, verdict.sem, sigma
+            _record_verdict(note, verdict, sigma)
             store.finish_trial(job.trial, note, new_best=False)
             best = best_for_display(store)
-        if note.value is None:
-            line = f"trial {job.trial.name}: {note.status.value} — {note.reason}"
-        else:
-            n = len(note.measurements)
-            mean = f"{note.value:.6f}" + (f" (mean of {n})" if n > 1 else "")
-            line = f"trial {job.trial.name}: {note.status.value} {self.config.metric} {mean} (measured)"
+        line = summary_line(job.trial, note, self.config.metric, None, "(measured)")
         outcome = "measured" if note.status is Status.SUCCESS else note.status.value
         self.reporter.trial_finished(line, *best, result=Result(job.trial.name, note.value, None, outcome))
 
@@ -235,10 +229,20 @@ def best_for_display(store: TrialStore) -> Best:
     return (note.value, f"{note.tag}/{note.trial}", note.sem) if note else (None, "", None)
 
 
-def summary_line(trial: TrialRef, note: TrialNote, metric: str, parent_value: float | None) -> str:
+def _record_verdict(note: TrialNote, verdict: Verdict, sigma: float | None) -> None:
+    """Copy the judge's verdict, and the σ it was judged with, into the note."""
+    note.status, note.reason, note.decision = verdict.status, verdict.reason, verdict.decision
+    note.verdict, note.sem, note.sigma = verdict.why, verdict.sem, sigma
+
+
+def summary_line(
+    trial: TrialRef, note: TrialNote, metric: str, parent_value: float | None, ending: str = ""
+) -> str:
+    """The trial's result in one line, ending with `ending` (default: → its decision)."""
     if note.value is None:
         return f"trial {trial.name}: {note.status.value} — {note.reason}"
     delta = "" if parent_value is None else f" ({note.value - parent_value:+.6f})"
     n = len(note.measurements)
     mean = f"{note.value:.6f}" if n < 2 else f"{note.value:.6f} (mean of {n})"
-    return f"trial {trial.name}: {note.status.value} {metric} {mean}{delta} → {note.decision.value}"
+    ending = ending or f"→ {note.decision.value}"
+    return f"trial {trial.name}: {note.status.value} {metric} {mean}{delta} {ending}"

@@ -23,11 +23,17 @@ from skylab.store.history import (
     History,
     Trial,
     best_after_repair,
-    build_history,
     find_trial,
     run_tips_to_repair,
 )
-from skylab.store.historycache import SAVE_AFTER, NotesSnapshot, load_snapshot, save_snapshot
+from skylab.store.historycache import (
+    SAVE_AFTER,
+    NotesSnapshot,
+    collector_paused,
+    load_snapshot,
+    save_snapshot,
+)
+from skylab.store.historyindex import HistoryIndex
 from skylab.store.notemerge import notes_to_take
 from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote, iso_utc
 from skylab.store.partial import PartialMeasurements
@@ -55,6 +61,7 @@ class TrialStore(GitRepo):
         self.partial = PartialMeasurements(self.skylab_dir / "measuring")
         self._last_number: dict[str, int] = {}  # per tag, so numbering a trial is not a full ref scan
         self._snapshot: NotesSnapshot | None = None  # the parsed notes as of the last load
+        self._index: HistoryIndex | None = None  # history as of the last load, built on _snapshot
         self._cache_path = self.skylab_dir / "history-cache"
 
     @classmethod
@@ -90,12 +97,14 @@ class TrialStore(GitRepo):
         return None if blob is None else TrialNote.parse(blob.data.decode("utf-8"))
 
     def load(self) -> History:
-        """History rebuilt from refs and notes alone (see `history.build_history` for the rules).
+        """History rebuilt from refs and notes alone (see `historyindex` for the rules).
         The notes come parsed from the history cache, brought up to date with the notes that
         changed since it was built (see `historycache`)."""
-        snapshot = self._notes_snapshot()
-        refs = self.trial_refs()
-        best, baseline = self.best(), self.baseline()
+        with collector_paused():
+            return self._load()
+
+    def _load(self) -> History:
+        snapshot, changed = self._notes_snapshot()
 
         def is_commit(sha: str) -> bool:
             if sha in snapshot.commits:
@@ -106,40 +115,46 @@ class TrialStore(GitRepo):
                 snapshot.unsaved += 1
             return found
 
-        history = build_history(
-            snapshot.notes, snapshot.unreadable, refs, is_commit, self._started, best, baseline
-        )
+        if self._index is None or changed is None:
+            self._index, changed = HistoryIndex(is_commit, self._started), None
+        refs = dict(self.refs_under(TRIALS_PREFIX))
+        self._index.update(refs, snapshot.notes, snapshot.unreadable, changed)
         if snapshot.unsaved >= SAVE_AFTER:
             save_snapshot(self._cache_path, snapshot)
-        return history
+        return self._index.history(self.best(), self.baseline())
 
-    def _notes_snapshot(self) -> NotesSnapshot:
+    def _notes_snapshot(self) -> tuple[NotesSnapshot, set[str] | None]:
         """The parsed notes of the notes ref now: this handle's snapshot or the cache file's, with
-        the notes that changed since parsed; everything parsed afresh when neither can be used."""
+        the notes that changed since parsed; everything parsed afresh when neither can be used.
+        Also the commits whose notes changed since this handle's last snapshot (None: a snapshot
+        new to this handle, so any may have)."""
         current = self.ref_target(NOTES_REF)
-        snapshot = self._snapshot or load_snapshot(self._cache_path)
-        if snapshot is None or not self._catch_up(snapshot, current):
+        ours = self._snapshot
+        snapshot = ours or load_snapshot(self._cache_path)
+        changed = None if snapshot is None else self._catch_up(snapshot, current)
+        if snapshot is None or changed is None:
             snapshot = NotesSnapshot(current)
             self._parse_into(snapshot, self.read_notes(current))
         self._snapshot = snapshot
-        return snapshot
+        return snapshot, (changed if snapshot is ours else None)
 
-    def _catch_up(self, snapshot: NotesSnapshot, current: str | None) -> bool:
+    def _catch_up(self, snapshot: NotesSnapshot, current: str | None) -> set[str] | None:
         """Bring `snapshot` to the notes commit `current` by the notes that differ between the two
-        trees; False when that cannot be done (another fan-out, a notes commit gone)."""
+        trees; return their commits, or None when that cannot be done (another fan-out, a notes
+        commit gone)."""
         if snapshot.notes_commit == current:
-            return True
+            return set()
         if current is None or snapshot.notes_commit is None or not self.is_commit(snapshot.notes_commit):
-            return False
+            return None
         changed = self.notes_changed(snapshot.notes_commit, current)
         if changed is None:
-            return False
+            return None
         for commit, _blob in changed.items():
             snapshot.notes.pop(commit, None)
             snapshot.unreadable.pop(commit, None)
         self._parse_into(snapshot, {c: b for c, b in changed.items() if b is not None})
         snapshot.notes_commit = current
-        return True
+        return set(changed)
 
     @staticmethod
     def _parse_into(snapshot: NotesSnapshot, blobs: dict[str, pygit2.Blob]) -> None:

@@ -1,14 +1,13 @@
-"""History as the refs and notes say it: the trial and history types, and the pure rules that build
-a history from the notes and trial refs read out of a repository."""
+"""History as the refs and notes say it: the trial and history types, and the pure rules that read
+a built history (repair, best, naming a trial). `historyindex` builds it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skylab.errors import StoreError
 from skylab.store.notes import Decision, Status, TrialNote
-from skylab.store.refs import TrialRef, trial_ref
 
 
 @dataclass
@@ -78,54 +77,6 @@ class History:
         """The metric value of the trial at `commit` (None: no such trial, or no value)."""
         trial = self.by_commit().get(commit or "")
         return None if trial is None else trial.value
-
-
-def build_history(
-    notes: dict[str, TrialNote],
-    unreadable: dict[str, str],
-    refs: Iterable[TrialRef],
-    is_commit: Callable[[str], bool],
-    started: Callable[[Trial], str],
-    best: str | None,
-    baseline: str | None,
-) -> History:
-    """History from parsed notes and trial refs alone; pure apart from the two callbacks.
-
-    A commit is one trial: when several trial refs point at it, the one its note names wins and the
-    others are left out as stray (a second ref never takes over a result). A trial ref that does not
-    point at a commit is stray too. A note that does not parse is kept as it is and listed as
-    unreadable; its trial shows with no result. Trials sort by start time, then tag and number.
-    """
-    notes, unreadable = dict(notes), dict(unreadable)
-    refs_by_commit: dict[str, list[TrialRef]] = {}
-    stray: dict[str, str] = {}
-    for ref in refs:
-        if not is_commit(ref.commit):
-            stray[trial_ref(ref.tag, ref.number)] = f"points at {ref.commit[:10]}, not a commit here"
-            continue
-        refs_by_commit.setdefault(ref.commit, []).append(ref)
-    trials: dict[str, Trial] = {}
-    for commit, commit_refs in refs_by_commit.items():
-        note = notes.pop(commit, None)
-        named = [r for r in commit_refs if note is not None and (r.tag, r.number) == (note.tag, note.trial)]
-        chosen = named[0] if named else min(commit_refs, key=lambda r: (r.tag, r.number))
-        for other in commit_refs:
-            if other != chosen:
-                stray[trial_ref(other.tag, other.number)] = f"points at trial {chosen.name}'s commit"
-        if note is not None and (chosen.tag, chosen.number) != (note.tag, note.trial):
-            stray[trial_ref(chosen.tag, chosen.number)] = f"its commit is trial {note.tag}/{note.trial}"
-            trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
-            continue
-        trials[commit] = Trial(chosen.tag, chosen.number, commit, note)
-    # Notes whose trial ref is gone (deleted by hand, or not fetched) still count as trials, when
-    # their commit is here to show.
-    for commit, note in notes.items():
-        if is_commit(commit):
-            trials[commit] = Trial(note.tag, note.trial, commit, note, has_ref=False)
-        else:
-            unreadable[commit] = "its commit is not in this repository"
-    ordered = sorted(trials.values(), key=lambda t: (started(t), t.tag, t.number))
-    return History(ordered, best, baseline, unreadable, stray)
 
 
 def run_tips_to_repair(history: History, tips: dict[str, str | None]) -> list[Trial]:

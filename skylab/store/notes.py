@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -244,13 +245,13 @@ class TrialNote:
             metric = _decode_text(_required(fields, "metric"))
             note = cls(
                 trial=int(_required(fields, "trial")),
-                tag=_decode_text(_required(fields, "tag")),
+                tag=sys.intern(_decode_text(_required(fields, "tag"))),
                 status=Status(_required(fields, "status")),
                 decision=Decision(_required(fields, "decision")),
-                metric=metric,
+                metric=sys.intern(metric),
                 value=_optional_float(fields.get(metric)),
                 peak_vram_mb=_optional_float(fields.get("peak_vram_mb")),
-                strategy=_decode_text(fields.get("strategy", "")),
+                strategy=sys.intern(_decode_text(fields.get("strategy", ""))),
                 parent=_decode_text(fields.get("parent", "")),
                 started_at=_decode_text(fields.get("started_at", "")),
                 train_seconds=_optional_float(fields.get("train_seconds")),
@@ -270,12 +271,14 @@ class TrialNote:
         for key, value in fields.items():
             if key in known:
                 continue
+            # Keys are interned: 100,000 notes then share one string per key, in memory and in the
+            # pickled history cache.
             if key.startswith("param."):
-                note.params[key[len("param.") :]] = _decode_scalar(value)
+                note.params[sys.intern(key[len("param.") :])] = _decode_scalar(value)
             elif key.startswith("summary."):
-                note.summary[key[len("summary.") :]] = _decode_scalar(value)
+                note.summary[sys.intern(key[len("summary.") :])] = _decode_scalar(value)
             else:
-                note.other[key] = value
+                note.other[sys.intern(key)] = value
         return note
 
 

@@ -1,0 +1,163 @@
+"""History kept up to date commit by commit: after any sequence of ref and note changes the index
+shows the history a build from nothing shows, and a store handle's repeated loads see what other
+writers did (new trials, refs deleted or packed by hand) without re-reading what did not change."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pygit2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skylab.store.gitstore import TrialStore
+from skylab.store.history import History, Trial
+from skylab.store.historyindex import HistoryIndex, build_history, parse_trial_ref
+from skylab.store.notes import Decision, Status, TrialNote
+from skylab.store.reffiles import RefFiles, parse_packed_refs
+from skylab.store.refs import TRIALS_PREFIX
+from skylab.store.repository import GitRepo
+from tests.factory import add_trial
+
+COMMITS = [f"{n:040x}" for n in range(1, 7)]
+ABSENT = COMMITS[5]  # named by refs and notes, but no commit here
+NAMES = [f"{tag}/{n}" for tag in ("a", "b") for n in (1, 2, 3)]
+
+
+def note_of(name: str, value: float) -> TrialNote:
+    tag, _, number = name.partition("/")
+    return TrialNote(int(number), tag, Status.SUCCESS, Decision.REVERT, "loss", value, started_at=f"t{value}")
+
+
+def started(trial: Trial) -> str:
+    return trial.note.started_at if trial.note else f"commit-time-{trial.commit[-1]}"
+
+
+def shown(history: History) -> tuple[object, ...]:
+    trials = [(t.name, t.commit, t.note, t.has_ref) for t in history.trials]
+    return (trials, history.unreadable_notes, history.stray_refs)
+
+
+ops = st.one_of(
+    st.tuples(st.just("ref"), st.sampled_from(NAMES), st.sampled_from(COMMITS)),
+    st.tuples(st.just("unref"), st.sampled_from(NAMES), st.just("")),
+    st.tuples(st.just("note"), st.sampled_from(COMMITS), st.sampled_from(NAMES)),
+    st.tuples(st.just("garbled"), st.sampled_from(COMMITS), st.just("")),
+    st.tuples(st.just("unnote"), st.sampled_from(COMMITS), st.just("")),
+    st.tuples(st.just("arrives"), st.just(ABSENT), st.just("")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(ops, min_size=1, max_size=4), min_size=1, max_size=12))
+def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
+    batches: list[list[tuple[str, str, str]]],
+) -> None:
+    here = set(COMMITS) - {ABSENT}
+    refs: dict[str, str] = {}
+    notes: dict[str, TrialNote] = {}
+    errors: dict[str, str] = {}
+    index = HistoryIndex(lambda c: c in here, started)
+    for step, batch in enumerate(batches):
+        changed: set[str] = set()
+        for kind, target, other in batch:
+            if kind == "ref":
+                refs[target] = other
+            elif kind == "unref":
+                refs.pop(target, None)
+            elif kind == "arrives":
+                here.add(target)  # a fetch brought the commit; no ref or note changed
+            else:
+                changed.add(target)
+                notes.pop(target, None)
+                errors.pop(target, None)
+                if kind == "note":
+                    notes[target] = note_of(other, float(step))
+                elif kind == "garbled":
+                    errors[target] = "no 'skylab-note' line: not a Skylab note"
+        index.update(dict(refs), notes, errors, changed)
+        from_nothing = build_history(
+            notes,
+            errors,
+            [r for name, commit in refs.items() if (r := parse_trial_ref(name, commit))],
+            lambda c: c in here,
+            started,
+            None,
+            None,
+        )
+        assert shown(index.history(None, None)) == shown(from_nothing)
+
+
+def test_a_handle_sees_other_writers_trials_deleted_refs_and_packed_refs(
+    store: TrialStore, experiment: Path
+) -> None:
+    reader = TrialStore.open(experiment)
+    assert reader.load().trials == []
+    for n in range(5):
+        add_trial(store, "c", 3.0 - n / 10)
+    assert [t.name for t in reader.load().trials] == [f"c/{n}" for n in range(1, 6)]
+    subprocess.run(["git", "-C", str(experiment), "pack-refs", "--all"], check=True)
+    add_trial(store, "c", 9.0)
+    assert len(reader.load().trials) == 6
+    subprocess.run(["git", "-C", str(experiment), "update-ref", "-d", TRIALS_PREFIX + "c/6"], check=True)
+    six = reader.load().by_commit()
+    fresh = TrialStore.open(experiment).load()
+    assert [(t.name, t.has_ref) for t in reader.load().trials] == [(t.name, t.has_ref) for t in fresh.trials]
+    assert [t.has_ref for t in six.values()].count(False) == 1  # c/6's note still shows it, without a ref
+
+
+def test_ref_files_list_what_git_lists(experiment: Path, store: TrialStore) -> None:
+    first = add_trial(store, "c", 3.0)
+    second = add_trial(store, "c", 2.0)
+    git = ["git", "-C", str(experiment)]
+    subprocess.run([*git, "pack-refs", "--all"], check=True)
+    subprocess.run(
+        [*git, "update-ref", TRIALS_PREFIX + "c/1", second.commit], check=True
+    )  # loose over packed
+    subprocess.run([*git, "update-ref", TRIALS_PREFIX + "deep/tag/7", first.commit], check=True)
+    subprocess.run([*git, "symbolic-ref", TRIALS_PREFIX + "link", "refs/heads/skylab/c"], check=True)
+    (experiment / ".git" / "refs" / "skylab" / "trials" / "c" / "9.lock").write_text(first.commit + "\n")
+    listed = subprocess.run(
+        [*git, "for-each-ref", "--format=%(refname) %(objectname) %(symref)", TRIALS_PREFIX],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    expected = {
+        line.split()[0][len(TRIALS_PREFIX) :]: line.split()[1] for line in listed if len(line.split()) == 2
+    }
+    assert expected == {"c/1": second.commit, "c/2": second.commit, "deep/tag/7": first.commit}
+    assert RefFiles(experiment / ".git").under(TRIALS_PREFIX) == expected
+    assert dict(GitRepo(pygit2.Repository(str(experiment))).refs_under(TRIALS_PREFIX)) == expected
+    worktree = experiment.parent / "worktree"
+    subprocess.run([*git, "worktree", "add", "-q", "--detach", str(worktree)], check=True)
+    assert dict(GitRepo(pygit2.Repository(str(worktree))).refs_under(TRIALS_PREFIX)) == expected
+
+
+def test_packed_refs_parse_skips_the_header_and_peeled_lines() -> None:
+    text = (
+        "# pack-refs with: peeled fully-peeled sorted \n"
+        f"{'a' * 40} refs/skylab/trials/c/1\n"
+        f"^{'b' * 40}\n"
+        f"{'c' * 40} refs/heads/main\n"
+        f"{'d' * 64} refs/skylab/trials/c/2\n"
+        "garbage line\n"
+    )
+    assert parse_packed_refs(text, TRIALS_PREFIX) == {"c/1": "a" * 40, "c/2": "d" * 64}
+
+
+def test_maintenance_packs_refs_once_too_many_lie_loose(store: TrialStore, experiment: Path) -> None:
+    for n in range(6):
+        add_trial(store, "c", 3.0 - n / 10)
+    before = store.load()
+    files = RefFiles(experiment / ".git")
+    assert files.loose_count(TRIALS_PREFIX) == 6
+    store.maintain(loose_refs_limit=10)
+    assert files.loose_count(TRIALS_PREFIX) == 6  # under the limit: left alone
+    store.maintain(loose_refs_limit=3)
+    assert files.loose_count(TRIALS_PREFIX) == 0
+    assert [(t.name, t.commit) for t in store.load().trials] == [(t.name, t.commit) for t in before.trials]
+    assert [(t.name, t.commit) for t in TrialStore.open(experiment).load().trials] == [
+        (t.name, t.commit) for t in before.trials
+    ]

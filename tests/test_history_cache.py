@@ -90,3 +90,29 @@ def test_a_note_rewritten_or_replaced_is_seen(store: TrialStore, experiment: Pat
         store._write_notes({ref.commit: note.format()}, "test: edit a note")
     history = TrialStore.open(experiment).load()
     assert history.trials[0].note is not None and history.trials[0].note.description == "rewritten"
+
+
+def test_diffs_are_computed_once_and_a_damaged_diff_cache_is_rebuilt(
+    store: TrialStore, experiment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(4):
+        add_trial(store, "c", 3.0 - n / 10)
+    trials = store.load().trials
+    expected = [store.diff_against_parent(t) for t in trials]
+    assert all("VALUE" in diff for diff in expected)
+    computed: list[str] = []
+    original = TrialStore._diff
+
+    def counting(self: TrialStore, commit: str, named: str) -> str:
+        computed.append(commit)
+        return original(self, commit, named)
+
+    monkeypatch.setattr(TrialStore, "_diff", counting)
+    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
+    assert len(computed) == 4
+    computed.clear()
+    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
+    assert computed == []  # all from the cache
+    (experiment / ".git" / "skylab" / "diff-cache").write_bytes(b"\x80\x05garbage")
+    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
+    assert len(computed) == 4

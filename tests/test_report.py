@@ -314,3 +314,11 @@ def test_a_long_table_is_paged_and_sorts_over_every_trial(
         d.find_element(By.ID, "show-all").click()
         assert len(d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")) == 520
         assert not d.find_element(By.ID, "show-all").is_displayed()
+        assert len(d.find_elements(By.CSS_SELECTOR, "#chart .point")) == 520  # fewer than 2 per pixel: all
+        assert d.find_element(By.ID, "chart-note").text == ""
+        d.set_window_size(420, 1700)  # now more than two trials a pixel: min-max decimation
+        d.execute_script("window.dispatchEvent(new Event('resize'))")
+        drawn = {p.get_attribute("data-trial") for p in d.find_elements(By.CSS_SELECTOR, "#chart .point")}
+        assert 100 < len(drawn) < 520 and "long/1" in drawn  # the lowest value is never dropped
+        assert re.fullmatch(r"\d+ of 520 trials drawn: .*", d.find_element(By.ID, "chart-note").text)
+        assert browser_errors(d) == []

@@ -92,6 +92,8 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
 
 
 def _tokens(other: dict[str, str]) -> int:
+    if not other:  # most notes: a sweep's trials spend no tokens
+        return 0
     return sum(int(other[k]) for k in ("tokens_in", "tokens_out") if other.get(k, "").isdigit())
 
 

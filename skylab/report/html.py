@@ -223,12 +223,9 @@ def packed(text: str) -> str:
 
 def _details_json(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> str:
     details = {}
-    for trial, row in zip(trials, rows, strict=True):
+    diffs = store.diffs_against_parents(trials)
+    for trial, row, diff in zip(trials, rows, diffs, strict=True):
         note = trial.note
-        try:
-            diff = store.diff_against_parent(trial)
-        except (KeyError, ValueError):
-            diff = ""
         details[row.trial] = {
             "note": note.format() if note else "(no note: interrupted before its result was recorded)",
             "diff": diff,

@@ -30,7 +30,9 @@ from skylab.store.historycache import (
     SAVE_AFTER,
     NotesSnapshot,
     collector_paused,
+    load_pickled,
     load_snapshot,
+    save_pickled,
     save_snapshot,
 )
 from skylab.store.historyindex import HistoryIndex
@@ -50,6 +52,7 @@ from skylab.store.refs import (
 from skylab.store.repository import GitRepo
 
 MAINTENANCE_EVERY = 200  # trials between `git gc --auto` checks
+DIFF_CACHE_FORMAT = 1
 
 
 class TrialStore(GitRepo):
@@ -180,10 +183,38 @@ class TrialStore(GitRepo):
     def diff_against_parent(self, trial: Trial) -> str:
         """The trial's change: against the parent its note names, or (when the note names none, or
         no commit of this repository) against its commit's first parent."""
-        commit = self.repo[trial.commit].peel(pygit2.Commit)
+        return self._diff(trial.commit, self._named_parent(trial))
+
+    def diffs_against_parents(self, trials: list[Trial]) -> list[str]:
+        """`diff_against_parent` of each trial ("" where its commit cannot be read), from the diff
+        cache (`.git/skylab/diff-cache`) where it holds them: a diff between two commits never
+        changes, so each is computed once (37 s of a 100,000-trial report went to computing
+        them). Derived like the history cache: safe to delete, rebuilt when unreadable."""
+        path = self.skylab_dir / "diff-cache"
+        cached = load_pickled(path, DIFF_CACHE_FORMAT)
+        known: dict[tuple[str, str], str] = cached if isinstance(cached, dict) else {}
+        found, new = [], 0
+        for trial in trials:
+            key = (trial.commit, self._named_parent(trial))
+            diff = known.get(key)
+            if diff is None:
+                try:
+                    diff = known[key] = self._diff(*key)
+                    new += 1
+                except (KeyError, ValueError):
+                    diff = ""
+            found.append(diff)
+        if new:
+            save_pickled(path, DIFF_CACHE_FORMAT, known)
+        return found
+
+    def _named_parent(self, trial: Trial) -> str:
+        """The parent the trial's note names, when that is a commit here; else ""."""
         named = trial.parent if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", trial.parent) else ""
-        if named and self._commit(named) is None:
-            named = ""
+        return named if named and self._commit(named) is not None else ""
+
+    def _diff(self, commit_id: str, named: str) -> str:
+        commit = self.repo[commit_id].peel(pygit2.Commit)
         parent_id = named or (str(commit.parent_ids[0]) if commit.parent_ids else "")
         if parent_id:
             parent_tree = self.repo[parent_id].peel(pygit2.Tree)

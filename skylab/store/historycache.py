@@ -56,26 +56,37 @@ def collector_paused() -> Iterator[None]:
 
 def load_snapshot(path: Path) -> NotesSnapshot | None:
     """The cached snapshot, or None when there is none this version can trust."""
-    try:
-        with open(path, "rb") as handle:
-            stored = pickle.load(handle)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError):
-        return None
-    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != CACHE_FORMAT:
-        return None
-    snapshot = stored[1]
+    snapshot = load_pickled(path, CACHE_FORMAT)
     return snapshot if isinstance(snapshot, NotesSnapshot) else None
 
 
 def save_snapshot(path: Path, snapshot: NotesSnapshot) -> None:
-    """Write the snapshot atomically (a temporary file renamed over the old); a failure to write
-    (a read-only repository) only costs the next load its speed."""
     snapshot.unsaved = 0
+    save_pickled(path, CACHE_FORMAT, snapshot)
+
+
+def load_pickled(path: Path, version: int) -> object | None:
+    """What `save_pickled` wrote to `path` with this `version`; None when the file is missing,
+    unreadable, damaged or of another version."""
+    try:
+        with open(path, "rb") as handle:
+            stored: object = pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError):
+        return None
+    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != version:
+        return None
+    value: object = stored[1]
+    return value
+
+
+def save_pickled(path: Path, version: int, value: object) -> None:
+    """Write `value` atomically (a temporary file renamed over the old); a failure to write (a
+    read-only repository) only costs the next reader its speed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "wb") as out:
-            pickle.dump((CACHE_FORMAT, snapshot), out, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((version, value), out, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, path)
     except OSError:
         return

@@ -8,6 +8,7 @@ not know are kept, so a note written by a newer Skylab survives a round trip thr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -296,8 +297,15 @@ def _required(fields: dict[str, str], key: str) -> str:
 
 
 def _check_key(key: str) -> None:
-    if not key or not key.isprintable() or ": " in key or key != key.strip() or key.endswith(":"):
+    if not _is_key(key):
         raise ValueError(f"{key!r} cannot be a note key")
+
+
+@functools.lru_cache(maxsize=4096)  # a history's notes share a few dozen keys; a report formats them all
+def _is_key(key: str) -> bool:
+    return (
+        bool(key) and key.isprintable() and ": " not in key and key == key.strip() and not key.endswith(":")
+    )
 
 
 def _needs_quoting(value: str) -> bool:

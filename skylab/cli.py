@@ -252,7 +252,8 @@ def history(
     from skylab.store.refs import run_branch
 
     store = _open(repo)
-    loaded = store.load()
+    with collector_paused(freeze=True):  # a command: it ends once the rows are out
+        loaded = store.load()
     if tag is not None and tag not in loaded.tags():
         raise SkylabError(f"no run tagged '{tag}' (runs: {', '.join(loaded.tags()) or 'none yet'})")
     if best:
@@ -260,14 +261,14 @@ def history(
         trials = loaded.kept_chain(tip)
     else:
         trials = loaded.for_tag(tag)
-    with collector_paused():  # 100,000 rows of small objects, none in a cycle (see collector_paused)
+    with collector_paused(freeze=True):  # 100,000 rows of small objects
         rows = history_rows(loaded, trials)
     if export is not None:
         write_legacy_tsv(rows, export)
         err_console.print(f"wrote {len(rows)} trials to {export}", markup=False)
     if as_json:
         # No indent: json's C encoder only handles compact output, 5x faster at 10,000 trials.
-        with collector_paused():
+        with collector_paused(freeze=True):
             sys.stdout.write(json.dumps(rows_as_json(rows)) + "\n")
         return
     if export is not None:

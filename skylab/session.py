@@ -20,7 +20,7 @@ from skylab.experiment.layout import log_dir, report_path
 from skylab.loop import Orchestrator, RunOutcome
 from skylab.loop.jobs import Job
 from skylab.loop.judge import describe, sigma_of
-from skylab.loop.progress import Reporter, RunState, make_reporter
+from skylab.loop.progress import Paced, Reporter, RunState, make_reporter
 from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
 from skylab.store.refs import run_branch
@@ -110,8 +110,7 @@ def run_session(
     report = report_path(root, plan.tag)
     state = RunState(plan.tag, plan.strategy_name, config.metric, plan.budget, plan.max_trials)
 
-    def refresh_report(live: bool = True) -> None:
-        generate(store, config, report, tag=plan.tag, live=live)
+    live_report = Paced(lambda: generate(store, config, report, tag=plan.tag, live=True))
 
     reporter: Reporter
     with make_reporter(console, state) as reporter:
@@ -125,7 +124,7 @@ def run_session(
             budget=plan.budget,
             max_trials=plan.max_trials,
             queued_only=plan.queued_only,
-            after_trial=refresh_report,
+            after_trial=live_report,
             prepare=plan.prepare,
         )
         sigma = sigma_of(t.note for t in store.load().for_tag(plan.tag))
@@ -135,7 +134,7 @@ def run_session(
         reporter.say(plan_line(store, plan, expected, len(runners), decisions, data))
         reporter.say(f"live report: {report}")
         outcome = orchestrator.run()
-        refresh_report(live=False)
+        generate(store, config, report, tag=plan.tag, live=False)
         best = "none"
         if outcome.best is not None and outcome.best.value is not None:
             note = outcome.best.note

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from skylab.loop.progress import Result, Running, RunState, panel, progress_bar
+from skylab.loop.progress import Paced, Result, Running, RunState, panel, progress_bar, refresh_due
 from tests.browser import ARTIFACTS
 from tests.conftest import SKYLAB
 from tests.loop_experiment import make_loop_experiment
@@ -87,3 +87,21 @@ def test_the_live_panel_in_an_80_column_terminal(tmp_path: Path) -> None:
     assert "SKYLAB-EXITED-0" in after and after.count("stopped: reached --max-trials 3") == 1
     assert not any(line.startswith(PANEL_ROWS) for line in after.splitlines())  # no panel left behind
     assert "trial t/3: success val_bpb 3.000000 (-3.000000) → keep" in after
+
+
+def test_a_slow_live_report_is_rewritten_at_most_a_twentieth_of_the_time() -> None:
+    assert refresh_due(since_last_s=0, last_took_s=0.05) is False
+    assert refresh_due(since_last_s=1, last_took_s=0.05) is True  # 50 ms: after every trial
+    assert refresh_due(since_last_s=60, last_took_s=10) is False  # 10 s: not every minute
+    assert refresh_due(since_last_s=190, last_took_s=10) is True
+    now = [0.0]
+    paced = Paced(lambda: now.__setitem__(0, now[0] + 10), clock=lambda: now[0])  # each rewrite takes 10 s
+    paced()
+    assert paced.runs == 1  # the first always runs
+    for _ in range(18):  # a trial every 10 s for 3 minutes
+        now[0] += 10
+        paced()
+    assert paced.runs == 1
+    now[0] += 10
+    paced()
+    assert paced.runs == 2  # 190 s after the last rewrite ended, 10 s of 200 is 5 %

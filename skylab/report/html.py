@@ -36,6 +36,7 @@ from skylab.report.analysis import (
 from skylab.report.history_view import HistoryRow, history_rows
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
+from skylab.store.historycache import collector_paused
 from skylab.store.notes import Decision, Status
 from skylab.strategy.research import ledger
 from skylab.studies.ablation import Contribution, contributions
@@ -284,5 +285,7 @@ def write_report(path: Path, html: str) -> None:
 def generate(
     store: TrialStore, config: ExperimentConfig, path: Path, tag: str | None = None, live: bool = False
 ) -> Path:
-    write_report(path, render_report(build_report_data(store, config, tag, live)))
+    with collector_paused():  # rows, chart and details of every trial: many objects, no cycles
+        html = render_report(build_report_data(store, config, tag, live))
+    write_report(path, html)
     return path

@@ -37,19 +37,20 @@ class NotesSnapshot:
 
 
 @contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(freeze: bool = False) -> Iterator[None]:
     """Python's cyclic garbage collector off while a history of many small objects is built or
-    unpickled, and what was built then frozen (moved out of the collector's sight): otherwise it
-    runs a full pass every few hundred thousand allocations, and one more over everything new once
-    it is back on, which doubled the time to load 100,000 trials. History holds no reference
-    cycles, so the collector has nothing there to free; what is freed by reference counting still
-    is, frozen or not."""
+    unpickled: otherwise it runs a full pass every few hundred thousand allocations, which doubled
+    the time to load 100,000 trials. History holds no reference cycles, so there is nothing for it
+    to free there. With `freeze`, what is alive at the end is also moved out of the collector's
+    sight (`gc.freeze`), which saves the one pass over everything new once it is back on; only for
+    a process that ends soon after (a command), since cyclic garbage made meanwhile is frozen too."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()
 

@@ -161,3 +161,26 @@ def test_maintenance_packs_refs_once_too_many_lie_loose(store: TrialStore, exper
     assert [(t.name, t.commit) for t in TrialStore.open(experiment).load().trials] == [
         (t.name, t.commit) for t in before.trials
     ]
+
+
+def test_maintenance_packs_objects_in_the_foreground_under_the_store_lock(
+    store: TrialStore, experiment: Path
+) -> None:
+    git = ["git", "-C", str(experiment)]
+    subprocess.run([*git, "config", "gc.auto", "256"], check=True)  # git's default: 6,700 loose objects
+
+    def loose_objects() -> int:
+        counted = subprocess.run([*git, "count-objects"], capture_output=True, text=True, check=True)
+        return int(counted.stdout.split()[0])
+
+    for n in range(8):
+        add_trial(store, "c", 3.0 - n / 100)
+    # git estimates the loose objects from those in objects/17/: put a few there
+    sample, n = experiment / ".git" / "objects" / "17", 0
+    while len(list(sample.glob("*"))) < 3 if sample.is_dir() else True:
+        store.repo.create_blob(f"filler {n}".encode())
+        n += 1
+    before = loose_objects()
+    store.maintain()
+    assert loose_objects() <= before - 8 * 3  # the trials' commits, trees and blobs are packed now,
+    assert not (experiment / ".git" / "gc.log").exists()  # not by a detached gc later

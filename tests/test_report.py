@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from skylab.experiment.config import load_config
+from skylab.report import html
 from skylab.report.html import build_report_data, generate, render_report
 from skylab.store.gitstore import TrialStore
 from skylab.store.notes import Status
@@ -47,8 +48,8 @@ def test_report_data_headline_chart_and_chain(store: TrialStore, experiment: Pat
     assert [p[3] for p in chart["points"]][:2] == ["mar28/1", "mar28/2"]
     assert chart["range"][0] < 3.1 and chart["range"][1] > 3.6  # everything fits: no outlier here
     assert [step["trial"] for step in data.chain] == ["mar28/1", "mar28/4", "mar28/6"]
-    details = json.loads(gzip.decompress(base64.b64decode(data.details_gzip)))
-    assert "<" not in data.details_gzip and "</script>" in details["mar28/4"]["diff"]
+    details = json.loads(gzip.decompress(base64.b64decode(data.details_chunks[0])))
+    assert "<" not in data.details_chunks[0] and "</script>" in details["mar28/4"]["diff"]
 
 
 def test_everything_from_trials_is_escaped_in_the_html(store: TrialStore, experiment: Path) -> None:
@@ -293,12 +294,15 @@ def test_analysis_report_in_chromium(store: TrialStore, experiment: Path, tmp_pa
 
 
 def test_a_long_table_is_paged_and_sorts_over_every_trial(
-    store: TrialStore, experiment: Path, tmp_path: Path
+    store: TrialStore, experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     for n in range(520):
         add_trial(store, "long", 3.0 + ((n * 37) % 520) / 1000, keep=False, description=f"trial {n}")
+    monkeypatch.setattr(html, "DETAILS_CHUNK", 100)  # 6 chunks of details, unpacked one at a time
+    monkeypatch.setattr(html, "FILLED_LISTS", 300)  # and compare lists filled when first used
     path = generate(store, load_config(experiment), tmp_path / "report.html")
     with chromium(tmp_path / "profile") as driver:
         d: Any = driver
@@ -321,4 +325,16 @@ def test_a_long_table_is_paged_and_sorts_over_every_trial(
         drawn = {p.get_attribute("data-trial") for p in d.find_elements(By.CSS_SELECTOR, "#chart .point")}
         assert 100 < len(drawn) < 520 and "long/1" in drawn  # the lowest value is never dropped
         assert re.fullmatch(r"\d+ of 520 trials drawn: .*", d.find_element(By.ID, "chart-note").text)
+        assert len(Select(d.find_element(By.ID, "compare-a")).options) == 1  # the first trial, until used
+        d.find_element(By.CSS_SELECTOR, '#trials tbody tr[data-trial="long/450"]').click()  # chunk 4
+        WebDriverWait(d, 10).until(lambda d: d.find_element(By.ID, "details-title").text == "Trial long/450")
+        assert "trial: 450" in d.find_element(By.ID, "details-note").text
+        compare_a = Select(d.find_element(By.ID, "compare-a"))
+        d.find_element(By.ID, "compare-a").click()  # fills the list
+        assert len(compare_a.options) == 520 and compare_a.first_selected_option.text == "long/1"
+        compare_a.select_by_value("long/7")
+        d.find_element(By.ID, "compare-go").click()
+        WebDriverWait(d, 10).until(lambda d: d.find_element(By.ID, "compare-name-a").text == "long/7")
+        fields = d.find_element(By.ID, "compare-fields").text
+        assert "description trial 6 trial 519" in fields  # long/7 against long/520: chunks 0 and 5
         assert browser_errors(d) == []

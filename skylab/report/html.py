@@ -43,6 +43,8 @@ from skylab.studies.ablation import Contribution, contributions
 from skylab.studies.common import ABLATION, CONFIRM, studied_trial
 from skylab.studies.confirmation import ScaleCheck, scale_checks
 
+DETAILS_CHUNK = 1000  # trials whose details are packed together, unpacked when one is first shown
+FILLED_LISTS = 5000  # more trials, and the compare lists are filled when first used
 COMPARE_TRIALS = 500  # up to this many trials, the report carries their files for comparing any two
 
 
@@ -78,7 +80,9 @@ class ReportData:
     rows_json: str  # the trial table's rows as compact data (analysis.table_rows), paged by the script
     rows: list[HistoryRow]
     chain: list[dict[str, Any]]
-    details_gzip: str  # every trial's note, diff and log: JSON, gzip-compressed, base64
+    details_chunks: list[str]  # every trial's note, diff and log, DETAILS_CHUNK trials a chunk (see packed)
+    details_chunk: int = 0  # trials to a chunk of details_chunks (DETAILS_CHUNK)
+    filled_lists: int = 0  # up to this many trials the compare lists are filled at opening (FILLED_LISTS)
     extra: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # the LLM's predictions, scored
     ablations: list[tuple[str, list[Contribution]]] = field(default_factory=list)  # trial -> its changes
@@ -113,7 +117,9 @@ def build_report_data(
         rows_json=_script_json(table_rows(rows, params, same)),
         rows=rows,
         chain=_chain(history, trials, config),
-        details_gzip=_details_gzip(store, trials, rows),
+        details_chunks=_details_chunks(store, trials, rows),
+        details_chunk=DETAILS_CHUNK,
+        filled_lists=FILLED_LISTS,
         ledger=ledger(history, tag),
         ablations=[(t.name, contributions(history, t, rules)) for t in studied[ABLATION]],
         confirmations=[check for t in studied[CONFIRM] for check in scale_checks(history, t, rules)],
@@ -211,9 +217,15 @@ def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> l
     return story
 
 
-def _details_gzip(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> str:
-    """Every trial's note, diff and log as JSON, packed (see `packed`)."""
-    return packed(_details_json(store, trials, rows))
+def _details_chunks(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> list[str]:
+    """Every trial's note, diff and log as JSON, DETAILS_CHUNK trials (in table order) to a packed
+    chunk: the page unpacks a chunk when one of its trials is first shown, not all at once (the
+    details of 100,000 trials are 60 MB of JSON, seconds of a browser's time)."""
+    details = _details(store, trials, rows)
+    return [
+        packed(_script_json(dict(details[start : start + DETAILS_CHUNK])))
+        for start in range(0, len(details), DETAILS_CHUNK)
+    ]
 
 
 def packed(text: str) -> str:
@@ -222,18 +234,24 @@ def packed(text: str) -> str:
     return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
 
 
-def _details_json(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> str:
-    details = {}
+def _details(
+    store: TrialStore, trials: list[Trial], rows: list[HistoryRow]
+) -> list[tuple[str, dict[str, str]]]:
     diffs = store.diffs_against_parents(trials)
-    for trial, row, diff in zip(trials, rows, diffs, strict=True):
-        note = trial.note
-        details[row.trial] = {
-            "note": note.format() if note else "(no note: interrupted before its result was recorded)",
-            "diff": diff,
-            "log": note.log_tail if note else "",
-            "reason": note.reason if note else "",
-        }
-    return _script_json(details)
+    return [
+        (
+            row.trial,
+            {
+                "note": trial.note.format()
+                if trial.note
+                else "(no note: interrupted before its result was recorded)",
+                "diff": diff,
+                "log": trial.note.log_tail if trial.note else "",
+                "reason": trial.note.reason if trial.note else "",
+            },
+        )
+        for trial, row, diff in zip(trials, rows, diffs, strict=True)
+    ]
 
 
 def _script_json(value: object) -> str:

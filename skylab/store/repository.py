@@ -280,11 +280,15 @@ class GitRepo:
         Each trial adds a handful of loose objects and a loose ref. `gc --auto` packs refs only
         when it packs objects, which left 47,603 of 100,000 trial refs loose in a benchmark; a load
         reads every loose ref file, so they are packed here on a count instead. The store calls it
-        every so many trials, never on a trial's critical path.
+        every MAINTENANCE_EVERY trials, after the trial is recorded.
         """
-        self.git("gc", "--auto", "--quiet")
-        if self._ref_files is not None and self._ref_files.loose_count("refs/skylab/") > loose_refs_limit:
-            with self.writing():
+        with self.writing():
+            # In the foreground, under the store lock: `gc --auto` detaches by default, and a
+            # detached gc racing our object writes failed (a libgit2 temporary object vanished under
+            # it), left .git/gc.log, and git then skips auto gc for a day: 326,000 loose objects
+            # piled up by 55,000 trials and each write slowed down.
+            self.git("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")
+            if self._ref_files is not None and self._ref_files.loose_count("refs/skylab/") > loose_refs_limit:
                 self.git("pack-refs", "--all")
 
     def clear_stale_ref_locks(self) -> list[str]:

@@ -34,6 +34,15 @@ def build(directory: Path, trials: int) -> None:
     rng = random.Random(0)
     best_commit, best_value = store.start_point(), None
     store.ensure_run_branch("bench", best_commit)
+    maintenance = [0.0]  # seconds spent in the store's maintenance (git gc --auto, pack-refs)
+    maintain = store.maintain
+
+    def timed_maintain() -> None:
+        begun = time.perf_counter()
+        maintain()
+        maintenance[0] += time.perf_counter() - begun
+
+    store.maintain = timed_maintain  # type: ignore[method-assign,assignment]
     started = last = time.perf_counter()
     for i in range(trials):
         best_commit, best_value = add_trial(store, rng, i, trials, best_commit, best_value)
@@ -41,10 +50,11 @@ def build(directory: Path, trials: int) -> None:
             now = time.perf_counter()
             rate, recent = (i + 1) / (now - started), 1000 / (now - last)
             print(
-                f"  built {i + 1}/{trials} trials ({rate:.0f} trials/s, the last 1000 at {recent:.0f}/s)",
+                f"  built {i + 1}/{trials} trials ({rate:.0f} trials/s, the last 1000 at {recent:.0f}/s,"
+                f" {maintenance[0]:.1f} s of it maintenance)",
                 flush=True,
             )
-            last = now
+            last, maintenance[0] = now, 0.0
 
 
 def add_one(store: TrialStore) -> None:

@@ -11,6 +11,7 @@ import pygit2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skylab.errors import StoreError
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import HistoryIndex, build_history, parse_trial_ref
@@ -184,3 +185,18 @@ def test_maintenance_packs_objects_in_the_foreground_under_the_store_lock(
     store.maintain()
     assert loose_objects() <= before - 8 * 3  # the trials' commits, trees and blobs are packed now,
     assert not (experiment / ".git" / "gc.log").exists()  # not by a detached gc later
+
+
+def test_adopting_trial_refs_is_all_or_none_and_never_moves_one(store: TrialStore, experiment: Path) -> None:
+    first, second = add_trial(store, "c", 3.0), add_trial(store, "c", 2.0)
+    store.adopt_trial_refs({"mate/1": first.commit, "mate/2": second.commit})
+    refs = dict(store.refs_under(TRIALS_PREFIX))
+    assert refs["mate/1"] == first.commit and refs["mate/2"] == second.commit
+    try:
+        store.adopt_trial_refs({"mate/3": first.commit, "c/1": second.commit})  # c/1 exists
+    except StoreError as exc:
+        assert "c/1" in str(exc)
+    else:
+        raise AssertionError("an existing trial ref was not refused")
+    after = dict(store.refs_under(TRIALS_PREFIX))
+    assert after["c/1"] == first.commit and "mate/3" not in after

@@ -300,10 +300,12 @@ class TrialStore(GitRepo):
         if trial.number % MAINTENANCE_EVERY == 0:
             self.maintain()
 
-    def adopt_trial_ref(self, name: str, commit: str) -> None:
-        """Create the trial ref `tag/n` (a teammate's) at `commit`; never moves an existing one."""
+    def adopt_trial_refs(self, refs: dict[str, str]) -> None:
+        """Create the trial refs `tag/n` -> commit (a teammate's) in one transaction, all or none;
+        never moves an existing one (StoreError then). One `git update-ref` for the lot: a first
+        pull of 100,000 trials adopted them one libgit2 write at a time, over a minute."""
         with self.writing():
-            self._set_ref(TRIALS_PREFIX + name, commit, "skylab: pull", force=False)
+            self._create_refs({TRIALS_PREFIX + name: commit for name, commit in refs.items()}, "skylab: pull")
 
     def set_best(self, commit: str, reason: str) -> None:
         """Point the best at `commit` (the caller has judged it better)."""

@@ -48,10 +48,12 @@ class GitRepo:
     def git_dir(self) -> Path:
         return Path(self.repo.path)
 
-    def git(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def git(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the git command line in this repository (for what pygit2 lacks: fetch, push, gc)."""
         workdir = self.repo.workdir or self.repo.path
-        return subprocess.run(["git", "-C", workdir, *args], capture_output=True, text=True, check=False)
+        return subprocess.run(
+            ["git", "-C", workdir, *args], input=stdin, capture_output=True, text=True, check=False
+        )
 
     # ----- reading -------------------------------------------------------------------------------
 
@@ -310,6 +312,32 @@ class GitRepo:
             self.repo.create_reference_direct(name, pygit2.Oid(hex=target), force, message=message)
         except pygit2.AlreadyExistsError:
             raise StoreError(f"{name} already exists") from None
+
+    def _create_refs(self, refs: dict[str, str], message: str) -> None:
+        """Create every ref of `refs` (name -> object id) in one `git update-ref --stdin`
+        transaction: all of them, or none when one exists already or cannot be written."""
+        if not refs:
+            return
+        commands = "".join(f"create {name}\0{target}\0" for name, target in refs.items())
+        done = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(self.repo.workdir or self.repo.path),
+                "update-ref",
+                "-z",
+                "-m",
+                message,
+                "--stdin",
+            ],
+            input=commands,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or ["git update-ref failed"]
+            raise StoreError(lines[0].removeprefix("fatal: "))
 
     def _write_notes(
         self, notes: dict[str, str | pygit2.Oid], message: str, merge_parent: str | None = None

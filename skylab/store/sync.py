@@ -154,18 +154,20 @@ def _adopt_trials(store: TrialStore, staging: str, report: SyncReport) -> None:
         if not new:
             return
         named = {t.commit: t.name for t in store.load().trials}
+        adopted: dict[str, str] = {}
         for rest, commit in new.items():
             local = ours.get(rest)
             problem = _stray_trial_ref(store, rest, commit, named)
             if local is None and problem:
                 report.left_out.append(f"trial ref {rest}: {problem}")
             elif local is None:
-                store.adopt_trial_ref(rest, commit)
-                report.trials_added += 1
+                adopted[rest] = commit
             elif local != commit:
                 report.trial_collisions.append(
                     f"{rest} is {local[:10]} here but {commit[:10]} there (use distinct run tags)"
                 )
+        store.adopt_trial_refs(adopted)
+        report.trials_added = len(adopted)
 
 
 def _adopt_branches(store: TrialStore, staging: str, report: SyncReport) -> None:

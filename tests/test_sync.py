@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from skylab.store import repository
 from skylab.store.gitstore import TrialStore
+from skylab.store.reffiles import RefFiles
+from skylab.store.sync import pull
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
 
@@ -135,3 +140,21 @@ def test_long_lists_of_problems_are_counted_after_ten() -> None:
     report = SyncReport(note_conflicts=[f"{n:040d}" for n in range(25)])
     lines = report.lines()
     assert len(lines) == 12 and lines[-1] == "… and 15 more like it"
+
+
+def test_a_pull_packs_the_refs_it_staged_once_many_lie_loose(
+    team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, _ = team
+    a = TrialStore.open(alice)
+    for n in range(8):
+        add_trial(a, "alice-1", 2.0 - n / 100)
+    run_skylab("push", "-C", str(alice), check=True)
+    monkeypatch.setattr(repository, "LOOSE_REFS_TO_PACK", 5)  # 1,000 outside this test
+    b = TrialStore.open(bob)
+    report = pull(b, "origin", lambda theirs, ours, history: False)
+    assert report.trials_added == 8
+    files = RefFiles(bob / ".git")
+    assert files.loose_count("refs/skylab-remotes/") == 0  # every listing of refs reads loose files
+    assert len(files.under("refs/skylab-remotes/origin/skylab/trials/") or {}) == 8
+    assert len(TrialStore.open(bob).load().trials) == 8

@@ -22,7 +22,8 @@ from skylab.store.reffiles import RefFiles, uses_files_backend
 from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS
 
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
-LOOSE_REFS_TO_PACK = 1000  # loose refs under refs/skylab/ beyond which `maintain` packs refs
+LOOSE_REFS_TO_PACK = 1000  # loose refs under LOOSE_REF_FOLDERS beyond which refs are packed
+LOOSE_REF_FOLDERS = ("refs/skylab/", "refs/skylab-remotes/")  # the store's own, a remote's staged
 
 
 class GitRepo:
@@ -275,7 +276,7 @@ class GitRepo:
         repo.index.write()
         return True
 
-    def maintain(self, loose_refs_limit: int = LOOSE_REFS_TO_PACK) -> None:
+    def maintain(self, loose_refs_limit: int | None = None) -> None:
         """Let git pack loose objects when it judges it worthwhile (`git gc --auto`), and pack refs
         once more than `loose_refs_limit` of Skylab's lie loose.
 
@@ -290,7 +291,18 @@ class GitRepo:
             # it), left .git/gc.log, and git then skips auto gc for a day: 326,000 loose objects
             # piled up by 55,000 trials and each write slowed down.
             self.git("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")
-            if self._ref_files is not None and self._ref_files.loose_count("refs/skylab/") > loose_refs_limit:
+            self.pack_loose_refs(loose_refs_limit)
+
+    def pack_loose_refs(self, limit: int | None = None) -> None:
+        """`git pack-refs --all` once more than `limit` of Skylab's refs (its own, and a remote's
+        staged by a pull) lie loose: every ref listing (a load, git push, git fetch) reads each
+        loose ref file, and a first pull of 10,000 trials staged 10,000 of them."""
+        if self._ref_files is None:
+            return
+        limit = LOOSE_REFS_TO_PACK if limit is None else limit
+        loose = sum(self._ref_files.loose_count(folder) for folder in LOOSE_REF_FOLDERS)
+        if loose > limit:
+            with self.writing():
                 self.git("pack-refs", "--all")
 
     def clear_stale_ref_locks(self) -> list[str]:

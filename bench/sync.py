@@ -1,0 +1,61 @@
+"""Benchmark: share N trials with a teammate through a bare remote, and time each step (goals: a
+first push <= 60 s with a one-screen summary, an incremental push <= 2 s).
+
+    python bench/sync.py [--trials 10000] [--keep DIR]
+
+Builds (or reuses) the repository of bench/history.py, then in a temporary folder: pushes its main
+branch and `skylab push`es its trials to a fresh bare remote, pushes again with nothing new, clones
+that remote as a teammate who `skylab pull`s everything, and pulls again with nothing new. Each
+`skylab` command is timed as a whole process; the lines it printed are counted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.history import bench_arguments, bench_repository  # noqa: E402
+
+SKYLAB = Path(sys.executable).parent / "skylab"
+
+
+def timed(*command: str) -> tuple[float, int]:
+    """Seconds the command took, and the lines it printed; it must succeed."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return seconds, len((done.stdout + done.stderr).splitlines())
+
+
+def main() -> None:
+    args = bench_arguments(__doc__)
+    with bench_repository(args.trials, args.keep) as directory, tempfile.TemporaryDirectory() as scratch:
+        remote, mate = Path(scratch) / "remote.git", Path(scratch) / "mate"
+        subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+        subprocess.run(
+            ["git", "-C", str(directory), "push", "-q", str(remote), "HEAD:refs/heads/main"], check=True
+        )
+        subprocess.run(["git", "-C", str(remote), "symbolic-ref", "HEAD", "refs/heads/main"], check=True)
+        steps = [
+            ("first push to a bare remote", (str(SKYLAB), "push", str(remote), "-C", str(directory))),
+            ("push, nothing new", (str(SKYLAB), "push", str(remote), "-C", str(directory))),
+        ]
+        for name, command in steps:
+            seconds, lines = timed(*command)
+            print(f"{name + ':':34} {seconds:6.1f} s, {lines} lines")
+        subprocess.run(["git", "clone", "-q", str(remote), str(mate)], check=True)
+        for name in ("a teammate's first pull", "pull, nothing new"):
+            seconds, lines = timed(str(SKYLAB), "pull", "origin", "-C", str(mate))
+            print(f"{name + ':':34} {seconds:6.1f} s, {lines} lines")
+
+
+if __name__ == "__main__":
+    main()

@@ -120,10 +120,10 @@ def pull(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
         f"+refs/skylab/*:{staging}skylab/*",
         f"+{BRANCH_PREFIX}*:{staging}branches/*",
     )
-    store.pack_loose_refs()  # a first fetch of N trials stages N loose ref files
     report = SyncReport()
     report.notes_added, report.note_conflicts = store.merge_notes(store.ref_target(f"{staging}notes/skylab"))
     _adopt_trials(store, staging, report)
+    store.pack_loose_refs()  # a first pull of N trials stages N loose ref files and adopts N more
     their_baseline = store.ref_target(f"{staging}skylab/baseline")
     if store.baseline() is None and their_baseline:
         store.set_baseline(their_baseline)

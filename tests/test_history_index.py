@@ -200,3 +200,38 @@ def test_adopting_trial_refs_is_all_or_none_and_never_moves_one(store: TrialStor
         raise AssertionError("an existing trial ref was not refused")
     after = dict(store.refs_under(TRIALS_PREFIX))
     assert after["c/1"] == first.commit and "mate/3" not in after
+
+
+def test_ref_writes_are_what_git_reads_with_reflogs_and_locks(store: TrialStore, experiment: Path) -> None:
+    git = ["git", "-C", str(experiment)]
+    first = add_trial(store, "c", 3.0)
+    second = add_trial(store, "c", 2.0)
+
+    def run(*args: str) -> str:
+        return subprocess.run([*git, *args], capture_output=True, text=True, check=True).stdout
+
+    assert run("rev-parse", TRIALS_PREFIX + "c/2").strip() == second.commit
+    assert run("reflog", "show", "--format=%gs", "refs/notes/skylab").splitlines()[:2] == [
+        "skylab: trial c/2 success",
+        "skylab: trial c/1 success",
+    ]
+    assert run("fsck", "--no-dangling") == ""
+    run("pack-refs", "--all")
+    try:  # packed now, but still there: never created twice
+        store.adopt_trial_refs({"c/1": second.commit})
+    except StoreError as exc:
+        assert "exists" in str(exc)
+    else:
+        raise AssertionError("a packed trial ref was created again")
+    store.set_best(first.commit, "test")  # a packed ref moved: a loose one overrides it
+    assert run("rev-parse", "refs/skylab/best").strip() == first.commit
+    lock = experiment / ".git" / "refs" / "skylab" / "best.lock"
+    lock.write_text("")  # another git process is writing it
+    try:
+        store.set_best(second.commit, "test")
+    except StoreError as exc:
+        assert "locked" in str(exc) and "\n" not in str(exc)
+    else:
+        raise AssertionError("a locked ref was written")
+    lock.unlink()
+    assert run("rev-parse", "refs/skylab/best").strip() == first.commit

@@ -68,6 +68,18 @@ class RefFiles:
                 return {**packed, **loose}
         return None
 
+    def target(self, name: str) -> str | None:
+        """The object id the direct ref `name` points at (its loose file first, as git reads it,
+        then packed-refs); None when there is no such ref or it is symbolic."""
+        try:
+            content = (self.common / name).read_text(encoding="utf-8", errors="replace").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            folder, _, rest = name.rpartition("/")
+            return self._packed_under(folder + "/")[1].get(rest)
+        except IsADirectoryError:
+            return None
+        return content if OBJECT_ID.fullmatch(content) else None
+
     def loose_count(self, prefix: str) -> int:
         """How many loose ref files lie under `prefix` (counted, not read)."""
         return sum(
@@ -111,3 +123,63 @@ class RefFiles:
                 if OBJECT_ID.fullmatch(content):
                     found[file if relative == "." else f"{relative}/{file}"] = content
         return found
+
+
+class RefExists(Exception):
+    """The ref to create exists already."""
+
+
+class RefLocked(Exception):
+    """Another writer holds the ref's lock file."""
+
+
+LOGGED_NAMESPACES = ("refs/heads/", "refs/remotes/", "refs/notes/")  # git's core.logAllRefUpdates=true
+
+
+def reflog_line(old: str | None, new: str, who: str, when: float, offset_minutes: int, message: str) -> str:
+    """One line of a reflog, as git writes it: old and new ids, who and when, a tab, the message."""
+    sign = "-" if offset_minutes < 0 else "+"
+    zone = f"{sign}{abs(offset_minutes) // 60:02d}{abs(offset_minutes) % 60:02d}"
+    text = " ".join(message.split())  # one line
+    return f"{old or '0' * len(new)} {new} {who} {int(when)} {zone}\t{text}\n"
+
+
+def write_ref(
+    refs: RefFiles,
+    name: str,
+    target: str,
+    message: str,
+    who: tuple[str, float, int],
+    create_only: bool,
+    log_all: bool,
+) -> None:
+    """Point the ref `name` at `target` as git does: `<ref>.lock` created exclusively, the new id
+    written to it, a reflog line appended (for the namespaces git logs, or when the ref has a log),
+    then the lock renamed over the ref. A kill -9 leaves the old ref and at most a stale lock file.
+
+    Why not libgit2: each of its ref writes checks the new name against every ref in the repository,
+    4.5 ms a write at 100,000 trial refs (1 ms at 10,000). Here the cost does not depend on how many
+    refs there are. The caller holds the store's write lock; other git processes are kept out by the
+    lock file, as git keeps out each other."""
+    path = refs.common / name  # `who`: (name <email>, time, offset in minutes) for the reflog
+    old = refs.target(name)
+    if create_only and old is not None:
+        raise RefExists(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    try:
+        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise RefLocked(name) from None
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(target + "\n")
+        log = refs.common / "logs" / name
+        if (log_all and name.startswith(LOGGED_NAMESPACES)) or log.is_file():
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a", encoding="utf-8") as out:
+                out.write(reflog_line(old, target, *who, message))
+        os.replace(lock, path)
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ import pygit2
 
 from skylab.errors import StoreError
 from skylab.store.notetree import notes_tree, read_notes_tree
-from skylab.store.reffiles import RefFiles, uses_files_backend
+from skylab.store.reffiles import RefExists, RefFiles, RefLocked, uses_files_backend, write_ref
 from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS
 
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
@@ -39,6 +40,11 @@ class GitRepo:
         except KeyError:
             storage = None
         self._ref_files = RefFiles(self.git_dir) if uses_files_backend(storage) else None
+        try:  # git's default: reflogs for branches and notes, except in a bare repository
+            logged = str(repo.config["core.logAllRefUpdates"]).lower()
+        except KeyError:
+            logged = "false" if repo.is_bare else "true"
+        self._log_all_refs = logged in ("true", "yes", "on", "1", "always")
 
     @property
     def root(self) -> Path:
@@ -320,6 +326,18 @@ class GitRepo:
         return fixed
 
     def _set_ref(self, name: str, target: str, message: str, force: bool = True) -> None:
+        if self._ref_files is not None:  # see reffiles.write_ref: flat cost however many refs
+            sig = self.signature()
+            who = (f"{sig.name} <{sig.email}>", time.time(), sig.offset)
+            try:
+                write_ref(self._ref_files, name, target, message, who, not force, self._log_all_refs)
+            except RefExists:
+                raise StoreError(f"{name} already exists") from None
+            except RefLocked:
+                raise StoreError(f"{name} is locked by another git process ({name}.lock exists)") from None
+            except OSError as exc:
+                raise StoreError(f"cannot write {name}: {exc.strerror or exc}") from None
+            return
         try:
             self.repo.create_reference_direct(name, pygit2.Oid(hex=target), force, message=message)
         except pygit2.AlreadyExistsError:

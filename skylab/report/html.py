@@ -81,8 +81,8 @@ class ReportData:
     rows: list[HistoryRow]
     chain: list[dict[str, Any]]
     details_chunks: list[str]  # every trial's note, diff and log, DETAILS_CHUNK trials a chunk (see packed)
-    details_chunk: int = 0  # trials to a chunk of details_chunks (DETAILS_CHUNK)
-    filled_lists: int = 0  # up to this many trials the compare lists are filled at opening (FILLED_LISTS)
+    details_chunk: int  # trials to a chunk of details_chunks (DETAILS_CHUNK)
+    filled_lists: int  # up to this many trials the compare lists are filled at opening (FILLED_LISTS)
     extra: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # the LLM's predictions, scored
     ablations: list[tuple[str, list[Contribution]]] = field(default_factory=list)  # trial -> its changes

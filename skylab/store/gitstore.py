@@ -35,7 +35,7 @@ from skylab.store.historycache import (
     save_pickled,
     save_snapshot,
 )
-from skylab.store.historyindex import HistoryIndex
+from skylab.store.historyindex import HistoryIndex, parse_trial_ref
 from skylab.store.notemerge import notes_to_take
 from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote, iso_utc
 from skylab.store.partial import PartialMeasurements
@@ -91,9 +91,9 @@ class TrialStore(GitRepo):
 
     def trial_refs(self) -> Iterator[TrialRef]:
         for rest, target in self.refs_under(TRIALS_PREFIX):
-            tag, _, number = rest.rpartition("/")
-            if tag and number.isdigit():
-                yield TrialRef(tag, int(number), target)
+            ref = parse_trial_ref(rest, target)
+            if ref is not None:
+                yield ref
 
     def note_for(self, commit: str) -> TrialNote | None:
         blob = self.read_notes().get(commit)

@@ -110,10 +110,7 @@ class HistoryIndex:
             affected |= self._parts.keys() | notes.keys() | parse_errors.keys()
         else:
             affected.update(changed_notes)
-        if self._refs:
-            removed, added = self._refs.items() - refs.items(), refs.items() - self._refs.items()
-        else:
-            removed, added = set(), set(refs.items())
+        removed, added = self._refs.items() - refs.items(), refs.items() - self._refs.items()
         for name, commit in removed:
             affected.add(commit)
             self._refs_at.get(commit, {}).pop(name, None)

@@ -27,6 +27,14 @@ LOOSE_REFS_TO_PACK = 1000  # loose refs under LOOSE_REF_FOLDERS beyond which ref
 LOOSE_REF_FOLDERS = ("refs/skylab/", "refs/skylab-remotes/")  # the store's own, a remote's staged
 
 
+def git_failure(stderr: str) -> str:
+    """The line of git's error output that says what went wrong: its first `fatal:` or `error:`
+    line (the last line is often advice, such as "and the repository exists.")."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+    return (first or (lines[-1] if lines else "(no output)")).removeprefix("fatal: ").removeprefix("error: ")
+
+
 class GitRepo:
     """One repository: read anything, write refs and notes under one re-entrant lock."""
 
@@ -349,25 +357,9 @@ class GitRepo:
         if not refs:
             return
         commands = "".join(f"create {name}\0{target}\0" for name, target in refs.items())
-        done = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(self.repo.workdir or self.repo.path),
-                "update-ref",
-                "-z",
-                "-m",
-                message,
-                "--stdin",
-            ],
-            input=commands,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = self.git("update-ref", "-z", "-m", message, "--stdin", stdin=commands)
         if done.returncode != 0:
-            lines = done.stderr.strip().splitlines() or ["git update-ref failed"]
-            raise StoreError(lines[0].removeprefix("fatal: "))
+            raise StoreError(git_failure(done.stderr))
 
     def _write_notes(
         self, notes: dict[str, str | pygit2.Oid], message: str, merge_parent: str | None = None

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from skylab.errors import StoreError
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
+from skylab.store.historyindex import parse_trial_ref
 from skylab.store.notes import Status
 from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, TRIALS_PREFIX
+from skylab.store.repository import git_failure
 from skylab.terminal import plural
 
 STAGING_PREFIX = "refs/skylab-remotes/"
@@ -75,14 +77,6 @@ def _git(store: TrialStore, *args: str) -> str:
     if result.returncode != 0 and args[0] != "push":
         raise StoreError(f"git {args[0]} failed: {git_failure(result.stderr)}")
     return result.stdout + result.stderr
-
-
-def git_failure(stderr: str) -> str:
-    """The line of git's error output that says what went wrong: its first `fatal:` or `error:`
-    line (the last line is often advice, such as "and the repository exists.")."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    first = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
-    return (first or (lines[-1] if lines else "(no output)")).removeprefix("fatal: ").removeprefix("error: ")
 
 
 def _staging(store: TrialStore, remote: str) -> str:
@@ -196,8 +190,7 @@ def _adopt_branches(store: TrialStore, staging: str, report: SyncReport) -> None
 
 def _stray_trial_ref(store: TrialStore, name: str, commit: str, named: dict[str, str]) -> str:
     """Why the remote's trial ref `name` -> `commit` must not be adopted ("" when it may)."""
-    tag, _, number = name.rpartition("/")
-    if not tag or not number.isdigit():
+    if parse_trial_ref(name, commit) is None:
         return "not a trial ref name (tag/number)"
     if store.tree_of(commit) is None:
         return f"points at {commit[:10]}, which is not a commit"

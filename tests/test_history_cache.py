@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pygit2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import skylab.store.gitstore as gitstore
 from skylab.store.gitstore import TrialStore
 from skylab.store.historycache import NotesSnapshot, save_snapshot
 from skylab.store.notes import Status, TrialNote
+from skylab.store.notetree import notes_tree_changes
 from tests.factory import add_trial
 
 
@@ -116,3 +120,60 @@ def test_diffs_are_computed_once_and_a_damaged_diff_cache_is_rebuilt(
     (experiment / ".git" / "skylab" / "diff-cache").write_bytes(b"\x80\x05garbage")
     assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
     assert len(computed) == 4
+
+
+NOTE_NAMES = [p + f"{n:038x}" for p in ("aa", "ab") for n in range(3)]  # two fan-out folders
+
+
+def fanned_out(repo: pygit2.Repository, notes: dict[str, str], odd: str) -> pygit2.Tree:
+    """A notes tree with `notes` (commit -> text) under 2-character folders, plus one `odd` note:
+    flat at the top, one level deeper, or none."""
+    folders: dict[str, pygit2.TreeBuilder] = {}
+    for commit, text in notes.items():
+        sub = folders.setdefault(commit[:2], repo.TreeBuilder())
+        sub.insert(commit[2:], repo.create_blob(text.encode()), pygit2.GIT_FILEMODE_BLOB)
+    root = repo.TreeBuilder()
+    if odd == "deep":
+        deeper = repo.TreeBuilder()
+        deeper.insert("cc", repo.create_blob(b"deep"), pygit2.GIT_FILEMODE_BLOB)
+        folder = folders.setdefault("ac", repo.TreeBuilder())
+        folder.insert("c" * 38, deeper.write(), pygit2.GIT_FILEMODE_TREE)
+    for prefix, sub in folders.items():
+        root.insert(prefix, sub.write(), pygit2.GIT_FILEMODE_TREE)
+    if odd == "flat":
+        root.insert("d" * 40, repo.create_blob(b"flat"), pygit2.GIT_FILEMODE_BLOB)
+    tree = repo[root.write()]
+    assert isinstance(tree, pygit2.Tree)
+    return tree
+
+
+def changes_by_full_diff(old: pygit2.Tree, new: pygit2.Tree) -> dict[str, str | None] | None:
+    """What libgit2's diff of the two whole trees says changed (the way it was read before)."""
+    changed: dict[str, str | None] = {}
+    for delta in old.diff_to_tree(new).deltas:
+        head, _, rest = (delta.new_file.path or delta.old_file.path).partition("/")
+        if len(head) != 2 or "/" in rest or len(head + rest) not in (40, 64):
+            return None
+        removed = delta.status == pygit2.enums.DeltaStatus.DELETED
+        changed[head + rest] = None if removed else str(delta.new_file.id)
+    return changed
+
+
+notes_states = st.dictionaries(st.sampled_from(NOTE_NAMES), st.sampled_from(["x", "y", "z"]))
+odd_notes = st.sampled_from(["", "flat", "deep"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(notes_states, odd_notes, notes_states, odd_notes)
+def test_notes_that_changed_are_what_a_diff_of_the_whole_trees_says(
+    tmp_path_factory: pytest.TempPathFactory,
+    old_notes: dict[str, str],
+    old_odd: str,
+    new_notes: dict[str, str],
+    new_odd: str,
+) -> None:
+    repo = pygit2.init_repository(str(tmp_path_factory.mktemp("notes")), bare=True)
+    old, new = fanned_out(repo, old_notes, old_odd), fanned_out(repo, new_notes, new_odd)
+    changed = notes_tree_changes(old, new)
+    found = None if changed is None else {c: None if b is None else str(b.id) for c, b in changed.items()}
+    assert found == changes_by_full_diff(old, new)

@@ -16,7 +16,7 @@ from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import HistoryIndex, build_history, parse_trial_ref
 from skylab.store.notes import Decision, Status, TrialNote
-from skylab.store.reffiles import RefFiles, parse_packed_refs
+from skylab.store.reffiles import RefFiles, RefLayers, parse_packed_refs
 from skylab.store.refs import TRIALS_PREFIX
 from skylab.store.repository import GitRepo
 from tests.factory import add_trial
@@ -47,6 +47,7 @@ ops = st.one_of(
     st.tuples(st.just("garbled"), st.sampled_from(COMMITS), st.just("")),
     st.tuples(st.just("unnote"), st.sampled_from(COMMITS), st.just("")),
     st.tuples(st.just("arrives"), st.just(ABSENT), st.just("")),
+    st.tuples(st.just("pack"), st.just(""), st.just("")),
 )
 
 
@@ -56,7 +57,8 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
     batches: list[list[tuple[str, str, str]]],
 ) -> None:
     here = set(COMMITS) - {ABSENT}
-    refs: dict[str, str] = {}
+    packed: dict[str, str] = {}  # as git's files backend keeps refs: packed-refs, rewritten whole...
+    loose: dict[str, str] = {}  # ...and loose files over it
     notes: dict[str, TrialNote] = {}
     errors: dict[str, str] = {}
     index = HistoryIndex(lambda c: c in here, started)
@@ -64,9 +66,13 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
         changed: set[str] = set()
         for kind, target, other in batch:
             if kind == "ref":
-                refs[target] = other
+                loose[target] = other
             elif kind == "unref":
-                refs.pop(target, None)
+                loose.pop(target, None)
+                if target in packed:
+                    packed = {n: c for n, c in packed.items() if n != target}
+            elif kind == "pack":
+                packed, loose = {**packed, **loose}, {}
             elif kind == "arrives":
                 here.add(target)  # a fetch brought the commit; no ref or note changed
             else:
@@ -77,7 +83,8 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
                     notes[target] = note_of(other, float(step))
                 elif kind == "garbled":
                     errors[target] = "no 'skylab-note' line: not a Skylab note"
-        index.update(dict(refs), notes, errors, changed)
+        index.update(RefLayers(packed, dict(loose)), notes, errors, changed)
+        refs = {**packed, **loose}
         from_nothing = build_history(
             notes,
             errors,
@@ -129,7 +136,8 @@ def test_ref_files_list_what_git_lists(experiment: Path, store: TrialStore) -> N
         line.split()[0][len(TRIALS_PREFIX) :]: line.split()[1] for line in listed if len(line.split()) == 2
     }
     assert expected == {"c/1": second.commit, "c/2": second.commit, "deep/tag/7": first.commit}
-    assert RefFiles(experiment / ".git").under(TRIALS_PREFIX) == expected
+    read = RefFiles(experiment / ".git").under(TRIALS_PREFIX)
+    assert read is not None and read.merged() == expected
     assert dict(GitRepo(pygit2.Repository(str(experiment))).refs_under(TRIALS_PREFIX)) == expected
     worktree = experiment.parent / "worktree"
     subprocess.run([*git, "worktree", "add", "-q", "--detach", str(worktree)], check=True)

@@ -156,5 +156,6 @@ def test_a_pull_packs_the_refs_it_staged_once_many_lie_loose(
     assert report.trials_added == 8
     files = RefFiles(bob / ".git")
     assert files.loose_count("refs/skylab-remotes/") == 0  # every listing of refs reads loose files
-    assert len(files.under("refs/skylab-remotes/origin/skylab/trials/") or {}) == 8
+    staged = files.under("refs/skylab-remotes/origin/skylab/trials/")
+    assert staged is not None and len(staged.merged()) == 8
     assert len(TrialStore.open(bob).load().trials) == 8

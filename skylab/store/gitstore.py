@@ -120,8 +120,7 @@ class TrialStore(GitRepo):
 
         if self._index is None or changed is None:
             self._index, changed = HistoryIndex(is_commit, self._started), None
-        refs = dict(self.refs_under(TRIALS_PREFIX))
-        self._index.update(refs, snapshot.notes, snapshot.unreadable, changed)
+        self._index.update(self.ref_layers(TRIALS_PREFIX), snapshot.notes, snapshot.unreadable, changed)
         if snapshot.unsaved >= SAVE_AFTER:
             save_snapshot(self._cache_path, snapshot)
         return self._index.history(self.best(), self.baseline())

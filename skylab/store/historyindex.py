@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from skylab.store.history import History, Trial
 from skylab.store.notes import TrialNote
+from skylab.store.reffiles import NO_REFS, RefLayers, ref_changes
 from skylab.store.refs import TrialRef, trial_ref
 
 NOT_HERE = "its commit is not in this repository"
@@ -86,40 +87,41 @@ class HistoryIndex:
     def __init__(self, is_commit: Callable[[str], bool], started: Callable[[Trial], str]) -> None:
         self._is_commit = is_commit
         self._started = started
-        self._refs: dict[str, str] = {}  # trial ref name under the folder ("tag/n") -> commit
+        self._refs = NO_REFS  # trial ref name under the folder ("tag/n") -> commit
         self._refs_at: dict[str, dict[str, TrialRef]] = {}  # commit -> its trial refs, by name
         self._parts: dict[str, CommitPart] = {}
         self._keys: dict[str, SortKey] = {}  # commit -> its place in `_order`
         self._order: list[SortKey] = []  # history order
+        self._trials: list[Trial] = []  # the trial of each key in `_order`, in the same places
         self._stray: dict[str, str] = {}
         self._unreadable: dict[str, str] = {}
         self._missing: set[str] = set()  # commits to look for again on every update
 
     def update(
         self,
-        refs: Mapping[str, str],
+        refs: RefLayers,
         notes: Mapping[str, TrialNote],
         parse_errors: Mapping[str, str],
         changed_notes: Iterable[str] | None,
     ) -> None:
-        """Bring the index to `refs` (name -> commit) and `notes` / `parse_errors` (commit -> note
-        or why it does not parse), given the commits whose notes changed since the last update
-        (None: any may have)."""
+        """Bring the index to `refs` (name -> commit, as read: see `ref_changes`) and `notes` /
+        `parse_errors` (commit -> note or why it does not parse), given the commits whose notes
+        changed since the last update (None: any may have)."""
         affected: set[str] = set(self._missing)
         if changed_notes is None:
             affected |= self._parts.keys() | notes.keys() | parse_errors.keys()
         else:
             affected.update(changed_notes)
-        removed, added = self._refs.items() - refs.items(), refs.items() - self._refs.items()
-        for name, commit in removed:
+        removed, added = ref_changes(self._refs, refs)
+        for name, commit in removed.items():
             affected.add(commit)
             self._refs_at.get(commit, {}).pop(name, None)
-        for name, commit in added:
+        for name, commit in added.items():
             ref = parse_trial_ref(name, commit)
             if ref is not None:
                 affected.add(commit)
                 self._refs_at.setdefault(commit, {})[name] = ref
-        self._refs = dict(refs)
+        self._refs = refs
         rebuild = len(affected) > max(64, len(self._order) // 8)
         for commit in affected:  # every old part goes first: a moved ref's stray entry is the new one's
             self._drop(commit, keep_order=rebuild)
@@ -132,12 +134,15 @@ class HistoryIndex:
             self._add(commit, part, keep_order=rebuild)
         if rebuild:
             self._order = sorted(self._keys.values())
+            self._trials = [self._trial_at(key) for key in self._order]
 
     def history(self, best: str | None, baseline: str | None) -> History:
-        trials = [self._parts[key[3]].trial for key in self._order]
-        return History(
-            [t for t in trials if t is not None], best, baseline, dict(self._unreadable), dict(self._stray)
-        )
+        return History(list(self._trials), best, baseline, dict(self._unreadable), dict(self._stray))
+
+    def _trial_at(self, key: SortKey) -> Trial:
+        trial = self._parts[key[3]].trial
+        assert trial is not None  # only a commit with a trial has a key
+        return trial
 
     def _drop(self, commit: str, keep_order: bool) -> None:
         part = self._parts.pop(commit, None)
@@ -150,7 +155,9 @@ class HistoryIndex:
         self._missing.discard(commit)
         key = self._keys.pop(commit, None)
         if key is not None and not keep_order:
-            del self._order[bisect.bisect_left(self._order, key)]
+            place = bisect.bisect_left(self._order, key)
+            del self._order[place]
+            del self._trials[place]
 
     def _add(self, commit: str, part: CommitPart, keep_order: bool) -> None:
         trial = part.trial
@@ -166,7 +173,9 @@ class HistoryIndex:
         if trial is not None:
             key = self._keys[commit] = (self._started(trial), trial.tag, trial.number, commit)
             if not keep_order:
-                bisect.insort(self._order, key)
+                place = bisect.bisect_left(self._order, key)
+                self._order.insert(place, key)
+                self._trials.insert(place, trial)
 
 
 def build_history(
@@ -180,5 +189,5 @@ def build_history(
 ) -> History:
     """History from parsed notes and trial refs alone (the rules are in the module's docstring)."""
     index = HistoryIndex(is_commit, started)
-    index.update({f"{r.tag}/{r.number}": r.commit for r in refs}, notes, parse_errors, None)
+    index.update(RefLayers({f"{r.tag}/{r.number}": r.commit for r in refs}, {}), notes, parse_errors, None)
     return index.history(best, baseline)

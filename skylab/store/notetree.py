@@ -26,6 +26,39 @@ def read_notes_tree(tree: pygit2.Tree) -> dict[str, pygit2.Blob]:
     return found
 
 
+def notes_tree_changes(old: pygit2.Tree, new: pygit2.Tree) -> dict[str, pygit2.Blob | None] | None:
+    """The notes that differ between two notes trees: annotated commit -> its note blob in `new`
+    (None: removed). None when a changed note sits outside the 2-character fan-out Skylab writes
+    (git's own flat notes, a deeper fan-out), where only a full read gives the right answer.
+
+    Why not libgit2's tree diff: it walks every entry of both trees, even under subtrees whose ids
+    are equal, 0.1 s at 100,000 notes for the one note a trial adds. Here a fan-out subtree is
+    opened only when its id changed, so the cost follows the notes that changed."""
+    changed: dict[str, pygit2.Blob | None] = {}
+    old_top, new_top = _entries(old), _entries(new)
+    for prefix in old_top.keys() | new_top.keys():
+        before, after = old_top.get(prefix), new_top.get(prefix)
+        if before is not None and after is not None and before.id == after.id:
+            continue
+        if len(prefix) != 2 or not all(e is None or isinstance(e, pygit2.Tree) for e in (before, after)):
+            return None
+        old_notes = _entries(before) if isinstance(before, pygit2.Tree) else {}
+        new_notes = _entries(after) if isinstance(after, pygit2.Tree) else {}
+        for rest in old_notes.keys() | new_notes.keys():
+            was, now = old_notes.get(rest), new_notes.get(rest)
+            if was is not None and now is not None and was.id == now.id:
+                continue
+            deeper = isinstance(was, pygit2.Tree) or isinstance(now, pygit2.Tree)
+            if deeper or len(prefix + rest) not in (40, 64):
+                return None
+            changed[prefix + rest] = now.peel(pygit2.Blob) if now is not None else None
+    return changed
+
+
+def _entries(tree: pygit2.Tree) -> dict[str, pygit2.Object]:
+    return {entry.name or "": entry for entry in tree}
+
+
 def notes_tree(
     repo: pygit2.Repository, base: pygit2.Tree | None, notes: dict[str, str | pygit2.Oid]
 ) -> pygit2.Oid:

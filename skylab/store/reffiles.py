@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -51,6 +53,37 @@ def parse_packed_refs(text: str, prefix: str) -> dict[str, str]:
     return found
 
 
+@dataclass(frozen=True)
+class RefLayers:
+    """The refs under one folder as git's files backend holds them: packed, and loose files that
+    override packed refs of the same name. Invariant: `packed` is never changed once made, and a
+    reader hands out the same `packed` object for as long as `packed-refs` is unchanged, so two
+    reads with the same `packed` differ only where their loose refs do (see `ref_changes`)."""
+
+    packed: Mapping[str, str]
+    loose: Mapping[str, str]
+
+    def merged(self) -> dict[str, str]:
+        return {**self.packed, **self.loose}
+
+
+NO_REFS = RefLayers({}, {})
+
+
+def ref_changes(old: RefLayers, new: RefLayers) -> tuple[dict[str, str], dict[str, str]]:
+    """(removed, added) between two reads of the same folder: name -> commit of each ref gone or
+    moved, and of each ref new or moved (a moved ref is in both). When both reads share their
+    packed refs only the loose refs are compared, so the cost follows the loose refs (at most a
+    thousand or so: the store packs beyond that), not the whole history."""
+    if old.packed is new.packed:
+        names = old.loose.keys() | new.loose.keys()
+        before = {n: c for n in names if (c := old.loose.get(n, old.packed.get(n))) is not None}
+        after = {n: c for n in names if (c := new.loose.get(n, new.packed.get(n))) is not None}
+    else:
+        before, after = old.merged(), new.merged()
+    return dict(before.items() - after.items()), dict(after.items() - before.items())
+
+
 class RefFiles:
     """The refs of one repository's files backend; keeps the parsed `packed-refs` between reads."""
 
@@ -58,14 +91,14 @@ class RefFiles:
         self.common = common_git_dir(git_dir)
         self._packed: dict[str, tuple[tuple[int, int, int] | None, dict[str, str]]] = {}
 
-    def under(self, prefix: str) -> dict[str, str] | None:
+    def under(self, prefix: str) -> RefLayers | None:
         """Name (without `prefix`) -> object id of every direct ref under `prefix` (a folder, ending
-        in '/'); None when no consistent read could be made."""
+        in '/'), packed and loose; None when no consistent read could be made."""
         for _ in range(ATTEMPTS):
             before, packed = self._packed_under(prefix)
             loose = self._loose_under(prefix)
             if self._packed_version() == before:
-                return {**packed, **loose}
+                return RefLayers(packed, loose)
         return None
 
     def target(self, name: str) -> str | None:

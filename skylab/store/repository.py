@@ -18,8 +18,8 @@ from pathlib import Path
 import pygit2
 
 from skylab.errors import StoreError
-from skylab.store.notetree import notes_tree, read_notes_tree
-from skylab.store.reffiles import RefExists, RefFiles, RefLocked, uses_files_backend, write_ref
+from skylab.store.notetree import notes_tree, notes_tree_changes, read_notes_tree
+from skylab.store.reffiles import RefExists, RefFiles, RefLayers, RefLocked, uses_files_backend, write_ref
 from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS
 
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
@@ -90,19 +90,24 @@ class GitRepo:
 
     def refs_under(self, prefix: str) -> Iterator[tuple[str, str]]:
         """(name without prefix, target commit) for every direct ref under `prefix` (a folder,
-        ending in '/'). Read from the ref files when the repository keeps its refs in files (see
-        `reffiles`), else through pygit2."""
+        ending in '/')."""
+        yield from self.ref_layers(prefix).merged().items()
+
+    def ref_layers(self, prefix: str) -> RefLayers:
+        """The direct refs under `prefix` (a folder, ending in '/'), name without prefix -> target
+        commit. Read from the ref files when the repository keeps its refs in files (see
+        `reffiles`), else through pygit2 (as one layer, new on every read)."""
         found = self._ref_files.under(prefix) if self._ref_files is not None else None
         if found is not None:
-            yield from found.items()
-            return
-        cut = len(prefix)
+            return found
+        cut, listed = len(prefix), {}
         for ref in self.repo.references.iterator():
             name = ref.name
             if name.startswith(prefix):
                 target = ref.target  # an Oid for a direct ref, a ref name for a symbolic one
                 if isinstance(target, pygit2.Oid):  # (not ref.type: its enum costs 4 µs a ref)
-                    yield name[cut:], str(target)
+                    listed[name[cut:]] = str(target)
+        return RefLayers(listed, {})
 
     def remote_names(self) -> list[str]:
         return [str(name) for name in self.repo.remotes.names() if name]
@@ -223,16 +228,8 @@ class GitRepo:
         """The notes that differ between two notes commits: annotated commit -> its note blob in
         `new` (None: removed). None when a note sits outside the 2-character fan-out Skylab writes
         (git's own flat notes), where only a full read gives the right answer."""
-        old_tree, new_tree = (self.repo[c].peel(pygit2.Commit).tree for c in (old, new))
-        changed: dict[str, pygit2.Blob | None] = {}
-        for delta in old_tree.diff_to_tree(new_tree).deltas:
-            path = delta.new_file.path or delta.old_file.path
-            head, _, rest = path.partition("/")
-            if len(head) != 2 or "/" in rest or len(head + rest) not in (40, 64):
-                return None
-            removed = delta.status == pygit2.enums.DeltaStatus.DELETED
-            changed[head + rest] = None if removed else self.repo[delta.new_file.id].peel(pygit2.Blob)
-        return changed
+        old_tree, new_tree = (self.repo[c].peel(pygit2.Tree) for c in (old, new))
+        return notes_tree_changes(old_tree, new_tree)
 
     def read_notes(self, notes_commit: str | None = None) -> dict[str, pygit2.Blob]:
         """Annotated commit -> note blob, of the notes ref or of `notes_commit`."""

@@ -7,9 +7,6 @@ autoescaping or as JSON that the script puts into the page with textContent, nev
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 import math
 import os
 import tempfile
@@ -33,6 +30,8 @@ from skylab.report.analysis import (
     table_rows,
     unchanged,
 )
+from skylab.report.details import DETAILS_CHUNK, details_chunks
+from skylab.report.embed import packed, script_json
 from skylab.report.history_view import HistoryRow, history_rows
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
@@ -43,7 +42,6 @@ from skylab.studies.ablation import Contribution, contributions
 from skylab.studies.common import ABLATION, CONFIRM, studied_trial
 from skylab.studies.confirmation import ScaleCheck, scale_checks
 
-DETAILS_CHUNK = 1000  # trials whose details are packed together, unpacked when one is first shown
 FILLED_LISTS = 5000  # more trials, and the compare lists are filled when first used
 COMPARE_TRIALS = 500  # up to this many trials, the report carries their files for comparing any two
 
@@ -113,11 +111,11 @@ def build_report_data(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         live=live,
         headline=_headline(trials, searched, config),
-        chart_json=_script_json(chart_data(searched, config, latest_sigma(searched))),
-        rows_json=_script_json(table_rows(rows, params, same)),
+        chart_json=script_json(chart_data(searched, config, latest_sigma(searched))),
+        rows_json=script_json(table_rows(rows, params, same)),
         rows=rows,
         chain=_chain(history, trials, config),
-        details_chunks=_details_chunks(store, trials, rows),
+        details_chunks=details_chunks(store, trials, DETAILS_CHUNK),
         details_chunk=DETAILS_CHUNK,
         filled_lists=FILLED_LISTS,
         ledger=ledger(history, tag),
@@ -217,49 +215,6 @@ def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> l
     return story
 
 
-def _details_chunks(store: TrialStore, trials: list[Trial], rows: list[HistoryRow]) -> list[str]:
-    """Every trial's note, diff and log as JSON, DETAILS_CHUNK trials (in table order) to a packed
-    chunk: the page unpacks a chunk when one of its trials is first shown, not all at once (the
-    details of 100,000 trials are 60 MB of JSON, seconds of a browser's time)."""
-    details = _details(store, trials, rows)
-    return [
-        packed(_script_json(dict(details[start : start + DETAILS_CHUNK])))
-        for start in range(0, len(details), DETAILS_CHUNK)
-    ]
-
-
-def packed(text: str) -> str:
-    """Text gzip-compressed and base64-encoded, for a data block the page unpacks with
-    DecompressionStream. Base64 holds no "<", so nothing in it can end the script."""
-    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
-
-
-def _details(
-    store: TrialStore, trials: list[Trial], rows: list[HistoryRow]
-) -> list[tuple[str, dict[str, str]]]:
-    diffs = store.diffs_against_parents(trials)
-    return [
-        (
-            row.trial,
-            {
-                "note": trial.note.format()
-                if trial.note
-                else "(no note: interrupted before its result was recorded)",
-                "diff": diff,
-                "log": trial.note.log_tail if trial.note else "",
-                "reason": trial.note.reason if trial.note else "",
-            },
-        )
-        for trial, row, diff in zip(trials, rows, diffs, strict=True)
-    ]
-
-
-def _script_json(value: object) -> str:
-    """JSON to put inside <script type="application/json">: no "<" or ">" survives, so no
-    "</script>" in a trial's text can end the block."""
-    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-
-
 def _files_json(store: TrialStore, config: ExperimentConfig, trials: list[Trial]) -> str:
     """{"texts": [file text, ...], "trials": {trial: {path: index into texts}}}: every trial's editable
     files, each distinct text once, for the page to diff any two trials."""
@@ -274,7 +229,7 @@ def _files_json(store: TrialStore, config: ExperimentConfig, trials: list[Trial]
             text = content.decode("utf-8", "replace")
             files[path] = texts.setdefault(text, len(texts))
         by_trial[trial.name] = files
-    return _script_json({"texts": list(texts), "trials": by_trial})
+    return script_json({"texts": list(texts), "trials": by_trial})
 
 
 def render_report(data: ReportData) -> str:

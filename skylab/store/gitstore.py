@@ -95,6 +95,25 @@ class TrialStore(GitRepo):
             if ref is not None:
                 yield ref
 
+    def note_versions(self, trials: list[Trial]) -> list[str]:
+        """For each trial, an id that changes whenever its note does (the note's blob id; "" for
+        no note), as of the last load: a key for what is derived from notes."""
+        known = self._snapshot.blob_ids if self._snapshot is not None else {}
+        return [known.get(trial.commit, "") for trial in trials]
+
+    def notes_as_written(self, trials: list[Trial]) -> list[str | None]:
+        """Each trial's note as git holds it (None: no note), as of the last load: the text a
+        reader of `git notes --ref=skylab show` sees, hand edits included."""
+        texts: list[str | None] = []
+        for blob_id in self.note_versions(trials):
+            blob = self.repo.get(blob_id) if blob_id else None
+            texts.append(blob.data.decode("utf-8", "replace") if isinstance(blob, pygit2.Blob) else None)
+        return texts
+
+    def diff_keys(self, trials: list[Trial]) -> list[tuple[str, str]]:
+        """(commit, the parent it is diffed against) of each trial: what its diff depends on."""
+        return [(trial.commit, self._named_parent(trial)) for trial in trials]
+
     def note_for(self, commit: str) -> TrialNote | None:
         blob = self.read_notes().get(commit)
         return None if blob is None else TrialNote.parse(blob.data.decode("utf-8"))
@@ -154,6 +173,7 @@ class TrialStore(GitRepo):
         for commit, _blob in changed.items():
             snapshot.notes.pop(commit, None)
             snapshot.unreadable.pop(commit, None)
+            snapshot.blob_ids.pop(commit, None)
         self._parse_into(snapshot, {c: b for c, b in changed.items() if b is not None})
         snapshot.notes_commit = current
         return set(changed)
@@ -161,6 +181,7 @@ class TrialStore(GitRepo):
     @staticmethod
     def _parse_into(snapshot: NotesSnapshot, blobs: dict[str, pygit2.Blob]) -> None:
         for commit, blob in blobs.items():
+            snapshot.blob_ids[commit] = str(blob.id)
             try:
                 snapshot.notes[commit] = TrialNote.parse(blob.data.decode("utf-8", "replace"))
             except NoteFormatError as exc:
@@ -193,8 +214,7 @@ class TrialStore(GitRepo):
         cached = load_pickled(path, DIFF_CACHE_FORMAT)
         known: dict[tuple[str, str], str] = cached if isinstance(cached, dict) else {}
         found, new = [], 0
-        for trial in trials:
-            key = (trial.commit, self._named_parent(trial))
+        for key in self.diff_keys(trials):
             diff = known.get(key)
             if diff is None:
                 try:

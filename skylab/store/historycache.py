@@ -21,7 +21,7 @@ from pathlib import Path
 
 from skylab.store.notes import TrialNote
 
-CACHE_FORMAT = 2  # 2: keys and repeated values interned, so pickled once
+CACHE_FORMAT = 3  # 2: keys and repeated values interned, so pickled once; 3: note blob ids
 SAVE_AFTER = 200  # notes parsed since the last save before the cache file is rewritten
 
 
@@ -31,6 +31,7 @@ class NotesSnapshot:
 
     notes_commit: str | None
     notes: dict[str, TrialNote] = field(default_factory=dict)  # annotated commit -> its note
+    blob_ids: dict[str, str] = field(default_factory=dict)  # annotated commit -> its note's blob id
     unreadable: dict[str, str] = field(default_factory=dict)  # annotated commit -> why not
     commits: set[str] = field(default_factory=set)  # trial commits known to be in the repository
     unsaved: int = 0  # notes parsed since this snapshot was last written

@@ -156,6 +156,31 @@ def test_packed_refs_parse_skips_the_header_and_peeled_lines() -> None:
     assert parse_packed_refs(text, TRIALS_PREFIX) == {"c/1": "a" * 40, "c/2": "d" * 64}
 
 
+ref_names = st.lists(
+    st.lists(
+        st.sampled_from(["refs", "skylab", "trials", "heads", "a", "b", "1", "10"]), min_size=2, max_size=4
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ref_names, st.lists(st.sampled_from(["refs", "skylab", "trials", "heads", "a", "1"]), max_size=3))
+def test_a_sorted_packed_refs_file_reads_as_a_full_scan_does(
+    names: list[list[str]], prefix: list[str]
+) -> None:
+    refs = sorted({"/".join(parts) for parts in names})
+    body = "".join(
+        f"{n:040x} {name}\n" + (f"^{n + 1:040x}\n" if n % 3 == 0 else "") for n, name in enumerate(refs)
+    )
+    folder = "/".join(prefix) + "/" if prefix else "refs/"
+    unsorted = parse_packed_refs("# pack-refs with: peeled \n" + body, folder)
+    assert parse_packed_refs("# pack-refs with: peeled fully-peeled sorted \n" + body, folder) == unsorted
+    assert unsorted == {
+        name[len(folder) :]: f"{n:040x}" for n, name in enumerate(refs) if name.startswith(folder)
+    }
+
+
 def test_maintenance_packs_refs_once_too_many_lie_loose(store: TrialStore, experiment: Path) -> None:
     for n in range(6):
         add_trial(store, "c", 3.0 - n / 10)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from skylab.store import repository
+from skylab.store import repository, sync
 from skylab.store.gitstore import TrialStore
 from skylab.store.reffiles import RefFiles
-from skylab.store.sync import pull
+from skylab.store.sync import pull, push
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
 
@@ -159,3 +159,70 @@ def test_a_pull_packs_the_refs_it_staged_once_many_lie_loose(
     staged = files.under("refs/skylab-remotes/origin/skylab/trials/")
     assert staged is not None and len(staged.merged()) == 8
     assert len(TrialStore.open(bob).load().trials) == 8
+
+
+@pytest.fixture
+def git_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The git commands the store runs (each still runs, against the real remote)."""
+    calls: list[tuple[str, ...]] = []
+    run = TrialStore.git
+
+    def recording(self: TrialStore, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        return run(self, *args, stdin=stdin)
+
+    monkeypatch.setattr(TrialStore, "git", recording)
+    return calls
+
+
+def pushes_and_trial_fetches(calls: list[tuple[str, ...]]) -> tuple[int, int]:
+    trial_fetches = [c for c in calls if c[0] == "fetch" and any("trials" in a for a in c)]
+    return sum(c[0] == "push" for c in calls), len(trial_fetches)
+
+
+def test_a_push_with_nothing_new_lists_no_trial_refs_and_pushes_nothing(
+    team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, remote = team
+    a, b = TrialStore.open(alice), TrialStore.open(bob)
+    never = lambda theirs, ours, history: False  # noqa: E731
+    for n in range(3):
+        add_trial(a, "alice-1", 2.0 - n / 100)
+    monkeypatch.setattr(sync, "TRACK_AFTER_PUSH", 2)  # a "first push" too big to track: 1,000 outside
+    assert push(a, "origin", never).pushed
+    assert pushes_and_trial_fetches(git_calls) == (1, 1)  # nothing staged yet: every trial ref fetched
+    git_calls.clear()
+    assert not push(a, "origin", never).pushed  # stages the remote's trial refs (untracked)...
+    assert pushes_and_trial_fetches(git_calls) == (0, 1)  # ...and needs no push: all are there
+    git_calls.clear()
+    assert not push(a, "origin", never).pushed
+    assert pushes_and_trial_fetches(git_calls) == (0, 0)  # the steady state: a few shared refs
+
+    add_trial(a, "alice-1", 1.5)  # a small push: the staged copies move to what it pushed
+    assert len(push(a, "origin", never).pushed) == 4  # the trial ref, notes, run branch and best
+    git_calls.clear()
+    assert not push(a, "origin", never).pushed
+    assert pushes_and_trial_fetches(git_calls) == (0, 0)
+    remote_refs = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=remote)
+    assert f"refs/skylab/trials/alice-1/4 {a.ref_target('refs/skylab/trials/alice-1/4')}" in remote_refs
+
+    bobs = add_trial(b, "bob-1", 1.0)  # a teammate's push moves the notes: our push fetches it
+    run_skylab("push", "-C", str(bob), check=True)
+    git_calls.clear()
+    report = push(a, "origin", never)
+    assert report.trials_added == 1 and a.ref_target("refs/skylab/trials/bob-1/1") == bobs.commit
+    assert pushes_and_trial_fetches(git_calls) == (1, 1)  # and pushes the merged notes back
+
+
+def test_a_pull_fetches_every_trial_ref_even_when_nothing_else_moved(
+    team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
+) -> None:
+    alice, bob, _ = team
+    a = TrialStore.open(alice)
+    first = add_trial(a, "alice-1", 2.0)
+    run_skylab("push", "-C", str(alice), check=True)
+    run_skylab("pull", "-C", str(bob), check=True)
+    git("push", "-q", "origin", f"{first.commit}:refs/skylab/trials/alice-1/9", cwd=alice)  # by hand
+    report = pull(TrialStore.open(bob), "origin", lambda theirs, ours, history: False)
+    assert pushes_and_trial_fetches(git_calls) == (0, 1)
+    assert report.left_out == ["trial ref alice-1/9: points at the commit of trial alice-1/1"]

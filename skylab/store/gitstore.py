@@ -43,6 +43,7 @@ from skylab.store.refs import (
     BASELINE_REF,
     BEST_REF,
     NOTES_REF,
+    STAGING_PREFIX,
     TRIALS_PREFIX,
     TrialRef,
     check_tag,
@@ -325,6 +326,15 @@ class TrialStore(GitRepo):
         pull of 100,000 trials adopted them one libgit2 write at a time, over a minute."""
         with self.writing():
             self._create_refs({TRIALS_PREFIX + name: commit for name, commit in refs.items()}, "skylab: pull")
+
+    def track_remote_refs(self, refs: dict[str, str]) -> None:
+        """Point refs under the staging namespace (a remote's refs as we last saw them) at the
+        given commits, in one transaction; as git moves its remote-tracking refs after a push."""
+        if not refs:
+            return
+        assert all(name.startswith(STAGING_PREFIX) for name in refs)
+        with self.writing():
+            self._ref_transaction("".join(f"update {n}\0{c}\0\0" for n, c in refs.items()), "skylab: push")
 
     def set_best(self, commit: str, reason: str) -> None:
         """Point the best at `commit` (the caller has judged it better)."""

@@ -43,7 +43,17 @@ def uses_files_backend(config_value: str | None) -> bool:
 
 def parse_packed_refs(text: str, prefix: str) -> dict[str, str]:
     """Name (without `prefix`) -> object id of every packed ref under `prefix`. Peeled lines (`^id`)
-    and the header (`# pack-refs with: ...`) are skipped."""
+    and the header (`# pack-refs with: ...`) are skipped. When the header says the file is sorted
+    (git writes it so), only the lines from the first ref under `prefix` to the last are read: a
+    sorted file holds them together, and a repository that shares trials holds two namespaces of
+    100,000 refs each (its own and a remote's staged), of which one prefix wants one or none."""
+    header, _, _ = text.partition("\n")
+    if header.startswith("# pack-refs with:") and " sorted" in header:
+        first, last = text.find(" " + prefix), text.rfind(" " + prefix)  # names hold no spaces
+        if first < 0:
+            return {}
+        end = text.find("\n", last)
+        text = text[text.rfind("\n", 0, first) + 1 : end if end >= 0 else len(text)]
     found: dict[str, str] = {}
     cut = len(prefix)
     for line in text.split("\n"):
@@ -90,6 +100,7 @@ class RefFiles:
     def __init__(self, git_dir: Path) -> None:
         self.common = common_git_dir(git_dir)
         self._packed: dict[str, tuple[tuple[int, int, int] | None, dict[str, str]]] = {}
+        self._text: tuple[tuple[int, int, int] | None, str] | None = None
 
     def under(self, prefix: str) -> RefLayers | None:
         """Name (without `prefix`) -> object id of every direct ref under `prefix` (a folder, ending
@@ -133,13 +144,19 @@ class RefFiles:
         cached = self._packed.get(prefix)
         if cached is not None and version is not None and cached[0] == version:
             return cached
-        try:
-            text = (self.common / "packed-refs").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        parsed = (version, parse_packed_refs(text, prefix))
+        parsed = (version, parse_packed_refs(self._packed_text(version), prefix))
         self._packed[prefix] = parsed
         return parsed
+
+    def _packed_text(self, version: tuple[int, int, int] | None) -> str:
+        """The text of `packed-refs`, read once per version (one read serves every prefix)."""
+        if self._text is None or self._text[0] != version or version is None:
+            try:
+                text = (self.common / "packed-refs").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            self._text = (version, text)
+        return self._text[1]
 
     def _loose_under(self, prefix: str) -> dict[str, str]:
         found: dict[str, str] = {}

@@ -5,6 +5,7 @@
     refs/skylab/best               the best trial of all runs, per the metric's direction
     refs/skylab/baseline           the commit `skylab init` made the starting point
     refs/notes/skylab              one note per trial commit, in a 2-hex-character fan-out tree
+    refs/skylab-remotes/<remote>/  a remote's refs as last fetched or pushed (see `sync`)
 
 Every ref name Skylab uses is made here; only the store writes them.
 """
@@ -21,6 +22,7 @@ BEST_REF = "refs/skylab/best"
 BASELINE_REF = "refs/skylab/baseline"
 TRIALS_PREFIX = "refs/skylab/trials/"
 BRANCH_PREFIX = "refs/heads/skylab/"
+STAGING_PREFIX = "refs/skylab-remotes/"
 # The folders (under the git dir) whose ref lock files only a Skylab writer creates.
 SKYLAB_REF_FOLDERS = ("refs/skylab", "refs/notes", "refs/heads/skylab")
 

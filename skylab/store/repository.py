@@ -20,11 +20,11 @@ import pygit2
 from skylab.errors import StoreError
 from skylab.store.notetree import notes_tree, notes_tree_changes, read_notes_tree
 from skylab.store.reffiles import RefExists, RefFiles, RefLayers, RefLocked, uses_files_backend, write_ref
-from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS
+from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS, STAGING_PREFIX
 
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
 LOOSE_REFS_TO_PACK = 1000  # loose refs under LOOSE_REF_FOLDERS beyond which refs are packed
-LOOSE_REF_FOLDERS = ("refs/skylab/", "refs/skylab-remotes/")  # the store's own, a remote's staged
+LOOSE_REF_FOLDERS = ("refs/skylab/", STAGING_PREFIX)  # the store's own, a remote's staged
 
 
 def git_failure(stderr: str) -> str:
@@ -353,7 +353,10 @@ class GitRepo:
         transaction: all of them, or none when one exists already or cannot be written."""
         if not refs:
             return
-        commands = "".join(f"create {name}\0{target}\0" for name, target in refs.items())
+        self._ref_transaction("".join(f"create {name}\0{target}\0" for name, target in refs.items()), message)
+
+    def _ref_transaction(self, commands: str, message: str) -> None:
+        """`git update-ref -z --stdin` with `commands`: all of them or none (a StoreError)."""
         done = self.git("update-ref", "-z", "-m", message, "--stdin", stdin=commands)
         if done.returncode != 0:
             raise StoreError(git_failure(done.stderr))

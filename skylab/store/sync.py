@@ -4,6 +4,15 @@ The network part is plain `git fetch` / `git push`, so every remote and credenti
 for the user's git works here too. Everything else (merging notes, adopting trial refs, choosing the
 shared best) is done locally through the store. Remote refs are fetched into a staging namespace
 first and integrated from there, so nothing of the teammate's ever overwrites ours.
+
+A lab's remote holds one trial ref per trial, 100,000 of them after a month, and git lists every ref
+a fetch asks for and every ref of the remote to a push. So the pull a push starts with asks for the
+few shared refs first (notes, best, baseline, run branches) and for the trial refs only when one of
+those moved since the staged copies were last brought up to date: a trial always writes a note, and a
+push sends trial refs and notes together (atomically). A trial ref pushed some other way is no risk
+there, since git itself refuses a push that would move one of the remote's refs; `skylab pull`
+always fetches every trial ref. A push whose refs all match the remote's skips `git push`, and after
+a push the staged copies are moved to what was pushed, as git moves remote-tracking refs.
 """
 
 from __future__ import annotations
@@ -19,11 +28,11 @@ from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import parse_trial_ref
 from skylab.store.notes import Status
-from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, TRIALS_PREFIX
+from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, STAGING_PREFIX, TRIALS_PREFIX
 from skylab.store.repository import git_failure
 from skylab.terminal import plural
 
-STAGING_PREFIX = "refs/skylab-remotes/"
+TRACK_AFTER_PUSH = 1000  # pushed trial refs up to which the staged copies are moved to them at once
 
 
 @dataclass
@@ -101,19 +110,11 @@ def default_remote(store: TrialStore) -> str:
 Prefers = Callable[[Trial, Trial | None, History], bool]
 
 
-def pull(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
-    """Fetch a remote's trials and integrate them: notes merged, refs adopted, shared best chosen."""
+def pull(store: TrialStore, remote: str, prefers: Prefers, every_trial_ref: bool = True) -> SyncReport:
+    """Fetch a remote's trials and integrate them: notes merged, refs adopted, shared best chosen.
+    Without `every_trial_ref`, its trial refs are fetched only when its shared refs moved."""
     staging = _staging(store, remote)
-    _git(
-        store,
-        "fetch",
-        "--no-tags",
-        "--prune",
-        remote,
-        f"+refs/notes/*:{staging}notes/*",
-        f"+refs/skylab/*:{staging}skylab/*",
-        f"+{BRANCH_PREFIX}*:{staging}branches/*",
-    )
+    _fetch(store, remote, staging, every_trial_ref)
     report = SyncReport()
     report.notes_added, report.note_conflicts = store.merge_notes(store.ref_target(f"{staging}notes/skylab"))
     _adopt_trials(store, staging, report)
@@ -128,6 +129,36 @@ def pull(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
     _adopt_branches(store, staging, report)
     _choose_best(store, store.ref_target(f"{staging}skylab/best"), prefers, report)
     return report
+
+
+def _fetch(store: TrialStore, remote: str, staging: str, every_trial_ref: bool) -> None:
+    """The remote's refs into `staging`: the shared ones, then its trial refs (unless none of the
+    shared ones moved since our staged copies were last brought up to date and not
+    `every_trial_ref`: see the module docstring)."""
+    before = _shared_staged(store, staging)
+    _git(
+        store,
+        "fetch",
+        "--no-tags",
+        "--prune",
+        remote,
+        f"+refs/notes/*:{staging}notes/*",
+        f"+refs/skylab/b*:{staging}skylab/b*",  # best and baseline: git lists only refs asked for
+        f"+{BRANCH_PREFIX}*:{staging}branches/*",
+    )
+    if not every_trial_ref and "notes/skylab" in before and _shared_staged(store, staging) == before:
+        return
+    _git(store, "fetch", "--no-tags", "--prune", remote, f"+{TRIALS_PREFIX}*:{staging}skylab/trials/*")
+
+
+def _shared_staged(store: TrialStore, staging: str) -> dict[str, str]:
+    """The staged notes, best, baseline and run branches: name under `staging` -> commit."""
+    found = {f"branches/{tag}": commit for tag, commit in store.refs_under(f"{staging}branches/")}
+    for name in ("notes/skylab", "skylab/best", "skylab/baseline"):
+        target = store.ref_target(staging + name)
+        if target is not None:
+            found[name] = target
+    return found
 
 
 def _staged(store: TrialStore, prefix: str) -> dict[str, str]:
@@ -239,8 +270,16 @@ def history_metric(trial: Trial | None) -> str:
 
 
 def push(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
-    """Integrate the remote's trials first (so none of theirs is overwritten), then push ours."""
-    report = pull(store, remote, prefers)
+    """Integrate the remote's trials first (so none of theirs is overwritten), then push ours:
+    unless every ref we would push is already the remote's (as just fetched)."""
+    report = pull(store, remote, prefers, every_trial_ref=False)
+    staging = _staging(store, remote)
+    ours = _pushable(store)
+    theirs = _shared_staged(store, staging)
+    staged_trials = _staged(store, f"{staging}skylab/trials/")
+    theirs.update({f"skylab/trials/{rest}": commit for rest, commit in staged_trials.items()})
+    if all(theirs.get(_tracked(name)) == commit for name, commit in ours.items()):
+        return report
     specs = [f"{TRIALS_PREFIX}*:{TRIALS_PREFIX}*", f"{BRANCH_PREFIX}*:{BRANCH_PREFIX}*"]
     if store.ref_target(NOTES_REF):
         specs.append(f"{NOTES_REF}:{NOTES_REF}")
@@ -260,4 +299,33 @@ def push(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
             report.rejected.append(f"{ref} ({reason})")
     if "fatal:" in output and not report.pushed and not report.rejected:
         raise StoreError("git push failed: " + git_failure(output))
+    if report.pushed and not report.rejected:
+        _track_pushed(store, staging, {name: ours[name] for name in report.pushed if name in ours})
     return report
+
+
+def _pushable(store: TrialStore) -> dict[str, str]:
+    """Every ref a push sends, by full name -> commit."""
+    found = {TRIALS_PREFIX + rest: commit for rest, commit in store.refs_under(TRIALS_PREFIX)}
+    found.update({BRANCH_PREFIX + tag: commit for tag, commit in store.refs_under(BRANCH_PREFIX)})
+    for name in (NOTES_REF, BASELINE_REF, BEST_REF):
+        target = store.ref_target(name)
+        if target is not None:
+            found[name] = target
+    return found
+
+
+def _tracked(name: str) -> str:
+    """Where the staged copy of our ref `name` lies, under a remote's staging folder."""
+    if name.startswith(BRANCH_PREFIX):
+        return "branches/" + name.removeprefix(BRANCH_PREFIX)
+    return name.removeprefix("refs/")  # refs/skylab/... -> skylab/..., refs/notes/x -> notes/x
+
+
+def _track_pushed(store: TrialStore, staging: str, pushed: dict[str, str]) -> None:
+    """Move the staged copies to what was pushed, so the next sync knows the remote has them.
+    Not after a push of more than TRACK_AFTER_PUSH trial refs (a first push): the next fetch
+    stages those, and writing them here would double the first push's time."""
+    if sum(name.startswith(TRIALS_PREFIX) for name in pushed) > TRACK_AFTER_PUSH:
+        return
+    store.track_remote_refs({staging + _tracked(name): commit for name, commit in pushed.items()})

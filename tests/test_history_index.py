@@ -4,11 +4,12 @@ writers did (new trials, refs deleted or packed by hand) without re-reading what
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 from pathlib import Path
 
 import pygit2
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skylab.errors import StoreError
@@ -48,11 +49,14 @@ ops = st.one_of(
     st.tuples(st.just("unnote"), st.sampled_from(COMMITS), st.just("")),
     st.tuples(st.just("arrives"), st.just(ABSENT), st.just("")),
     st.tuples(st.just("pack"), st.just(""), st.just("")),
+    st.tuples(st.just("save"), st.just(""), st.just("")),  # the history cache keeps an image...
+    st.tuples(st.just("restore"), st.just(""), st.just("")),  # ...a later process starts from
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(ops, min_size=1, max_size=4), min_size=1, max_size=12))
+@example([[("ref", "a/1", ABSENT), ("save", "", "")], [("restore", "", ""), ("arrives", ABSENT, "")]])
 def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
     batches: list[list[tuple[str, str, str]]],
 ) -> None:
@@ -62,6 +66,7 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
     notes: dict[str, TrialNote] = {}
     errors: dict[str, str] = {}
     index = HistoryIndex(lambda c: c in here, started)
+    saved: tuple[bytes, set[str]] | None = None  # an image, and the notes changed since it was taken
     for step, batch in enumerate(batches):
         changed: set[str] = set()
         for kind, target, other in batch:
@@ -83,7 +88,15 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
                     notes[target] = note_of(other, float(step))
                 elif kind == "garbled":
                     errors[target] = "no 'skylab-note' line: not a Skylab note"
+        if saved is not None:
+            saved[1].update(changed)
+        if saved is not None and ("restore", "", "") in batch:
+            image = pickle.loads(saved[0])
+            index = HistoryIndex.restored(image, notes, lambda c: c in here, started)
+            changed = saved[1]
         index.update(RefLayers(packed, dict(loose)), notes, errors, changed)
+        if ("save", "", "") in batch:
+            saved = (pickle.dumps(index.image()), set())
         refs = {**packed, **loose}
         from_nothing = build_history(
             notes,

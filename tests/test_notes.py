@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
+import pickle
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote
+from skylab.store.notes import NOTE_FIELDS, Decision, NoteFormatError, Status, TrialNote
 
 
 def full_note(**changes: object) -> TrialNote:
@@ -120,3 +123,10 @@ def test_unknown_keys_from_a_newer_skylab_are_kept() -> None:
 def test_foreign_notes_are_rejected_clearly(text: str, problem: str) -> None:
     with pytest.raises(NoteFormatError, match=problem):
         TrialNote.parse(text)
+
+
+def test_a_note_pickles_and_copies_field_for_field() -> None:
+    note = full_note(other={"ran_by": "alice"}, measurements=[1.0, 2.0], seeds=[0, 1])
+    assert pickle.loads(pickle.dumps(note)) == note
+    assert copy.deepcopy(note) == note and copy.copy(note) == note
+    assert [f.name for f in dataclasses.fields(TrialNote)] == list(NOTE_FIELDS)

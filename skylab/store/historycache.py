@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skylab.store.historyindex import IndexImage
 from skylab.store.notes import TrialNote
 
-CACHE_FORMAT = 3  # 2: keys and repeated values interned, so pickled once; 3: note blob ids
+CACHE_FORMAT = 4  # 2: keys and repeated values interned; 3: note blob ids; 4: the index's image
 SAVE_AFTER = 200  # notes parsed since the last save before the cache file is rewritten
 
 
@@ -35,6 +36,7 @@ class NotesSnapshot:
     unreadable: dict[str, str] = field(default_factory=dict)  # annotated commit -> why not
     commits: set[str] = field(default_factory=set)  # trial commits known to be in the repository
     unsaved: int = 0  # notes parsed since this snapshot was last written
+    image: IndexImage | None = None  # history as built from these notes, when the file was written
 
 
 @contextmanager
@@ -43,8 +45,9 @@ def collector_paused(freeze: bool = False) -> Iterator[None]:
     unpickled: otherwise it runs a full pass every few hundred thousand allocations, which doubled
     the time to load 100,000 trials. History holds no reference cycles, so there is nothing for it
     to free there. With `freeze`, what is alive at the end is also moved out of the collector's
-    sight (`gc.freeze`), which saves the one pass over everything new once it is back on; only for
-    a process that ends soon after (a command), since cyclic garbage made meanwhile is frozen too."""
+    sight (`gc.freeze`), which saves the pass over everything new once it is back on; for what
+    was built once and lives long (see `TrialStore.load`), since cyclic garbage made before is
+    frozen too."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -62,9 +65,13 @@ def load_snapshot(path: Path) -> NotesSnapshot | None:
     return snapshot if isinstance(snapshot, NotesSnapshot) else None
 
 
-def save_snapshot(path: Path, snapshot: NotesSnapshot) -> None:
-    snapshot.unsaved = 0
-    save_pickled(path, CACHE_FORMAT, snapshot)
+def save_snapshot(path: Path, snapshot: NotesSnapshot, image: IndexImage | None = None) -> None:
+    """Write `snapshot`, with the image of the history built from it (kept in the file only)."""
+    snapshot.unsaved, snapshot.image = 0, image
+    try:
+        save_pickled(path, CACHE_FORMAT, snapshot)
+    finally:
+        snapshot.image = None
 
 
 def load_pickled(path: Path, version: int) -> object | None:

@@ -72,6 +72,7 @@ class RefLayers:
 
     packed: Mapping[str, str]
     loose: Mapping[str, str]
+    version: tuple[int, int, int] | None = None  # of the packed-refs file `packed` was read from
 
     def merged(self) -> dict[str, str]:
         return {**self.packed, **self.loose}
@@ -85,6 +86,8 @@ def ref_changes(old: RefLayers, new: RefLayers) -> tuple[dict[str, str], dict[st
     moved, and of each ref new or moved (a moved ref is in both). When both reads share their
     packed refs only the loose refs are compared, so the cost follows the loose refs (at most a
     thousand or so: the store packs beyond that), not the whole history."""
+    if not old.packed and not old.loose:  # the first read: everything is new
+        return {}, new.merged()
     if old.packed is new.packed:
         names = old.loose.keys() | new.loose.keys()
         before = {n: c for n in names if (c := old.loose.get(n, old.packed.get(n))) is not None}
@@ -109,8 +112,16 @@ class RefFiles:
             before, packed = self._packed_under(prefix)
             loose = self._loose_under(prefix)
             if self._packed_version() == before:
-                return RefLayers(packed, loose)
+                return RefLayers(packed, loose, before)
         return None
+
+    def seed(self, prefix: str, layers: RefLayers) -> None:
+        """Take `layers.packed` as what `packed-refs` holds under `prefix` while the file is still
+        the version it was read from (a read saved by an earlier process), so a later read
+        hands out that very object (see `RefLayers`) and nothing is parsed."""
+        fresh = layers.version is not None and layers.version == self._packed_version()
+        if fresh and isinstance(layers.packed, dict):
+            self._packed[prefix] = (layers.version, layers.packed)
 
     def target(self, name: str) -> str | None:
         """The object id the direct ref `name` points at (its loose file first, as git reads it,

@@ -109,6 +109,12 @@ class GitRepo:
                     listed[name[cut:]] = str(target)
         return RefLayers(listed, {})
 
+    def seed_ref_layers(self, prefix: str, layers: RefLayers) -> None:
+        """Take `layers` (a read of `prefix` saved by an earlier process) as what packed-refs
+        holds there while it is unchanged (see `RefFiles.seed`)."""
+        if self._ref_files is not None:
+            self._ref_files.seed(prefix, layers)
+
     def remote_names(self) -> list[str]:
         return [str(name) for name in self.repo.remotes.names() if name]
 

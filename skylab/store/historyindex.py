@@ -111,7 +111,7 @@ class HistoryIndex:
         self._is_commit = is_commit
         self._started = started
         self._refs = NO_REFS  # trial ref name under the folder ("tag/n") -> commit
-        self._refs_at: dict[str, dict[str, TrialRef]] = {}  # commit -> its trial refs, by name
+        self._refs_at: dict[str, list[str]] = {}  # commit -> the names of the refs at it
         self._placed: dict[str, tuple[SortKey, Trial]] = {}  # commit -> its key and trial
         self._order: list[SortKey] = []  # history order
         self._trials: list[Trial] = []  # the trial of each key in `_order`, in the same places
@@ -173,7 +173,7 @@ class HistoryIndex:
         else:
             affected.update(changed_notes)
         affected.update(removed.values())
-        affected.update(commit for name, commit in added.items() if parse_trial_ref(name, commit))
+        affected.update(added.values())
         if not affected:
             self._refs = refs
             return
@@ -182,17 +182,16 @@ class HistoryIndex:
         for commit in affected if self._placed or self._stray or self._unreadable or self._missing else ():
             self._drop(commit, keep_order=rebuild)  # all before any is added: a moved ref's stray
         for name, commit in removed.items():  # entry is the new commit's
-            self._refs_at.get(commit, {}).pop(name, None)
+            names = self._refs_at.get(commit, [])
+            if name in names:
+                names.remove(name)
         for name, commit in added.items():
-            ref = parse_trial_ref(name, commit)
-            if ref is not None:
-                self._refs_at.setdefault(commit, {})[name] = ref
+            self._refs_at.setdefault(commit, []).append(name)
         self._refs = refs
         for commit in affected:
-            commit_refs = self._refs_at.get(commit)
-            if not commit_refs:
+            found = self._trial_refs_at(commit)
+            if not found:
                 self._refs_at.pop(commit, None)
-            found = commit_refs.values() if commit_refs else ()
             part = commit_part(commit, found, notes.get(commit), parse_errors.get(commit), self._is_commit)
             self._add(commit, part, keep_order=rebuild)
         if rebuild:
@@ -206,16 +205,18 @@ class HistoryIndex:
         """`_placed` and `_refs_at` of a restored index, from its order and refs."""
         if not self._restored:
             return
-        self._placed = {key[3]: (key, trial) for key, trial in zip(self._order, self._trials, strict=True)}
+        commits = [trial.commit for trial in self._trials]
+        self._placed = dict(zip(commits, zip(self._order, self._trials, strict=True), strict=True))
         for name, commit in self._refs.merged().items():
-            ref = parse_trial_ref(name, commit)
-            if ref is not None:
-                self._refs_at.setdefault(commit, {})[name] = ref
+            self._refs_at.setdefault(commit, []).append(name)
         self._restored = False
+
+    def _trial_refs_at(self, commit: str) -> list[TrialRef]:
+        return [ref for name in self._refs_at.get(commit, ()) if (ref := parse_trial_ref(name, commit))]
 
     def _drop(self, commit: str, keep_order: bool) -> None:
         """Take back what `commit` contributed: its trial, unreadable note and stray refs."""
-        for ref in self._refs_at.get(commit, {}).values():
+        for ref in self._trial_refs_at(commit):
             self._stray.pop(trial_ref(ref.tag, ref.number), None)
         self._unreadable.pop(commit, None)
         self._missing.discard(commit)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -247,6 +246,7 @@ def history(
     ] = None,
 ) -> None:
     """The trials, rebuilt from refs and notes."""
+    from skylab.jsontext import json_bytes
     from skylab.report.history_view import history_rows, history_table, rows_as_json, write_legacy_tsv
     from skylab.store.historycache import collector_paused
     from skylab.store.refs import run_branch
@@ -268,8 +268,8 @@ def history(
             write_legacy_tsv(rows, export)
             err_console.print(f"wrote {len(rows)} trials to {export}", markup=False)
         if as_json:
-            # No indent: json's C encoder only handles compact output, 5x faster at 10,000 trials.
-            sys.stdout.write(json.dumps(rows_as_json(rows)) + "\n")
+            sys.stdout.flush()
+            sys.stdout.buffer.write(json_bytes(rows_as_json(rows)) + b"\n")
             return
         if export is not None:
             return

@@ -94,3 +94,26 @@ def test_show_unknown_trial_is_one_clear_line(experiment: Path) -> None:
 def test_history_outside_a_repo(tmp_path: Path) -> None:
     result = run_skylab("history", "-C", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "not in a git repository" in result.stderr
+
+
+def strict_json(text: str) -> object:
+    """Parse as RFC 8259 JSON: no NaN or Infinity."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_history_json_is_valid_json_whatever_the_notes_hold(store: TrialStore, experiment: Path) -> None:
+    add_trial(store, "huge", float("nan"), status=Status.CRASH, params={"HUGE": 10**30, "LR": float("inf")})
+    add_trial(store, "inf", 1.5, params={"LR": float("-inf")})
+    everything = run_skylab("history", "--json", "-C", str(experiment), check=True).stdout
+    rows = strict_json(everything)  # (an integer beyond 64 bits: the standard library encodes it)
+    assert isinstance(rows, list)
+    assert [(r["value"], r["params"]) for r in rows] == [
+        (None, {"HUGE": 10**30, "LR": None}),
+        (1.5, {"LR": None}),
+    ]
+    one_run = run_skylab("history", "--tag", "inf", "--json", "-C", str(experiment), check=True).stdout
+    assert strict_json(one_run) == rows[1:]

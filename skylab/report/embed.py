@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
+
+from skylab.jsontext import json_text
 
 
 def script_json(value: object) -> str:
     """JSON to put inside <script type="application/json">: no "<" or ">" survives, so no
     "</script>" in a trial's text can end the block."""
-    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    return json_text(value).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def packed(text: str) -> str:

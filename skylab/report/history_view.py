@@ -44,48 +44,67 @@ class HistoryRow:
 
 
 def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
-    by_commit = history.by_commit()
+    """A row per trial, in the order given. Written for 100,000 trials: each note is read once,
+    field by field, and the parent's value comes from one lookup table."""
+    value_of = {t.commit: t.note.value for t in history.trials if t.note is not None}
+    best, unreadable_notes = history.best, history.unreadable_notes
     rows = []
     for trial in trials:
-        note = trial.note
-        unreadable = history.unreadable_notes.get(trial.commit)
-        parent = by_commit.get(trial.parent)
-        delta = None
-        if trial.value is not None and parent is not None and parent.value is not None:
-            delta = trial.value - parent.value
+        note, commit = trial.note, trial.commit
+        if note is None:
+            unreadable = unreadable_notes.get(commit)
+            rows.append(
+                HistoryRow(
+                    trial=trial.name,
+                    tag=trial.tag,
+                    number=trial.number,
+                    commit=commit,
+                    status="unreadable" if unreadable else trial.status.value,
+                    metric="",
+                    value=None,
+                    delta=None,
+                    peak_vram_mb=None,
+                    decision="",
+                    strategy="",
+                    description=f"(note unreadable: {unreadable})" if unreadable else "(no result recorded)",
+                    parent="",
+                    started_at="",
+                    train_seconds=None,
+                    wall_seconds=None,
+                    params={},
+                    is_best=commit == best,
+                )
+            )
+            continue
+        value, parent_value = note.value, value_of.get(note.parent)
+        other = note.other
         rows.append(
             HistoryRow(
-                trial=trial.name,
+                trial=f"{trial.tag}/{trial.number}",
                 tag=trial.tag,
                 number=trial.number,
-                commit=trial.commit,
-                status="unreadable" if unreadable else trial.status.value,
-                metric=note.metric if note else "",
-                value=trial.value,
-                delta=delta,
-                peak_vram_mb=note.peak_vram_mb if note else None,
-                decision=note.decision.value if note else "",
-                strategy=note.strategy if note else "",
-                description=(
-                    note.description
-                    if note
-                    else f"(note unreadable: {unreadable})"
-                    if unreadable
-                    else "(no result recorded)"
-                ),
-                parent=trial.parent,
-                started_at=note.started_at if note else "",
-                train_seconds=note.train_seconds if note else None,
-                wall_seconds=note.wall_seconds if note else None,
-                params=dict(note.params) if note else {},
-                is_best=trial.commit == history.best,
-                llm_tokens=_tokens(note.other) if note else 0,
-                ran_by=note.other.get("ran_by", "") if note else "",
-                other=note.other if note else {},
-                measurements=note.samples() if note else [],
-                sem=note.sem if note else None,
-                sigma=note.sigma if note else None,
-                verdict=note.verdict if note else "",
+                commit=commit,
+                status=note.status.value,
+                metric=note.metric,
+                value=value,
+                delta=None if value is None or parent_value is None else value - parent_value,
+                peak_vram_mb=note.peak_vram_mb,
+                decision=note.decision.value,
+                strategy=note.strategy,
+                description=note.description,
+                parent=note.parent,
+                started_at=note.started_at,
+                train_seconds=note.train_seconds,
+                wall_seconds=note.wall_seconds,
+                params=dict(note.params),
+                is_best=commit == best,
+                llm_tokens=_tokens(other),
+                ran_by=other.get("ran_by", "") if other else "",
+                other=other,
+                measurements=note.samples(),
+                sem=note.sem,
+                sigma=note.sigma,
+                verdict=note.verdict,
             )
         )
     return rows
@@ -98,16 +117,9 @@ def _tokens(other: dict[str, str]) -> int:
 
 
 def rows_as_json(rows: list[HistoryRow]) -> list[dict[str, Any]]:
-    # vars() and a copy of params, not asdict(): asdict deep-copies every field, 10x slower at 10k rows.
-    return [
-        {
-            **vars(row),
-            "params": dict(row.params),
-            "other": dict(row.other),
-            "measurements": list(row.measurements),
-        }
-        for row in rows
-    ]
+    """The rows as JSON objects, for encoding at once: each row's own attributes (vars), not a
+    copy (asdict deep-copies every field, 10x slower at 10,000 rows); do not change them."""
+    return [vars(row) for row in rows]
 
 
 _STATUS_STYLE = {

@@ -10,7 +10,6 @@ from several processes never interleave.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +38,7 @@ from skylab.store.historyindex import HistoryIndex, parse_trial_ref
 from skylab.store.notemerge import notes_to_take
 from skylab.store.notes import Decision, NoteFormatError, Status, TrialNote, iso_utc
 from skylab.store.partial import PartialMeasurements
+from skylab.store.reffiles import OBJECT_ID
 from skylab.store.refs import (
     BASELINE_REF,
     BEST_REF,
@@ -223,6 +223,8 @@ class TrialStore(GitRepo):
         cache (`.git/skylab/diff-cache`) where it holds them: a diff between two commits never
         changes, so each is computed once (37 s of a 100,000-trial report went to computing
         them). Derived like the history cache: safe to delete, rebuilt when unreadable."""
+        if not trials:
+            return []
         path = self.skylab_dir / "diff-cache"
         cached = load_pickled(path, DIFF_CACHE_FORMAT)
         known: dict[tuple[str, str], str] = cached if isinstance(cached, dict) else {}
@@ -242,7 +244,10 @@ class TrialStore(GitRepo):
 
     def _named_parent(self, trial: Trial) -> str:
         """The parent the trial's note names, when that is a commit here; else ""."""
-        named = trial.parent if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", trial.parent) else ""
+        named = trial.parent
+        if self._snapshot is not None and named in self._snapshot.commits:  # a trial's commit: known
+            return named
+        named = named if OBJECT_ID.fullmatch(named) else ""
         return named if named and self._commit(named) is not None else ""
 
     def _diff(self, commit_id: str, named: str) -> str:

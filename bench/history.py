@@ -149,8 +149,12 @@ def main() -> None:
         for _ in range(args.repeat):
             next_trial_then_load()
         loop_s = min(loads)
+        # The history cache is written every few hundred notes, so a new handle usually has some
+        # trials to catch up on: load again now that there are `repeat` trials it has not seen.
+        behind_s = best_of(args.repeat, lambda: TrialStore.open(directory).load())
         print(f"trials: {count}")
         print(f"store load:              {load_s * 1000:.0f} ms (best of {args.repeat}, a new handle)")
+        print(f"{args.repeat} trials after the cache:  {behind_s * 1000:.0f} ms (a new handle, catching up)")
         print(f"next load after a trial: {loop_s * 1000:.0f} ms (best of {args.repeat}, the loop's handle)")
         print(f"skylab history --json:   {cli_s * 1000:.0f} ms (best of {args.repeat}, whole process)")
         print("goal: <= 1000 ms for 10,000 trials:", "met" if cli_s <= 1.0 else "NOT met")

@@ -118,7 +118,10 @@ class HistoryIndex:
         self._stray: dict[str, str] = {}
         self._unreadable: dict[str, str] = {}
         self._missing: set[str] = set()  # commits to look for again on every update
-        self._restored = False  # `_refs_at` and `_placed` are not built yet (see `restored`)
+        # How much of `_placed` and `_refs_at` is built (see `restored` and `_look_up`): all, none
+        # (restored, and the commits in `_order`'s order), or only what one update touched.
+        self._lookups: str = "all"
+        self._restored_commits: list[str] = []
 
     @classmethod
     def restored(
@@ -129,15 +132,16 @@ class HistoryIndex:
         started: Callable[[Trial], str],
     ) -> HistoryIndex:
         """The index `image` was taken of, each trial with its note from `notes` (the notes it was
-        built from, or newer ones that `update` is then told changed). What only an update with
-        changes needs is built at the first such update."""
+        built from, or newer ones that `update` is then told changed). The lookups an update needs
+        are found for the commits the first update touches (a scan, for a command that loads once)
+        and built whole at the second (for a run that goes on loading)."""
         index = cls(is_commit, started)
         index._refs = image.refs
         index._order = list(zip(image.started, image.tags, image.numbers, image.commits, strict=True))
         notes_of = map(notes.get, image.commits)
         index._trials = list(map(Trial, image.tags, image.numbers, image.commits, notes_of, image.has_ref))
         index._stray, index._unreadable, index._missing = image.stray, image.unreadable, image.missing
-        index._restored = True
+        index._lookups, index._restored_commits = "none", image.commits
         return index
 
     def image(self) -> IndexImage:
@@ -167,7 +171,7 @@ class HistoryIndex:
         removed, added = ref_changes(self._refs, refs)
         affected: set[str] = set(self._missing)
         if changed_notes is None:
-            self._build_lookups()
+            self._look_up(None)
             affected |= self._placed.keys() | self._refs_at.keys() | self._unreadable.keys()
             affected |= notes.keys() | parse_errors.keys()
         else:
@@ -177,8 +181,8 @@ class HistoryIndex:
         if not affected:
             self._refs = refs
             return
-        self._build_lookups()
         rebuild = len(affected) > max(64, len(self._order) // 8)
+        self._look_up(None if rebuild else affected)
         for commit in affected if self._placed or self._stray or self._unreadable or self._missing else ():
             self._drop(commit, keep_order=rebuild)  # all before any is added: a moved ref's stray
         for name, commit in removed.items():  # entry is the new commit's
@@ -201,15 +205,26 @@ class HistoryIndex:
     def history(self, best: str | None, baseline: str | None) -> History:
         return History(list(self._trials), best, baseline, dict(self._unreadable), dict(self._stray))
 
-    def _build_lookups(self) -> None:
-        """`_placed` and `_refs_at` of a restored index, from its order and refs."""
-        if not self._restored:
+    def _look_up(self, commits: set[str] | None) -> None:
+        """Fill `_placed` and `_refs_at` of a restored index: for `commits` alone by one scan of
+        its order and refs while no update has touched it yet, else whole (and from then on they
+        are kept up to date, as in an index that was built)."""
+        if self._lookups == "all":
             return
-        commits = [trial.commit for trial in self._trials]
-        self._placed = dict(zip(commits, zip(self._order, self._trials, strict=True), strict=True))
+        if commits is not None and self._lookups == "none":
+            for at, commit in enumerate(self._restored_commits):
+                if commit in commits:
+                    self._placed[commit] = (self._order[at], self._trials[at])
+            for name, commit in self._refs.merged().items():
+                if commit in commits:
+                    self._refs_at.setdefault(commit, []).append(name)
+            self._lookups, self._restored_commits = "touched", []
+            return
+        self._placed = {key[3]: (key, trial) for key, trial in zip(self._order, self._trials, strict=True)}
+        self._refs_at = {}
         for name, commit in self._refs.merged().items():
             self._refs_at.setdefault(commit, []).append(name)
-        self._restored = False
+        self._lookups = "all"
 
     def _trial_refs_at(self, commit: str) -> list[TrialRef]:
         return [ref for name in self._refs_at.get(commit, ()) if (ref := parse_trial_ref(name, commit))]

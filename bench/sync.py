@@ -4,8 +4,9 @@ first push <= 60 s with a one-screen summary, an incremental push <= 2 s).
     python bench/sync.py [--trials 10000] [--keep DIR]
 
 Builds (or reuses) the repository of bench/history.py, then in a temporary folder: pushes its main
-branch and `skylab push`es its trials to a fresh bare remote, pushes twice more with nothing new, clones
-that remote as a teammate who `skylab pull`s everything, and pulls again with nothing new. Each
+branch and `skylab push`es its trials to a fresh bare remote, pushes twice more with nothing new and
+once more with one new trial, clones that remote as a teammate who `skylab pull`s everything, and
+pulls again with nothing new. Each
 `skylab` command is timed as a whole process; the lines it printed are counted.
 """
 
@@ -20,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.history import bench_arguments, bench_repository  # noqa: E402
+from bench.history import add_one, bench_arguments, bench_repository  # noqa: E402
+from skylab.store.gitstore import TrialStore  # noqa: E402
+from skylab.store.sync import staging_prefix  # noqa: E402
 
 SKYLAB = Path(sys.executable).parent / "skylab"
 
@@ -50,10 +53,28 @@ def main() -> None:
         for name in pushes:
             seconds, lines = timed(str(SKYLAB), "push", str(remote), "-C", str(directory))
             print(f"{name + ':':40} {seconds:6.1f} s, {lines} lines")
+        add_one(TrialStore.open(directory))
+        seconds, lines = timed(str(SKYLAB), "push", str(remote), "-C", str(directory))
+        print(f"{'push of one new trial:':40} {seconds:6.1f} s, {lines} lines")
         subprocess.run(["git", "clone", "-q", str(remote), str(mate)], check=True)
         for name in ("a teammate's first pull", "pull, nothing new"):
             seconds, lines = timed(str(SKYLAB), "pull", "origin", "-C", str(mate))
             print(f"{name + ':':40} {seconds:6.1f} s, {lines} lines")
+        forget_staged(directory, remote)
+
+
+def forget_staged(directory: Path, remote: Path) -> None:
+    """Delete what the pushes staged of the temporary remote (named by its URL, so each run stages
+    anew): a kept repository would otherwise carry another N staged refs into every later run."""
+    staging = staging_prefix(TrialStore.open(directory), str(remote))
+    git = ["git", "-C", str(directory)]
+    listed = subprocess.run(
+        [*git, "for-each-ref", "--format=delete %(refname)", staging.rstrip("/")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    subprocess.run([*git, "update-ref", "--stdin"], input=listed, text=True, check=True)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def _git(store: TrialStore, *args: str) -> str:
     return result.stdout + result.stderr
 
 
-def _staging(store: TrialStore, remote: str) -> str:
+def staging_prefix(store: TrialStore, remote: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9._-]+", remote) and remote in store.remote_names():
         key = remote
     else:
@@ -113,7 +113,7 @@ Prefers = Callable[[Trial, Trial | None, History], bool]
 def pull(store: TrialStore, remote: str, prefers: Prefers, every_trial_ref: bool = True) -> SyncReport:
     """Fetch a remote's trials and integrate them: notes merged, refs adopted, shared best chosen.
     Without `every_trial_ref`, its trial refs are fetched only when its shared refs moved."""
-    staging = _staging(store, remote)
+    staging = staging_prefix(store, remote)
     _fetch(store, remote, staging, every_trial_ref)
     report = SyncReport()
     report.notes_added, report.note_conflicts = store.merge_notes(store.ref_target(f"{staging}notes/skylab"))
@@ -273,7 +273,7 @@ def push(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
     """Integrate the remote's trials first (so none of theirs is overwritten), then push ours:
     unless every ref we would push is already the remote's (as just fetched)."""
     report = pull(store, remote, prefers, every_trial_ref=False)
-    staging = _staging(store, remote)
+    staging = staging_prefix(store, remote)
     ours = _pushable(store)
     theirs = _shared_staged(store, staging)
     staged_trials = _staged(store, f"{staging}skylab/trials/")

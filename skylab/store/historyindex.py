@@ -19,6 +19,7 @@ import bisect
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from skylab.store.history import History, Trial
 from skylab.store.notes import TrialNote
@@ -120,7 +121,7 @@ class HistoryIndex:
         self._missing: set[str] = set()  # commits to look for again on every update
         # How much of `_placed` and `_refs_at` is built (see `restored` and `_look_up`): all, none
         # (restored, and the commits in `_order`'s order), or only what one update touched.
-        self._lookups: str = "all"
+        self._lookups: Literal["all", "none", "touched"] = "all"
         self._restored_commits: list[str] = []
 
     @classmethod
@@ -183,9 +184,11 @@ class HistoryIndex:
             return
         rebuild = len(affected) > max(64, len(self._order) // 8)
         self._look_up(None if rebuild else affected)
+        # Every contribution is taken back before any is added: a moved ref's stray entry is the
+        # new commit's. (An index with nothing in it has nothing to take back.)
         for commit in affected if self._placed or self._stray or self._unreadable or self._missing else ():
-            self._drop(commit, keep_order=rebuild)  # all before any is added: a moved ref's stray
-        for name, commit in removed.items():  # entry is the new commit's
+            self._drop(commit, keep_order=rebuild)
+        for name, commit in removed.items():
             names = self._refs_at.get(commit, [])
             if name in names:
                 names.remove(name)

@@ -89,6 +89,8 @@ def _git(store: TrialStore, *args: str) -> str:
 
 
 def staging_prefix(store: TrialStore, remote: str) -> str:
+    """The folder where a remote's refs are staged: `refs/skylab-remotes/<name>/` for a named
+    remote, `refs/skylab-remotes/url-<hash>/` for one given by its URL."""
     if re.fullmatch(r"[A-Za-z0-9._-]+", remote) and remote in store.remote_names():
         key = remote
     else:

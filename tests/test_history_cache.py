@@ -3,7 +3,9 @@ when it cannot be trusted, and never a different history from the one the notes 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pygit2
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import skylab.store.gitstore as gitstore
+from skylab.store import historyindex, reffiles
 from skylab.store.gitstore import TrialStore
 from skylab.store.historycache import NotesSnapshot, save_snapshot
 from skylab.store.notes import Status, TrialNote
@@ -65,6 +68,43 @@ def test_a_load_parses_only_the_notes_added_since_the_cache(
     assert len(parses) >= 4  # the cacheless comparison parsed all; the cached load parsed 4
     parses.clear()
     assert len(shape(TrialStore.open(experiment))) == 24 and parses == []  # nothing new: nothing parsed
+
+
+def test_a_new_handle_starts_from_the_history_in_the_cache(
+    store: TrialStore, experiment: Path, parses: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applied: list[str] = []  # commits the history rules were applied to
+    rule = historyindex.commit_part
+
+    def counting(commit: str, *rest: Any) -> historyindex.CommitPart:
+        applied.append(commit)
+        return rule(commit, *rest)
+
+    monkeypatch.setattr(historyindex, "commit_part", counting)
+    packed_reads: list[str] = []
+    parse_packed = reffiles.parse_packed_refs
+
+    def counted(text: str, prefix: str) -> dict[str, str]:
+        packed_reads.append(prefix)
+        return parse_packed(text, prefix)
+
+    monkeypatch.setattr(reffiles, "parse_packed_refs", counted)
+    for n in range(12):
+        add_trial(store, "c", 3.0 - n / 100)
+    subprocess.run(["git", "-C", str(experiment), "pack-refs", "--all"], check=True)
+    TrialStore.open(experiment).load()  # builds history and saves it with the notes
+    applied.clear()
+    packed_reads.clear()
+    assert shape(TrialStore.open(experiment)) == without_cache(experiment)
+    assert len(applied) == 12  # all of them, but by the cacheless build alone
+    applied.clear()
+    packed_reads.clear()
+    assert len(shape(TrialStore.open(experiment))) == 12
+    assert applied == [] and packed_reads == []  # restored: no rule applied, packed-refs not parsed
+    newer = add_trial(store, "c", 1.0)
+    applied.clear()
+    assert shape(TrialStore.open(experiment))[-1][1] == newer.commit
+    assert set(applied) <= {newer.commit}  # the cache is a note behind at most: the new trial alone
 
 
 def test_a_cache_that_cannot_be_trusted_is_rebuilt_silently(store: TrialStore, experiment: Path) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import skylab.store.gitstore as gitstore
 from skylab.store import historyindex, reffiles
 from skylab.store.gitstore import TrialStore
-from skylab.store.historycache import NotesSnapshot, save_snapshot
+from skylab.store.historycache import NotesSnapshot, save_due, save_snapshot
 from skylab.store.notes import Status, TrialNote
 from skylab.store.notetree import notes_tree_changes
 from tests.factory import add_trial
@@ -217,3 +217,8 @@ def test_notes_that_changed_are_what_a_diff_of_the_whole_trees_says(
     changed = notes_tree_changes(old, new)
     found = None if changed is None else {c: None if b is None else str(b.id) for c, b in changed.items()}
     assert found == changes_by_full_diff(old, new)
+
+
+def test_the_cache_is_rewritten_after_a_share_of_the_notes_not_a_fixed_count() -> None:
+    assert not save_due(199, 1_000) and save_due(200, 1_000) and save_due(200, 20_000)
+    assert not save_due(200, 100_000) and not save_due(999, 100_000) and save_due(1_000, 100_000)

@@ -31,6 +31,7 @@ from skylab.store.historycache import (
     collector_paused,
     load_pickled,
     load_snapshot,
+    save_due,
     save_pickled,
     save_snapshot,
 )
@@ -153,7 +154,7 @@ class TrialStore(GitRepo):
         elif self._index is None or changed is None:
             self._index, changed = HistoryIndex(is_commit, self._started), None
         self._index.update(self.ref_layers(TRIALS_PREFIX), snapshot.notes, snapshot.unreadable, changed)
-        if snapshot.unsaved >= SAVE_AFTER:
+        if save_due(snapshot.unsaved, len(snapshot.notes), SAVE_AFTER):
             save_snapshot(self._cache_path, snapshot, self._index.image())
         return self._index.history(self.best(), self.baseline())
 

@@ -6,6 +6,10 @@ notes that changed between the two notes trees (a tree diff), and anything it ca
 missing or unreadable file, another format version, a notes commit that is gone — is rebuilt from
 the notes silently. It is written whole to a temporary file and renamed into place, so a kill -9
 mid-write leaves the old cache or the new one, never half of one. Safe to delete at any time.
+
+Beside the notes it holds an image of the history built from them (`historyindex.IndexImage`),
+written in the same file so the two always match; a new handle starts from it and applies the
+history rules only to the commits whose refs or notes changed since.
 """
 
 from __future__ import annotations

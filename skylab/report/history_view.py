@@ -80,7 +80,7 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
         other = note.other
         rows.append(
             HistoryRow(
-                trial=f"{trial.tag}/{trial.number}",
+                trial=trial.name,
                 tag=trial.tag,
                 number=trial.number,
                 commit=commit,

@@ -348,11 +348,9 @@ class TrialStore(GitRepo):
     def track_remote_refs(self, refs: dict[str, str]) -> None:
         """Point refs under the staging namespace (a remote's refs as we last saw them) at the
         given commits, in one transaction; as git moves its remote-tracking refs after a push."""
-        if not refs:
-            return
         assert all(name.startswith(STAGING_PREFIX) for name in refs)
         with self.writing():
-            self._ref_transaction("".join(f"update {n}\0{c}\0\0" for n, c in refs.items()), "skylab: push")
+            self._update_refs(refs, "skylab: push")
 
     def set_best(self, commit: str, reason: str) -> None:
         """Point the best at `commit` (the caller has judged it better)."""

@@ -357,12 +357,20 @@ class GitRepo:
     def _create_refs(self, refs: dict[str, str], message: str) -> None:
         """Create every ref of `refs` (name -> object id) in one `git update-ref --stdin`
         transaction: all of them, or none when one exists already or cannot be written."""
-        if not refs:
-            return
         self._ref_transaction("".join(f"create {name}\0{target}\0" for name, target in refs.items()), message)
 
+    def _update_refs(self, refs: dict[str, str], message: str) -> None:
+        """Point every ref of `refs` (name -> object id) at its target, whatever it held, in one
+        `git update-ref --stdin` transaction."""
+        self._ref_transaction(
+            "".join(f"update {name}\0{target}\0\0" for name, target in refs.items()), message
+        )
+
     def _ref_transaction(self, commands: str, message: str) -> None:
-        """`git update-ref -z --stdin` with `commands`: all of them or none (a StoreError)."""
+        """`git update-ref -z --stdin` with `commands`: all of them or none (a StoreError); no git
+        process for no commands."""
+        if not commands:
+            return
         done = self.git("update-ref", "-z", "-m", message, "--stdin", stdin=commands)
         if done.returncode != 0:
             raise StoreError(git_failure(done.stderr))

@@ -148,7 +148,7 @@ def _fetch(store: TrialStore, remote: str, staging: str, every_trial_ref: bool) 
         f"+refs/skylab/b*:{staging}skylab/b*",  # best and baseline: git lists only refs asked for
         f"+{BRANCH_PREFIX}*:{staging}branches/*",
     )
-    if not every_trial_ref and "notes/skylab" in before and _shared_staged(store, staging) == before:
+    if not every_trial_ref and _tracked(NOTES_REF) in before and _shared_staged(store, staging) == before:
         return
     _git(store, "fetch", "--no-tags", "--prune", remote, f"+{TRIALS_PREFIX}*:{staging}skylab/trials/*")
 
@@ -156,10 +156,10 @@ def _fetch(store: TrialStore, remote: str, staging: str, every_trial_ref: bool) 
 def _shared_staged(store: TrialStore, staging: str) -> dict[str, str]:
     """The staged notes, best, baseline and run branches: name under `staging` -> commit."""
     found = {f"branches/{tag}": commit for tag, commit in store.refs_under(f"{staging}branches/")}
-    for name in ("notes/skylab", "skylab/best", "skylab/baseline"):
-        target = store.ref_target(staging + name)
+    for ref in (NOTES_REF, BEST_REF, BASELINE_REF):
+        target = store.ref_target(staging + _tracked(ref))
         if target is not None:
-            found[name] = target
+            found[_tracked(ref)] = target
     return found
 
 

@@ -51,60 +51,43 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
     rows = []
     for trial in trials:
         note, commit = trial.note, trial.commit
-        if note is None:
-            unreadable = unreadable_notes.get(commit)
-            rows.append(
-                HistoryRow(
-                    trial=trial.name,
-                    tag=trial.tag,
-                    number=trial.number,
-                    commit=commit,
-                    status="unreadable" if unreadable else trial.status.value,
-                    metric="",
-                    value=None,
-                    delta=None,
-                    peak_vram_mb=None,
-                    decision="",
-                    strategy="",
-                    description=f"(note unreadable: {unreadable})" if unreadable else "(no result recorded)",
-                    parent="",
-                    started_at="",
-                    train_seconds=None,
-                    wall_seconds=None,
-                    params={},
-                    is_best=commit == best,
-                )
-            )
-            continue
-        value, parent_value = note.value, value_of.get(note.parent)
-        other = note.other
+        unreadable = None if note is not None else unreadable_notes.get(commit)
+        value = note.value if note is not None else None
+        parent_value = value_of.get(note.parent) if note is not None else None
+        other = note.other if note is not None else {}
         rows.append(
             HistoryRow(
                 trial=trial.name,
                 tag=trial.tag,
                 number=trial.number,
                 commit=commit,
-                status=note.status.value,
-                metric=note.metric,
+                status="unreadable" if unreadable else trial.status.value,
+                metric=note.metric if note else "",
                 value=value,
                 delta=None if value is None or parent_value is None else value - parent_value,
-                peak_vram_mb=note.peak_vram_mb,
-                decision=note.decision.value,
-                strategy=note.strategy,
-                description=note.description,
-                parent=note.parent,
-                started_at=note.started_at,
-                train_seconds=note.train_seconds,
-                wall_seconds=note.wall_seconds,
-                params=dict(note.params),
+                peak_vram_mb=note.peak_vram_mb if note else None,
+                decision=note.decision.value if note else "",
+                strategy=note.strategy if note else "",
+                description=(
+                    note.description
+                    if note
+                    else f"(note unreadable: {unreadable})"
+                    if unreadable
+                    else "(no result recorded)"
+                ),
+                parent=trial.parent,
+                started_at=note.started_at if note else "",
+                train_seconds=note.train_seconds if note else None,
+                wall_seconds=note.wall_seconds if note else None,
+                params=dict(note.params) if note else {},
                 is_best=commit == best,
                 llm_tokens=_tokens(other),
                 ran_by=other.get("ran_by", "") if other else "",
                 other=other,
-                measurements=note.samples(),
-                sem=note.sem,
-                sigma=note.sigma,
-                verdict=note.verdict,
+                measurements=note.samples() if note else [],
+                sem=note.sem if note else None,
+                sigma=note.sigma if note else None,
+                verdict=note.verdict if note else "",
             )
         )
     return rows

@@ -118,10 +118,11 @@ def pull(store: TrialStore, remote: str, prefers: Prefers, every_trial_ref: bool
     staging = staging_prefix(store, remote)
     _fetch(store, remote, staging, every_trial_ref)
     report = SyncReport()
-    report.notes_added, report.note_conflicts = store.merge_notes(store.ref_target(f"{staging}notes/skylab"))
+    their_notes = store.ref_target(staging + _tracked(NOTES_REF))
+    report.notes_added, report.note_conflicts = store.merge_notes(their_notes)
     _adopt_trials(store, staging, report)
     store.pack_loose_refs()  # a first pull of N trials stages N loose ref files and adopts N more
-    their_baseline = store.ref_target(f"{staging}skylab/baseline")
+    their_baseline = store.ref_target(staging + _tracked(BASELINE_REF))
     if store.baseline() is None and their_baseline:
         store.set_baseline(their_baseline)
     elif their_baseline and their_baseline != store.baseline():
@@ -129,7 +130,7 @@ def pull(store: TrialStore, remote: str, prefers: Prefers, every_trial_ref: bool
             f"the remote's baseline {their_baseline[:10]} is not ours: are these clones of one experiment?"
         )
     _adopt_branches(store, staging, report)
-    _choose_best(store, store.ref_target(f"{staging}skylab/best"), prefers, report)
+    _choose_best(store, store.ref_target(staging + _tracked(BEST_REF)), prefers, report)
     return report
 
 

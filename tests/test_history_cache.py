@@ -16,6 +16,7 @@ import skylab.store.gitstore as gitstore
 from skylab.store import historyindex, reffiles
 from skylab.store.gitstore import TrialStore
 from skylab.store.historycache import NotesSnapshot, save_due, save_snapshot
+from skylab.store.notechunks import ChunkedNotes
 from skylab.store.notes import Status, TrialNote
 from skylab.store.notetree import notes_tree_changes
 from tests.factory import add_trial
@@ -116,7 +117,7 @@ def test_a_cache_that_cannot_be_trusted_is_rebuilt_silently(store: TrialStore, e
         cache.write_bytes(damage)
         assert shape(TrialStore.open(experiment)) == truth
     # A cache built from a notes commit this repository does not have: rebuilt, never trusted.
-    save_snapshot(cache, NotesSnapshot("0" * 40, notes={}, commits=set()))
+    save_snapshot(cache, NotesSnapshot("0" * 40, notes=ChunkedNotes(), commits=set()))
     assert shape(TrialStore.open(experiment)) == truth
     # A cache that claims the current notes commit but holds other notes would be wrong: the file is
     # derived, so deleting it is always safe.

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import pickle
 import subprocess
+from collections.abc import MutableMapping
 from pathlib import Path
+from unittest import mock
 
 import pygit2
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skylab.errors import StoreError
+from skylab.store import notechunks
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import HistoryIndex, build_history, parse_trial_ref
+from skylab.store.notechunks import ChunkedNotes
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.store.reffiles import RefFiles, RefLayers, parse_packed_refs
 from skylab.store.refs import TRIALS_PREFIX
@@ -63,10 +67,11 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
     here = set(COMMITS) - {ABSENT}
     packed: dict[str, str] = {}  # as git's files backend keeps refs: packed-refs, rewritten whole...
     loose: dict[str, str] = {}  # ...and loose files over it
-    notes: dict[str, TrialNote] = {}
+    notes: MutableMapping[str, TrialNote] = {}
     errors: dict[str, str] = {}
     index = HistoryIndex(lambda c: c in here, started)
     saved: tuple[bytes, set[str]] | None = None  # an image, and the notes changed since it was taken
+    earlier: tuple[History, tuple[object, ...]] | None = None  # a history, and what it showed then
     for step, batch in enumerate(batches):
         changed: set[str] = set()
         for kind, target, other in batch:
@@ -92,8 +97,15 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
             saved[1].update(changed)
         if saved is not None and ("restore", "", "") in batch:
             image = pickle.loads(saved[0])
-            index = HistoryIndex.restored(image, notes, lambda c: c in here, started)
+            chunked = ChunkedNotes()  # as the cache file holds them: in chunks, read when first asked
+            chunked.update(notes)
+            with mock.patch.object(notechunks, "NOTES_CHUNK", 2):
+                chunked = pickle.loads(pickle.dumps(chunked))
+            index = HistoryIndex.restored(image, chunked, lambda c: c in here, started)
+            notes = chunked  # written to from now on, as a store's are
             changed = saved[1]
+        if earlier is not None:  # a history shows what it was built with, read before or after
+            assert shown(earlier[0]) == earlier[1]
         index.update(RefLayers(packed, dict(loose)), notes, errors, changed)
         if ("save", "", "") in batch:
             saved = (pickle.dumps(index.image()), set())
@@ -107,6 +119,8 @@ def test_updates_in_any_order_show_what_a_build_from_nothing_shows(
             None,
             None,
         )
+        if step % 2 == 0:
+            earlier = (index.history(None, None), shown(from_nothing))
         assert shown(index.history(None, None)) == shown(from_nothing)
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from skylab.errors import StoreError
 from skylab.store.notes import Decision, Status, TrialNote
+
+if TYPE_CHECKING:
+    from skylab.store.notechunks import NoteChunks
 
 
 @dataclass
@@ -19,6 +23,17 @@ class Trial:
     commit: str
     note: TrialNote | None
     has_ref: bool = True
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise take any attribute as valid
+
+        def __getattr__(self, name):
+            """The note of a trial made by `deferred_trial`, read from its chunk on first use;
+            asked only for attributes not set (every other trial has its note set)."""
+            if name == "note" and "_note_in" in self.__dict__:
+                chunks, at = self.__dict__.pop("_note_in")
+                note = self.__dict__["note"] = chunks.note(at, self.commit)
+                return note
+            raise AttributeError(name)
 
     @property
     def name(self) -> str:
@@ -39,6 +54,21 @@ class Trial:
     @property
     def kept(self) -> bool:
         return self.note is not None and self.note.decision is Decision.KEEP
+
+
+def deferred_trial(tag: str, number: int, commit: str, has_ref: bool, chunks: NoteChunks, at: int) -> Trial:
+    """A trial whose note is read from chunk `at` of `chunks` when first asked for (see
+    `notechunks`): restoring 100,000 trials from the history cache unpickles no note. It is equal
+    to, and reads as, the trial made with that note."""
+    trial: Trial = object.__new__(Trial)
+    trial.__dict__ = {
+        "tag": tag,
+        "number": number,
+        "commit": commit,
+        "has_ref": has_ref,
+        "_note_in": (chunks, at),
+    }
+    return trial
 
 
 @dataclass

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from skylab.store.historyindex import IndexImage
-from skylab.store.notes import TrialNote
+from skylab.store.notechunks import ChunkedNotes
 
-CACHE_FORMAT = 4  # 2: keys and repeated values interned; 3: note blob ids; 4: the index's image
+# 2: keys and repeated values interned; 3: note blob ids; 4: the index's image; 5: notes in chunks
+CACHE_FORMAT = 5
 SAVE_AFTER = 200  # notes parsed since the last save before the cache file is rewritten...
 SAVE_SHARE = 100  # ...or one in this many of all notes, when that is more
 
@@ -44,7 +45,7 @@ class NotesSnapshot:
     """The notes of one notes commit, parsed: what `TrialStore.load` builds history from."""
 
     notes_commit: str | None
-    notes: dict[str, TrialNote] = field(default_factory=dict)  # annotated commit -> its note
+    notes: ChunkedNotes = field(default_factory=ChunkedNotes)  # annotated commit -> its note
     blob_ids: dict[str, str] = field(default_factory=dict)  # annotated commit -> its note's blob id
     unreadable: dict[str, str] = field(default_factory=dict)  # annotated commit -> why not
     commits: set[str] = field(default_factory=set)  # trial commits known to be in the repository

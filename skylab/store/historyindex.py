@@ -21,7 +21,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from skylab.store.history import History, Trial
+from skylab.store.history import History, Trial, deferred_trial
+from skylab.store.notechunks import ChunkedNotes
 from skylab.store.notes import TrialNote
 from skylab.store.reffiles import NO_REFS, RefLayers, ref_changes
 from skylab.store.refs import TrialRef, trial_ref
@@ -100,6 +101,21 @@ class IndexImage:
     missing: set[str]
 
 
+def _restored_trials(image: IndexImage, notes: Mapping[str, TrialNote]) -> list[Trial]:
+    """The trials of `image`, each with its note from `notes`: read from its chunk when first
+    asked for where `notes` holds chunks (see `notechunks`), so restoring unpickles no note."""
+    chunked = notes if isinstance(notes, ChunkedNotes) else ChunkedNotes()
+    located, chunks = chunked.located, chunked.chunks
+    return [
+        Trial(tag, number, commit, notes.get(commit), has_ref)
+        if (at := located(commit)) is None
+        else deferred_trial(tag, number, commit, has_ref, chunks, at)
+        for tag, number, commit, has_ref in zip(
+            image.tags, image.numbers, image.commits, image.has_ref, strict=True
+        )
+    ]
+
+
 class HistoryIndex:
     """History as of the last `update`: the refs and notes it was given, applied commit by commit.
 
@@ -139,8 +155,7 @@ class HistoryIndex:
         index = cls(is_commit, started)
         index._refs = image.refs
         index._order = list(zip(image.started, image.tags, image.numbers, image.commits, strict=True))
-        notes_of = map(notes.get, image.commits)
-        index._trials = list(map(Trial, image.tags, image.numbers, image.commits, notes_of, image.has_ref))
+        index._trials = _restored_trials(image, notes)
         index._stray, index._unreadable, index._missing = image.stray, image.unreadable, image.missing
         index._lookups, index._restored_commits = "none", image.commits
         return index

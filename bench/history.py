@@ -134,6 +134,11 @@ def main() -> None:
         store = TrialStore.open(directory)
         count = len(store.load().trials)
         load_s = best_of(args.repeat, lambda: TrialStore.open(directory).load())
+        # A load unpickles no note (see notechunks): what reading them all then costs, as history
+        # and the report do.
+        every_note_s = best_of(
+            args.repeat, lambda: [t.note for t in TrialStore.open(directory).load().trials]
+        )
         skylab = Path(sys.executable).parent / "skylab"
         command = [str(skylab), "history", "--json", "-C", str(directory)]
         cli_s = best_of(args.repeat, lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL))
@@ -154,6 +159,7 @@ def main() -> None:
         behind_s = best_of(args.repeat, lambda: TrialStore.open(directory).load())
         print(f"trials: {count}")
         print(f"store load:              {load_s * 1000:.0f} ms (best of {args.repeat}, a new handle)")
+        print(f"the same, every note read:  {every_note_s * 1000:.0f} ms (best of {args.repeat})")
         print(f"{args.repeat} trials after the cache:  {behind_s * 1000:.0f} ms (a new handle, catching up)")
         print(f"next load after a trial: {loop_s * 1000:.0f} ms (best of {args.repeat}, the loop's handle)")
         print(f"skylab history --json:   {cli_s * 1000:.0f} ms (best of {args.repeat}, whole process)")

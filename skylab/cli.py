@@ -248,7 +248,7 @@ def history(
     """The trials, rebuilt from refs and notes."""
     from skylab.jsontext import json_bytes
     from skylab.report.history_view import history_rows, history_table, rows_as_json, write_legacy_tsv
-    from skylab.store.historycache import collector_paused
+    from skylab.store.collector import collector_paused
     from skylab.store.refs import run_branch
 
     store = _open(repo)

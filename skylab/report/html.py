@@ -33,9 +33,9 @@ from skylab.report.analysis import (
 from skylab.report.details import DETAILS_CHUNK, details_chunks
 from skylab.report.embed import packed, script_json
 from skylab.report.history_view import HistoryRow, history_rows
+from skylab.store.collector import collector_paused
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
-from skylab.store.historycache import collector_paused
 from skylab.store.notes import Decision, Status
 from skylab.strategy.research import ledger
 from skylab.studies.ablation import Contribution, contributions

@@ -18,6 +18,7 @@ import pygit2
 
 from skylab.errors import StoreError
 from skylab.store.clone import CloneFiles
+from skylab.store.collector import collector_paused
 from skylab.store.history import (
     History,
     Trial,
@@ -28,7 +29,6 @@ from skylab.store.history import (
 from skylab.store.historycache import (
     SAVE_AFTER,
     NotesSnapshot,
-    collector_paused,
     load_pickled,
     load_snapshot,
     save_due,

@@ -14,12 +14,9 @@ history rules only to the commits whose refs or notes changed since.
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,26 +48,6 @@ class NotesSnapshot:
     commits: set[str] = field(default_factory=set)  # trial commits known to be in the repository
     unsaved: int = 0  # notes parsed since this snapshot was last written
     image: IndexImage | None = None  # history as built from these notes, when the file was written
-
-
-@contextmanager
-def collector_paused(freeze: bool = False) -> Iterator[None]:
-    """Python's cyclic garbage collector off while a history of many small objects is built or
-    unpickled: otherwise it runs a full pass every few hundred thousand allocations, which doubled
-    the time to load 100,000 trials. History holds no reference cycles, so there is nothing for it
-    to free there. With `freeze`, what is alive at the end is also moved out of the collector's
-    sight (`gc.freeze`), which saves the pass over everything new once it is back on; for what
-    was built once and lives long (see `TrialStore.load`), since cyclic garbage made before is
-    frozen too."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if freeze:
-            gc.freeze()
-        if was_enabled:
-            gc.enable()
 
 
 def load_snapshot(path: Path) -> NotesSnapshot | None:

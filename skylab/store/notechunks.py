@@ -17,6 +17,7 @@ import pickle
 from collections.abc import Iterator, MutableMapping
 from itertools import chain
 
+from skylab.store.collector import collector_paused
 from skylab.store.notes import TrialNote
 
 Chunk = dict[str, TrialNote]  # annotated commit -> its note
@@ -37,7 +38,8 @@ class NoteChunks:
     def chunk(self, at: int) -> Chunk:
         found = self._unpickled[at]
         if found is None:
-            found = self._unpickled[at] = pickle.loads(self.chunks[at])
+            with collector_paused():  # a thousand notes: ten thousand objects, no cycles
+                found = self._unpickled[at] = pickle.loads(self.chunks[at])
         return found
 
     def note(self, at: int, commit: str) -> TrialNote | None:

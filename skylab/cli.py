@@ -246,8 +246,8 @@ def history(
     ] = None,
 ) -> None:
     """The trials, rebuilt from refs and notes."""
-    from skylab.jsontext import json_bytes
-    from skylab.report.history_view import history_rows, history_table, rows_as_json, write_legacy_tsv
+    from skylab.report.history_json import history_json
+    from skylab.report.history_view import history_rows, history_table, write_legacy_tsv
     from skylab.store.collector import collector_paused
     from skylab.store.refs import run_branch
 
@@ -263,16 +263,17 @@ def history(
             trials = loaded.kept_chain(tip)
         else:
             trials = loaded.for_tag(tag)
-        rows = history_rows(loaded, trials)
         if export is not None:
-            write_legacy_tsv(rows, export)
-            err_console.print(f"wrote {len(rows)} trials to {export}", markup=False)
-        if as_json:
+            write_legacy_tsv(history_rows(loaded, trials), export)
+            err_console.print(f"wrote {len(trials)} trials to {export}", markup=False)
+        if as_json:  # the rows' JSON, kept between calls (see history_json)
             sys.stdout.flush()
-            sys.stdout.buffer.write(json_bytes(rows_as_json(rows)) + b"\n")
+            sys.stdout.buffer.write(history_json(store, loaded, trials))
+            sys.stdout.buffer.write(b"\n")
             return
         if export is not None:
             return
+        rows = history_rows(loaded, trials)
         for commit, problem in loaded.unreadable_notes.items():
             err_console.print(f"[yellow]warning:[/] note on {commit[:10]} is unreadable: {escape(problem)}")
         for ref, problem in loaded.stray_refs.items():

@@ -45,8 +45,11 @@ class HistoryRow:
 
 def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
     """A row per trial, in the order given. Written for 100,000 trials: each note is read once,
-    field by field, and the parent's value comes from one lookup table."""
-    value_of = {t.commit: t.note.value for t in history.trials if t.note is not None}
+    field by field, and the parent's value comes from one lookup table, of the parents' notes
+    alone (a note is read from the history cache when first asked for: see `notechunks`)."""
+    by_commit = history.by_commit()
+    parents = {trial.note.parent for trial in trials if trial.note is not None}
+    value_of = {p: t.value for p in parents if (t := by_commit.get(p)) is not None and t.note is not None}
     best, unreadable_notes = history.best, history.unreadable_notes
     rows = []
     for trial in trials:

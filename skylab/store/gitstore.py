@@ -10,9 +10,10 @@ from several processes never interleave.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 
 import pygit2
 
@@ -102,6 +103,10 @@ class TrialStore(GitRepo):
         no note), as of the last load: a key for what is derived from notes."""
         known = self._snapshot.blob_ids if self._snapshot is not None else {}
         return [known.get(trial.commit, "") for trial in trials]
+
+    def note_versions_by_commit(self) -> Mapping[str, str]:
+        """`note_versions` for every annotated commit (as of the last load), by commit."""
+        return MappingProxyType(self._snapshot.blob_ids if self._snapshot is not None else {})
 
     def notes_as_written(self, trials: list[Trial]) -> list[str | None]:
         """Each trial's note as git holds it (None: no note), as of the last load: the text a

@@ -40,7 +40,7 @@ def kept(experiment: Path, select: Select = every) -> bytes:
 def built(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The trials whose rows were built (not taken from the kept file), in the order built."""
     seen: list[list[str]] = []
-    build = history_json_module.history_rows
+    build = history_rows
 
     def counting(history: History, trials: list[Trial]) -> list[HistoryRow]:
         seen.append([t.name for t in trials])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from skylab.store import gitstore, notechunks
 from skylab.store.gitstore import TrialStore
-from skylab.store.history import Trial, deferred_trial
+from skylab.store.history import Trial, deferred_trial, read_deferred_notes
 from skylab.store.historycache import load_snapshot
 from skylab.store.notechunks import ChunkedNotes
 from skylab.store.notes import Decision, Status, TrialNote
@@ -58,7 +58,9 @@ def test_chunked_notes_hold_what_a_dict_holds_and_deferred_notes_never_change(
             assert dict(notes) == model and len(notes) == len(model)
             assert all(c in notes for c in model) and all(c not in notes for c in set(COMMITS) - model.keys())
             assert all(pickle.loads(chunk) for chunk in notes.chunks.chunks)  # none written empty
-        # Read only now, after whatever was written since each was restored.
+        # Read only now, after whatever was written since each was restored: every other one at
+        # once, as the report reads them, the rest one by one.
+        read_deferred_notes([restored for restored, _expected in deferred[::2]])
         assert all(restored == expected for restored, expected in deferred)
 
 
@@ -90,3 +92,15 @@ def test_a_new_handle_unpickles_a_note_only_with_the_chunk_it_is_in(
     assert len(unpickled) == 1
     assert [(t.name, t.note) for t in history.trials] == built
     assert sorted(unpickled) == list(range(len(chunks)))  # each chunk once
+
+
+def test_notes_are_packed_in_history_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notes unpickled together lie together in memory, and history is read in its order."""
+    monkeypatch.setattr(notechunks, "NOTES_CHUNK", 2)
+    history_order = [COMMITS[3], COMMITS[0], COMMITS[4], COMMITS[1]]
+    notes = ChunkedNotes()
+    for commit in COMMITS:  # parsed in the notes tree's order (by commit id)
+        notes[commit] = note(commit, 1.0)
+    notes.compact(history_order)
+    packed = [list(pickle.loads(chunk)) for chunk in notes.chunks.chunks]
+    assert packed == [[COMMITS[3], COMMITS[0]], [COMMITS[4], COMMITS[1]], [COMMITS[2]]]

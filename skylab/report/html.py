@@ -35,7 +35,7 @@ from skylab.report.embed import packed, script_json
 from skylab.report.history_view import HistoryRow, history_rows
 from skylab.store.collector import collector_paused
 from skylab.store.gitstore import TrialStore
-from skylab.store.history import History, Trial
+from skylab.store.history import History, Trial, read_deferred_notes
 from skylab.store.notes import Decision, Status
 from skylab.strategy.research import ledger
 from skylab.studies.ablation import Contribution, contributions
@@ -97,6 +97,7 @@ def build_report_data(
     store: TrialStore, config: ExperimentConfig, tag: str | None = None, live: bool = False
 ) -> ReportData:
     history = store.load()
+    read_deferred_notes(history.trials)  # the report reads every note: at once is faster
     trials = history.for_tag(tag)
     rows = history_rows(history, trials)
     searched = [row for row in rows if row.strategy not in STUDIES]  # a study's trials are no search

@@ -59,6 +59,7 @@ def load_snapshot(path: Path) -> NotesSnapshot | None:
 def save_snapshot(path: Path, snapshot: NotesSnapshot, image: IndexImage | None = None) -> None:
     """Write `snapshot`, with the image of the history built from it (kept in the file only)."""
     snapshot.unsaved, snapshot.image = 0, image
+    snapshot.notes.compact(image.commits if image is not None else ())
     try:
         save_pickled(path, CACHE_FORMAT, snapshot)
     finally:

@@ -14,7 +14,7 @@ since the chunks were made (`_fresh`), never both.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from itertools import chain
 
 from skylab.store.collector import collector_paused
@@ -101,9 +101,14 @@ class ChunkedNotes(MutableMapping[str, TrialNote]):
         self.compact()
         return (_restored, (self.chunks.chunks, self._where))
 
-    def compact(self) -> None:
-        """Pack the notes parsed since into chunks (see the class docstring). What was unpickled
-        stays so; trials that read from the chunks before read the same notes from them still."""
+    def compact(self, order: Sequence[str] = ()) -> None:
+        """Pack the notes parsed since into chunks (see the class docstring), in the order of the
+        commits in `order` (history's), then the others. What was unpickled stays so; trials that
+        read from the chunks before read the same notes from them still.
+
+        Why history's order: notes unpickled together lie together in memory, and history is read
+        in its order. Packed in the notes tree's order (by commit id), building the rows of
+        100,000 trials took half as long again (0.8 s against 0.53 s) for the cache misses."""
         members: list[list[str]] = [[] for _ in self.chunks.chunks]
         for commit, at in self._where.items():
             members[at].append(commit)
@@ -122,7 +127,10 @@ class ChunkedNotes(MutableMapping[str, TrialNote]):
             chunks.append(self.chunks.chunks[at])
             unpickled.append(self.chunks.unpickled(at))
         loose.update(self._fresh)
-        pending = list(loose)
+        pending = [commit for commit in order if commit in loose]
+        if len(pending) < len(loose):
+            placed = set(pending)
+            pending += [commit for commit in loose if commit not in placed]
         for start in range(0, len(pending), NOTES_CHUNK):
             held = {commit: loose[commit] for commit in pending[start : start + NOTES_CHUNK]}
             where.update(dict.fromkeys(held, len(chunks)))

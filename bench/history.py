@@ -31,10 +31,15 @@ from tests.factory import tree_with  # noqa: E402
 
 def build(directory: Path, trials: int) -> None:
     init_experiment(directory, template="tiny-bigram")
-    store = TrialStore.open(directory)
+    add_history(TrialStore.open(directory), trials)
+
+
+def add_history(store: TrialStore, trials: int, tag: str = "bench", train_py: str = "") -> None:
+    """`trials` sweep trials of run `tag`, written through the store's API as the loop writes them;
+    each trial's train.py is `train_py` with a LEARNING_RATE line added."""
     rng = random.Random(0)
     best_commit, best_value = store.start_point(), None
-    store.ensure_run_branch("bench", best_commit)
+    store.ensure_run_branch(tag, best_commit)
     maintenance = [0.0]  # seconds spent in the store's maintenance (git gc --auto, pack-refs)
     maintain = store.maintain
 
@@ -46,7 +51,7 @@ def build(directory: Path, trials: int) -> None:
     store.maintain = timed_maintain  # type: ignore[method-assign,assignment]
     started = last = time.perf_counter()
     for i in range(trials):
-        best_commit, best_value = add_trial(store, rng, i, trials, best_commit, best_value)
+        best_commit, best_value = add_trial(store, rng, i, trials, best_commit, best_value, tag, train_py)
         if (i + 1) % 1000 == 0:
             now = time.perf_counter()
             rate, recent = (i + 1) / (now - started), 1000 / (now - last)
@@ -65,19 +70,26 @@ def add_one(store: TrialStore) -> None:
 
 
 def add_trial(
-    store: TrialStore, rng: random.Random, i: int, trials: int, best_commit: str, best_value: float | None
+    store: TrialStore,
+    rng: random.Random,
+    i: int,
+    trials: int,
+    best_commit: str,
+    best_value: float | None,
+    tag: str = "bench",
+    train_py: str = "",
 ) -> tuple[str, float | None]:
     """Commit, trial ref and note of one sweep trial; returns the best (commit, value) after it."""
     status = Status.CRASH if rng.random() < 0.05 else Status.SUCCESS
     value = None if status is Status.CRASH else 3.5 - 0.3 * rng.random() * (i / trials)
     lr = round(10 ** rng.uniform(-3, 0), 6)
-    tree = tree_with(store, best_commit, {"train.py": f"LEARNING_RATE = {lr}\n"})
-    ref = store.create_trial("bench", tree, best_commit, f"LEARNING_RATE={lr}")
+    tree = tree_with(store, best_commit, {"train.py": f"{train_py}LEARNING_RATE = {lr}\n"})
+    ref = store.create_trial(tag, tree, best_commit, f"LEARNING_RATE={lr}")
     commit = ref.commit
     keep = value is not None and (best_value is None or value < best_value)
     note = TrialNote(
         trial=ref.number,
-        tag="bench",
+        tag=tag,
         status=status,
         decision=Decision.KEEP if keep else Decision.REVERT,
         metric="val_bpb",

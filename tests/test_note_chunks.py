@@ -5,6 +5,8 @@ the chunks reads the note its history was built with, whatever was written after
 from __future__ import annotations
 
 import pickle
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -17,7 +19,7 @@ from skylab.store import gitstore, notechunks
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial, deferred_trial, read_deferred_notes
 from skylab.store.historycache import load_snapshot
-from skylab.store.notechunks import ChunkedNotes
+from skylab.store.notechunks import ChunkedNotes, NoteChunks
 from skylab.store.notes import Decision, Status, TrialNote
 from tests.factory import add_trial
 
@@ -104,3 +106,37 @@ def test_notes_are_packed_in_history_order(monkeypatch: pytest.MonkeyPatch) -> N
     notes.compact(history_order)
     packed = [list(pickle.loads(chunk)) for chunk in notes.chunks.chunks]
     assert packed == [[COMMITS[3], COMMITS[0]], [COMMITS[4], COMMITS[1]], [COMMITS[2]]]
+
+
+def test_two_threads_read_a_deferred_note_at_once() -> None:
+    """A loop's threads may share one handle's history: a second reader arriving while the first
+    is still reading the chunk gets the note too, not an AttributeError."""
+
+    class Gate(NoteChunks):
+        barrier = threading.Barrier(2, timeout=5)
+
+        def note(self, at: int, commit: str) -> TrialNote | None:
+            self.barrier.wait()  # both readers inside at once
+            return super().note(at, commit)
+
+    notes = ChunkedNotes()
+    notes[COMMITS[0]] = note(COMMITS[0], 1.5)
+    notes = pickle.loads(pickle.dumps(notes))
+    at = notes.located(COMMITS[0])
+    assert at is not None
+    trial = deferred_trial("t", 1, COMMITS[0], True, Gate(notes.chunks.chunks), at)
+    read: list[object] = []
+
+    def reader() -> None:
+        try:
+            read.append(trial.note)
+        except AttributeError as exc:  # what a reader saw when the first had taken the deferral
+            read.append(exc)
+
+    first = threading.Thread(target=reader)
+    first.start()
+    while Gate.barrier.n_waiting == 0:
+        time.sleep(0.001)
+    reader()  # the second, while the first waits inside the read
+    first.join()
+    assert read == [note(COMMITS[0], 1.5)] * 2

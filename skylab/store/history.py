@@ -28,11 +28,17 @@ class Trial:
 
         def __getattr__(self, name):
             """The note of a trial made by `deferred_trial`, read from its chunk on first use;
-            asked only for attributes not set (every other trial has its note set)."""
-            if name == "note" and "_note_in" in self.__dict__:
-                chunks, at = self.__dict__.pop("_note_in")
-                note = self.__dict__["note"] = chunks.note(at, self.commit)
+            asked only for attributes not set (every other trial has its note set). Safe when two
+            threads read it at once: the note is set before what defers it goes."""
+            attributes = self.__dict__
+            deferred = attributes.get("_note_in")
+            if name == "note" and deferred is not None:
+                chunks, at = deferred
+                note = attributes["note"] = chunks.note(at, self.commit)
+                attributes.pop("_note_in", None)
                 return note
+            if name == "note" and "note" in attributes:  # read by another thread meanwhile
+                return attributes["note"]
             raise AttributeError(name)
 
     @property
@@ -76,10 +82,11 @@ def read_deferred_notes(trials: list[Trial]) -> None:
     report): 0.38 s for 100,000 trials where reading them one by one on first use takes 0.53 s."""
     for trial in trials:
         attributes = trial.__dict__
-        deferred = attributes.pop("_note_in", None)
+        deferred = attributes.get("_note_in")
         if deferred is not None:
             chunks, at = deferred
             attributes["note"] = chunks.chunk(at).get(trial.commit)
+            attributes.pop("_note_in", None)
 
 
 @dataclass

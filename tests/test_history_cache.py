@@ -125,6 +125,22 @@ def test_a_cache_that_cannot_be_trusted_is_rebuilt_silently(store: TrialStore, e
     assert shape(TrialStore.open(experiment)) == truth
 
 
+def test_a_byte_changed_inside_the_cached_notes_is_caught(
+    store: TrialStore, experiment: Path, parses: list[str]
+) -> None:
+    """The notes are unpickled only when first read, too late to rebuild from: a checksum per chunk
+    fails the file when it is read, so a changed note never shows (nor a traceback later)."""
+    for n in range(5):
+        add_trial(store, "c", 3.0 - n / 100, description=f"step {n}")
+    TrialStore.open(experiment).load()
+    cache = experiment / ".git" / "skylab" / "history-cache"
+    damaged = cache.read_bytes().replace(b"step 3", b"step 9")
+    assert damaged != cache.read_bytes()  # the note's text lies in the file as it is
+    cache.write_bytes(damaged)
+    history = TrialStore.open(experiment).load()
+    assert [t.note.description for t in history.trials if t.note] == [f"step {n}" for n in range(5)]
+
+
 def test_a_note_rewritten_or_replaced_is_seen(store: TrialStore, experiment: Path, parses: list[str]) -> None:
     ref = add_trial(store, "c", 3.0)
     TrialStore.open(experiment).load()

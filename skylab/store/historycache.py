@@ -23,8 +23,9 @@ from pathlib import Path
 from skylab.store.historyindex import IndexImage
 from skylab.store.notechunks import ChunkedNotes
 
-# 2: keys and repeated values interned; 3: note blob ids; 4: the index's image; 5: notes in chunks
-CACHE_FORMAT = 5
+# 2: keys and repeated values interned; 3: note blob ids; 4: the index's image; 5: notes in chunks;
+# 6: each chunk's checksum
+CACHE_FORMAT = 6
 SAVE_AFTER = 200  # notes parsed since the last save before the cache file is rewritten...
 SAVE_SHARE = 100  # ...or one in this many of all notes, when that is more
 

@@ -174,9 +174,15 @@ def test_diffs_are_computed_once_and_a_damaged_diff_cache_is_rebuilt(
     computed.clear()
     assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
     assert computed == []  # all from the cache
-    (experiment / ".git" / "skylab" / "diff-cache").write_bytes(b"\x80\x05garbage")
+    cache = experiment / ".git" / "skylab" / "diff-cache"
+    cache.write_bytes(b"\x80\x05garbage")
     assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
     assert len(computed) == 4
+    # A changed byte inside it would show as a changed diff: the file's checksum fails it.
+    damaged = cache.read_bytes().replace(b"+VALUE = 2.9", b"+VALUE = 9.9")
+    assert damaged != cache.read_bytes()
+    cache.write_bytes(damaged)
+    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
 
 
 NOTE_NAMES = [p + f"{n:038x}" for p in ("aa", "ab") for n in range(3)]  # two fan-out folders

@@ -11,11 +11,9 @@ another format version, written atomically.
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from skylab.store.historycache import load_pickled, save_pickled
 
@@ -48,40 +46,17 @@ def reused_chunks(
 ) -> list[Chunk]:
     """The chunk of each key: kept ones reused, the others built by `build` (given their places
     in `keys`, all at once), then the file rewritten with those of this call first and up to
-    `kept_beyond` of the others, the most recent first. Each is kept pickled beside its CRC-32: a
-    kept chunk that does not match it (a changed byte would print as changed output) is built
-    again like an unknown one."""
+    `kept_beyond` of the others, the most recent first."""
     cached = load_pickled(path, version)
-    stored: dict[str, Stored] = cached if isinstance(cached, dict) else {}
-    found = {key: chunk for key in keys if (chunk := _intact(stored.get(key))) is not None}
-    missing = [at for at, key in enumerate(keys) if key not in found or not still_valid(found[key])]
+    known: dict[str, Chunk] = cached if isinstance(cached, dict) else {}
+    missing = [at for at, key in enumerate(keys) if key not in known or not still_valid(known[key])]
     fresh = dict(zip((keys[at] for at in missing), build(missing) if missing else [], strict=True))
+    chunks = [fresh[key] if key in fresh else known[key] for key in keys]
     if fresh:
-        kept = {key: _stored(fresh[key]) if key in fresh else stored[key] for key in keys}
-        for key, entry in reversed(stored.items()):
+        kept = dict(zip(keys, chunks, strict=True))
+        for key, chunk in reversed(known.items()):
             if len(kept) >= len(keys) + kept_beyond:
                 break
-            kept.setdefault(key, entry)
+            kept.setdefault(key, chunk)
         save_pickled(path, version, kept)
-    return [fresh[key] if key in fresh else found[key] for key in keys]
-
-
-Stored = tuple[int, bytes]  # a chunk as kept: the CRC-32 of its pickle, and the pickle
-
-
-def _stored(chunk: object) -> Stored:
-    data = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
-    return (zlib.crc32(data), data)
-
-
-def _intact(entry: object) -> Any:
-    """The chunk kept as `entry`; None when there is none, or it does not match its checksum."""
-    if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[1], bytes):
-        return None
-    crc, data = entry
-    if zlib.crc32(data) != crc:
-        return None
-    try:
-        return pickle.loads(data)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError):
-        return None
+    return chunks

@@ -17,7 +17,7 @@ from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial
 
 DETAILS_CHUNK = 1000  # trials whose details are packed together, unpacked when one is first shown
-DETAILS_FORMAT = 2  # what a chunk holds; a new one makes every kept chunk unknown (2: checksums)
+DETAILS_FORMAT = 2  # what a chunk holds; a new one makes every kept chunk unknown (2: in a checksummed file)
 NO_NOTE = "(no note: interrupted before its result was recorded)"
 
 

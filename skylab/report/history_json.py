@@ -23,7 +23,7 @@ from skylab.store.history import History, Trial
 HISTORY_JSON_CHUNK = 1000  # trials whose rows' JSON is built and kept together
 # What a row shows, beyond its fields (their names are part of every key): a new value makes every
 # kept chunk unknown. Raise it whenever a row's values are computed differently.
-HISTORY_JSON_FORMAT = 2  # 2: chunks kept with their checksums
+HISTORY_JSON_FORMAT = 2  # 2: in a checksummed file
 KEPT_BEYOND = 10  # chunks kept beyond those printed: 600 kB each at most, for another tag's rows
 NOT_A_TRIAL = "-"  # the version of a parent that is no trial of this history
 

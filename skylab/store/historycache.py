@@ -14,9 +14,12 @@ history rules only to the commits whose refs or notes changed since.
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from skylab.store.historyindex import IndexImage
 from skylab.store.notechunks import ChunkedNotes
 
 # 2: keys and repeated values interned; 3: note blob ids; 4: the index's image; 5: notes in chunks;
-# 6: each chunk's checksum
+# 6: in a checksummed file (see save_pickled)
 CACHE_FORMAT = 6
 SAVE_AFTER = 200  # notes parsed since the last save before the cache file is rewritten...
 SAVE_SHARE = 100  # ...or one in this many of all notes, when that is more
@@ -67,28 +70,47 @@ def save_snapshot(path: Path, snapshot: NotesSnapshot, image: IndexImage | None 
         snapshot.image = None
 
 
+FILE_MAGIC = b"skylab derived file\n"  # then the format version and the payload's CRC-32, then the payload
+HEADER = struct.Struct("<II")
+# What reading a derived file can raise: missing or empty (mmap refuses an empty file), not a pickle,
+# or a pickle of what this version does not define.
+UNREADABLE: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, pickle.UnpicklingError)
+UNREADABLE += (AttributeError, ImportError, IndexError, TypeError)
+
+
 def load_pickled(path: Path, version: int) -> object | None:
     """What `save_pickled` wrote to `path` with this `version`; None when the file is missing,
-    unreadable, damaged or of another version."""
+    unreadable, of another version, or damaged: a payload that does not match its checksum is not
+    unpickled, since a changed byte inside it can read as another value (a note, a commit id, a
+    line of JSON) rather than fail. Mapped rather than read: the check costs 20 ms for 42 MB."""
     try:
-        with open(path, "rb") as handle:
-            stored: object = pickle.load(handle)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError):
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            start = len(FILE_MAGIC) + HEADER.size
+            if mapped[: len(FILE_MAGIC)] != FILE_MAGIC:
+                return None
+            stored_version, crc = HEADER.unpack(mapped[len(FILE_MAGIC) : start])
+            if stored_version != version:
+                return None
+            with memoryview(mapped) as view, view[start:] as payload:
+                if zlib.crc32(payload) != crc:
+                    return None
+                value: object = pickle.loads(payload)
+                return value
+    except UNREADABLE:
         return None
-    if not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != version:
-        return None
-    value: object = stored[1]
-    return value
 
 
 def save_pickled(path: Path, version: int, value: object) -> None:
-    """Write `value` atomically (a temporary file renamed over the old); a failure to write (a
-    read-only repository) only costs the next reader its speed."""
+    """Write `value` atomically (a temporary file renamed over the old), behind a header of its
+    format version and checksum; a failure to write (a read-only repository) only costs the next
+    reader its speed."""
     try:
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "wb") as out:
-            pickle.dump((version, value), out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.write(FILE_MAGIC + HEADER.pack(version, zlib.crc32(payload)))
+            out.write(payload)
         os.replace(temporary, path)
     except OSError:
         return

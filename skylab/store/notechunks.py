@@ -3,8 +3,7 @@
 Why: unpickling 100,000 notes took 0.23 s of every new handle's load, yet most commands read a few
 of them (`show`, `diff`, `apply`, the loop's judge). Here a load unpickles only where each note lies;
 a note's chunk is unpickled on the first read of any note in it. A command that reads every note
-(the report) pays what it paid before, chunk by chunk. Each chunk carries a checksum, checked when
-the file is read (9 ms for 100,000 notes).
+(`history`, `report`) pays what it paid before, chunk by chunk.
 
 Invariants: a chunk, once made, is never changed (`NoteChunks` is immutable), so a trial that reads
 its note from a chunk later (see `history.deferred_trial`) reads the note its history was built
@@ -15,7 +14,6 @@ since the chunks were made (`_fresh`), never both.
 from __future__ import annotations
 
 import pickle
-import zlib
 from collections.abc import Iterator, MutableMapping, Sequence
 from itertools import chain
 
@@ -29,12 +27,9 @@ NOTES_CHUNK = 1000  # notes to a chunk: one unpickled when a note in it is first
 class NoteChunks:
     """Chunks of pickled notes (each a dict: annotated commit -> note), unpickled on first use."""
 
-    def __init__(
-        self, chunks: list[bytes], unpickled: list[Chunk | None] | None = None, crcs: list[int] | None = None
-    ) -> None:
+    def __init__(self, chunks: list[bytes], unpickled: list[Chunk | None] | None = None) -> None:
         self.chunks = chunks
         self._unpickled = unpickled or [None] * len(chunks)
-        self.crcs = crcs if crcs is not None else [zlib.crc32(chunk) for chunk in chunks]
 
     def unpickled(self, at: int) -> Chunk | None:
         """Chunk `at` if it was unpickled already (None: not yet)."""
@@ -102,9 +97,9 @@ class ChunkedNotes(MutableMapping[str, TrialNote]):
         if at is not None:
             self._emptied.add(at)
 
-    def __reduce__(self) -> tuple[object, tuple[list[bytes], list[int], dict[str, int]]]:
+    def __reduce__(self) -> tuple[object, tuple[list[bytes], dict[str, int]]]:
         self.compact()
-        return (_restored, (self.chunks.chunks, self.chunks.crcs, self._where))
+        return (_restored, (self.chunks.chunks, self._where))
 
     def compact(self, order: Sequence[str] = ()) -> None:
         """Pack the notes parsed since into chunks (see the class docstring), in the order of the
@@ -121,7 +116,6 @@ class ChunkedNotes(MutableMapping[str, TrialNote]):
             return
         chunks: list[bytes] = []
         unpickled: list[Chunk | None] = []
-        crcs: list[int] = []
         where: dict[str, int] = {}
         loose: dict[str, TrialNote] = {}
         for at, commits in enumerate(members):
@@ -132,7 +126,6 @@ class ChunkedNotes(MutableMapping[str, TrialNote]):
             where.update(dict.fromkeys(commits, len(chunks)))
             chunks.append(self.chunks.chunks[at])
             unpickled.append(self.chunks.unpickled(at))
-            crcs.append(self.chunks.crcs[at])
         loose.update(self._fresh)
         pending = [commit for commit in order if commit in loose]
         if len(pending) < len(loose):
@@ -143,15 +136,9 @@ class ChunkedNotes(MutableMapping[str, TrialNote]):
             where.update(dict.fromkeys(held, len(chunks)))
             chunks.append(pickle.dumps(held, protocol=pickle.HIGHEST_PROTOCOL))
             unpickled.append(held)
-            crcs.append(zlib.crc32(chunks[-1]))
-        self.chunks, self._where = NoteChunks(chunks, unpickled, crcs), where
+        self.chunks, self._where = NoteChunks(chunks, unpickled), where
         self._fresh, self._emptied = {}, set()
 
 
-def _restored(chunks: list[bytes], crcs: list[int], where: dict[str, int]) -> ChunkedNotes:
-    """The notes as the cache file holds them; a damaged chunk (a checksum that does not match)
-    fails the whole file, which is then rebuilt from the notes (see `historycache`): its notes are
-    unpickled only later, too late to rebuild from, and a changed byte can read as another note."""
-    if [zlib.crc32(chunk) for chunk in chunks] != crcs:
-        raise pickle.UnpicklingError("a chunk of notes does not match its checksum")
-    return ChunkedNotes(NoteChunks(chunks, crcs=crcs), where)
+def _restored(chunks: list[bytes], where: dict[str, int]) -> ChunkedNotes:
+    return ChunkedNotes(NoteChunks(chunks), where)

@@ -8,14 +8,16 @@ import pickle
 import subprocess
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pygit2
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skylab.errors import StoreError
-from skylab.store import notechunks
+from skylab.store import notechunks, reffiles
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import HistoryIndex, build_history, parse_trial_ref
@@ -295,3 +297,30 @@ def test_ref_writes_are_what_git_reads_with_reflogs_and_locks(store: TrialStore,
         raise AssertionError("a locked ref was written")
     lock.unlink()
     assert run("rev-parse", "refs/skylab/best").strip() == first.commit
+
+
+def test_loose_ref_files_are_read_again_only_when_git_rewrote_them(
+    experiment: Path, store: TrialStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = add_trial(store, "c", 3.0)
+    second = add_trial(store, "c", 2.0)
+    opened: list[str] = []
+    real_open = open
+
+    def counting(path: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(reffiles, "open", counting, raising=False)
+    files = RefFiles(experiment / ".git")
+    read = files.under(TRIALS_PREFIX)
+    assert read is not None and read.loose == {"c/1": first.commit, "c/2": second.commit}
+    assert len(opened) == 2
+    opened.clear()
+    assert files.under(TRIALS_PREFIX) == read and opened == []  # unchanged: stat, not read
+    subprocess.run(
+        ["git", "-C", str(experiment), "update-ref", TRIALS_PREFIX + "c/1", second.commit], check=True
+    )
+    moved = files.under(TRIALS_PREFIX)
+    assert moved is not None and moved.loose["c/1"] == second.commit
+    assert [Path(p).name for p in opened] == ["1"]

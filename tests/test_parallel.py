@@ -40,7 +40,7 @@ def assert_consistent_chain(exp: Path, tag: str = "t") -> list[Any]:
     by_commit = history.by_commit()
     commit = store.ref_target(run_branch(tag))
     chain = []
-    while commit in by_commit:
+    while commit is not None and commit in by_commit:
         trial = by_commit[commit]
         assert trial.note is not None and trial.note.status is Status.SUCCESS
         assert trial.note.decision is Decision.KEEP, trial.name

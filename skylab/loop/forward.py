@@ -4,6 +4,8 @@ orchestrator calls these under its decision lock; they write only through the st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from skylab.loop.jobs import MERGE_FORWARD, Job
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial
@@ -11,7 +13,7 @@ from skylab.store.notes import Status
 from skylab.strategy import Proposal
 
 
-def run_best(store: TrialStore, tip: str, excluding: str, by_commit: dict[str, Trial]) -> Trial | None:
+def run_best(store: TrialStore, tip: str, excluding: str, by_commit: Mapping[str, Trial]) -> Trial | None:
     """The run's best now: the newest measured success on the run branch from `tip` back, other
     than `excluding` (the trial being judged)."""
     for commit in store.first_parents(tip):
@@ -27,7 +29,7 @@ def run_best(store: TrialStore, tip: str, excluding: str, by_commit: dict[str, T
 
 
 def merge_forward_job(
-    store: TrialStore, tag: str, job: Job, old_tip: str, by_commit: dict[str, Trial]
+    store: TrialStore, tag: str, job: Job, old_tip: str, by_commit: Mapping[str, Trial]
 ) -> tuple[Job | None, str]:
     """The kept `job` overtook a best (`old_tip`) it never saw: a new trial carrying what that best
     had added since the job's parent onto the job's commit, to be trained next, and a line saying

@@ -302,10 +302,13 @@ def hopeless(
     return ""
 
 
+RECENT_SUCCESSES = 10  # the successes whose wall times say how long the next trial takes
+
+
 def expected_trial_seconds(wall_seconds: list[float], time_budget: float, startup_allowance: float) -> float:
-    """A trial's expected wall time: the median of the last ten successes' (`wall_seconds`, oldest
-    first), else the time budget plus a start-up allowance."""
-    recent = wall_seconds[-10:]
+    """A trial's expected wall time: the median of the last RECENT_SUCCESSES successes'
+    (`wall_seconds`, oldest first), else the time budget plus a start-up allowance."""
+    recent = wall_seconds[-RECENT_SUCCESSES:]
     if recent:
         return float(statistics.median(recent))
     return time_budget + startup_allowance

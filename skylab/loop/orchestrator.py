@@ -30,9 +30,7 @@ from skylab.loop.checks import current_params
 from skylab.loop.decision import Decider
 from skylab.loop.handcommits import pop as pop_hand_commit
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, queued_line, starting_note
-from skylab.loop.judge import (
-    expected_trial_seconds,
-)
+from skylab.loop.judge import RECENT_SUCCESSES, expected_trial_seconds
 from skylab.loop.measuring import BUDGET_VARIABLE, SEED_VARIABLE, Measurements
 from skylab.loop.progress import Coalesced, Reporter, remaining
 from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
@@ -194,11 +192,14 @@ class Orchestrator:
 
     def expected_trial_seconds(self, history: History | None = None) -> float:
         """A trial's wall time so far in this experiment (median of recent successes), else a guess."""
-        walls = [  # a note's wall time covers all its measurements
-            t.note.wall_seconds / max(1, len(t.note.measurements)) / t.note.budget_scale
-            for t in (history or self.store.load()).trials
-            if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds
-        ]
+        walls: list[float] = []  # the latest successes' first, read from history's end back
+        for t in reversed((history or self.store.load()).trials):
+            if len(walls) == RECENT_SUCCESSES:
+                break
+            if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds:
+                # a note's wall time covers all its measurements
+                walls.append(t.note.wall_seconds / max(1, len(t.note.measurements)) / t.note.budget_scale)
+        walls.reverse()
         return expected_trial_seconds(walls, self.config.time_budget_seconds, STARTUP_ALLOWANCE)
 
     # ----- choosing the next trial -------------------------------------------------------------------

@@ -3,8 +3,9 @@ a built history (repair, best, naming a trial). `historyindex` builds it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from skylab.errors import StoreError
@@ -99,11 +100,24 @@ class History:
     unreadable_notes: dict[str, str]  # commit -> why its note cannot be read (the note is kept as is)
     stray_refs: dict[str, str] = field(default_factory=dict)  # ref name -> why history leaves it out
 
-    def by_commit(self) -> dict[str, Trial]:
-        return {t.commit: t for t in self.trials}
+    # Built on first use and kept: the loop asks a history for them several times a trial, and at
+    # 100,000 trials each build took 20 ms. A history's trials never change once it is made.
+    _by_commit: Mapping[str, Trial] | None = field(default=None, init=False, repr=False, compare=False)
+    _by_tag: dict[str, list[Trial]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def by_commit(self) -> Mapping[str, Trial]:
+        if self._by_commit is None:
+            self._by_commit = MappingProxyType({t.commit: t for t in self.trials})
+        return self._by_commit
 
     def for_tag(self, tag: str | None) -> list[Trial]:
-        return [t for t in self.trials if tag is None or t.tag == tag]
+        if tag is None:
+            return list(self.trials)
+        if self._by_tag is None:
+            self._by_tag = {}
+            for trial in self.trials:
+                self._by_tag.setdefault(trial.tag, []).append(trial)
+        return list(self._by_tag.get(tag, ()))
 
     def tags(self) -> list[str]:
         return list(dict.fromkeys(t.tag for t in self.trials))

@@ -101,6 +101,8 @@ class RefFiles:
         self.common = common_git_dir(git_dir)
         self._packed: dict[str, tuple[tuple[int, int, int] | None, dict[str, str]]] = {}
         self._text: tuple[tuple[int, int, int] | None, str] | None = None
+        # prefix -> path of each loose ref file under it -> (its inode, size, mtime; its content)
+        self._loose: dict[str, dict[str, tuple[tuple[int, int, int], str]]] = {}
 
     def under(self, prefix: str) -> RefLayers | None:
         """Name (without `prefix`) -> object id of every direct ref under `prefix` (a folder, ending
@@ -167,20 +169,49 @@ class RefFiles:
         return self._text[1]
 
     def _loose_under(self, prefix: str) -> dict[str, str]:
+        """The loose refs under `prefix`. A file is read again only when its inode, size or
+        modification time changed (git writes a ref to a new file and renames it over the old),
+        so a read stats up to a thousand files rather than opening them (40 ms at 1,000 loose
+        refs, several times a trial in the loop)."""
         found: dict[str, str] = {}
-        top = self.common / prefix
-        for folder, _dirs, files in os.walk(top):
-            relative = os.path.relpath(folder, top)
-            for file in files:
-                if file.endswith(".lock"):
-                    continue
-                try:
-                    content = (Path(folder) / file).read_text(encoding="utf-8", errors="replace").strip()
-                except OSError:  # removed since the folder was listed: packed, or deleted
-                    continue
-                if OBJECT_ID.fullmatch(content):
-                    found[file if relative == "." else f"{relative}/{file}"] = content
+        known = self._loose.get(prefix, {})
+        seen: dict[str, tuple[tuple[int, int, int], str]] = {}
+        folders = [(os.path.join(self.common, prefix), "")]
+        while folders:
+            folder, relative = folders.pop()
+            try:
+                entries = os.scandir(folder)
+            except OSError:  # no such folder (yet), or removed since it was listed
+                continue
+            with entries:
+                for entry in entries:
+                    name = relative + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append((entry.path, name + "/"))
+                    elif not entry.name.endswith(".lock"):
+                        content = _loose_content(entry, known.get(entry.path))
+                        if content is not None:
+                            seen[entry.path] = content
+                            if OBJECT_ID.fullmatch(content[1]):
+                                found[name] = content[1]
+        self._loose[prefix] = seen  # only what is there now: nothing piles up
         return found
+
+
+def _loose_content(
+    entry: os.DirEntry[str], known: tuple[tuple[int, int, int], str] | None
+) -> tuple[tuple[int, int, int], str] | None:
+    """(the file's version, its content stripped): `known` while the file is the version it was
+    read from; None when it is gone (packed, or deleted) or cannot be read."""
+    try:
+        stat = entry.stat(follow_symlinks=False)
+        version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if known is not None and known[0] == version:
+            return known
+        with open(entry.path, "rb") as handle:
+            return version, handle.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return None
 
 
 class RefExists(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from skylab.loop.checks import same_change, static_problem
@@ -33,13 +34,22 @@ def test_the_same_change_in_flight_or_judged_is_a_duplicate(experiment: Path) ->
     interrupted = add_trial(store, "t", None, status=Status.INTERRUPTED, description="other")
     history = store.load()
     tree_of = store.tree_of
-    assert same_change(history, [], tree_of(judged.commit) or "", tree_of) == (
+    with_tree = partial(store.commits_with_tree, commits=[t.commit for t in history.trials])
+    assert same_change(history, [], tree_of(judged.commit) or "", with_tree) == (
         Status.DUPLICATE,
         "the same change as trial t/1: not trained again",
     )
-    assert same_change(history, [], tree_of(interrupted.commit) or "", tree_of) is None  # deserves its run
+    assert same_change(history, [], tree_of(interrupted.commit) or "", with_tree) is None  # deserves its run
     in_flight = [(PendingTrial("t/9", "x", {}), "abc")]
-    assert same_change(History([], None, None, {}), in_flight, "abc", tree_of) == (
+    assert same_change(History([], None, None, {}), in_flight, "abc", with_tree) == (
         Status.DUPLICATE,
         "the same change as trial t/9, in flight: not trained",
     )
+    # A later trial with the same files: the earlier one is named, and only trials of this history.
+    again = add_trial(store, "t", 0.5, description="again", files={"train.py": "# trial of t\nVALUE = 1.0\n"})
+    assert tree_of(again.commit) == tree_of(judged.commit)
+    later = store.load()
+    later_with_tree = partial(store.commits_with_tree, commits=[t.commit for t in later.trials])
+    found = same_change(later, [], tree_of(judged.commit) or "", later_with_tree)
+    assert found == (Status.DUPLICATE, "the same change as trial t/1: not trained again")
+    assert same_change(History([], None, None, {}), [], tree_of(judged.commit) or "", later_with_tree) is None

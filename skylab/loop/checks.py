@@ -6,7 +6,7 @@ Each returns None when the trial should train, or (status, reason) to record it 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from skylab.experiment.config import ExperimentConfig
@@ -42,18 +42,26 @@ def same_change(
     history: History,
     pending: Sequence[tuple[PendingTrial, str]],
     tree: str,
-    tree_of: Callable[[str], str | None],
+    commits_with_tree: Callable[[str], Iterable[str]],
 ) -> Problem | None:
     """An earlier or in-flight trial with exactly these files (`tree`): training it again tells
-    nothing new. `tree_of(commit)` gives a past trial's tree id. An interrupted trial's change
-    deserves its run, so it does not count."""
+    nothing new. `commits_with_tree(tree)` gives the commits with that tree (past trials' among
+    them). An interrupted trial's change deserves its run, so it does not count."""
     for in_flight, in_flight_tree in pending:
         if in_flight_tree == tree:
             return Status.DUPLICATE, f"the same change as trial {in_flight.name}, in flight: not trained"
     judged = (Status.SUCCESS, Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT)
-    for trial in history.trials:
-        if trial.note is not None and trial.note.status in judged and tree_of(trial.commit) == tree:
-            return Status.DUPLICATE, f"the same change as trial {trial.name}: not trained again"
+    by_commit = history.by_commit()
+    earlier = [
+        trial
+        for commit in commits_with_tree(tree)
+        if (trial := by_commit.get(commit)) is not None
+        and trial.note is not None
+        and trial.note.status in judged
+    ]
+    if earlier:
+        first = min(earlier, key=lambda t: (t.note.started_at if t.note else "", t.tag, t.number))
+        return Status.DUPLICATE, f"the same change as trial {first.name}: not trained again"
     return None
 
 

@@ -67,7 +67,10 @@ def proposed_job(
         say(f"discarded, not trained: {proposal.abandoned}")
     problem = problem or static_problem(config.editable_files, tree_dir.path, changed, tip_trial is None)
     if problem is None and changed:
-        problem = same_change(history, pending, str(tree), worker.store.tree_of)
+        commits = [trial.commit for trial in history.trials]
+        problem = same_change(
+            history, pending, str(tree), partial(worker.store.commits_with_tree, commits=commits)
+        )
     trial = worker.store.create_trial(tag, tree, tip, proposal.description)
     name = strategy.name if strategy else "manual"
     notes = dict(proposal.notes)

@@ -139,6 +139,7 @@ class HistoryIndex:
         # (restored, and the commits in `_order`'s order), or only what one update touched.
         self._lookups: Literal["all", "none", "touched"] = "all"
         self._restored_commits: list[str] = []
+        self._shown: History | None = None  # the history last made, while nothing changed since
 
     @classmethod
     def restored(
@@ -197,6 +198,7 @@ class HistoryIndex:
         if not affected:
             self._refs = refs
             return
+        self._shown = None
         rebuild = len(affected) > max(64, len(self._order) // 8)
         self._look_up(None if rebuild else affected)
         # Every contribution is taken back before any is added: a moved ref's stray entry is the
@@ -221,7 +223,15 @@ class HistoryIndex:
             self._order, self._trials = [key for key, _ in placed], [trial for _, trial in placed]
 
     def history(self, best: str | None, baseline: str | None) -> History:
-        return History(list(self._trials), best, baseline, dict(self._unreadable), dict(self._stray))
+        """History as of the last update. The same object again while nothing changed (no update
+        that changed it, the same best and baseline): what a history builds once (its maps by
+        commit and by tag) then serves every load of a loop's trial, not only the first."""
+        shown = self._shown
+        if shown is None or shown.best != best or shown.baseline != baseline:
+            trials = list(self._trials)
+            shown = History(trials, best, baseline, dict(self._unreadable), dict(self._stray))
+            self._shown = shown
+        return shown
 
     def _look_up(self, commits: set[str] | None) -> None:
         """Fill `_placed` and `_refs_at` of a restored index: for `commits` alone by one scan of

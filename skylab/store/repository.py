@@ -11,7 +11,7 @@ import fcntl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +44,7 @@ class GitRepo:
         self._lock_depth = 0
         self._thread_lock = threading.RLock()
         self._trees: dict[str, str] = {}  # commit id -> its tree id (see tree_of)
+        self._with_tree: dict[str, list[str]] = {}  # tree id -> the commits in _trees with it
         try:
             storage: str | None = str(repo.config["extensions.refStorage"])
         except KeyError:
@@ -182,7 +183,18 @@ class GitRepo:
         tree = str(obj.tree_id)
         if str(obj.id) == commit:  # a full id: an abbreviation could name another commit later
             self._trees[commit] = tree
+            self._with_tree.setdefault(tree, []).append(commit)
         return tree
+
+    def commits_with_tree(self, tree: str, commits: Iterable[str]) -> list[str]:
+        """The commits whose tree is `tree`, among `commits` and any others looked up before: the
+        trees of `commits` not seen yet are looked up first, so a call costs the new ones (the
+        loop asks this of every past trial for each proposal)."""
+        known = self._trees
+        for commit in commits:
+            if commit not in known:
+                self.tree_of(commit)
+        return list(self._with_tree.get(tree, ()))
 
     def merge_trees(self, base: str, ours: str, theirs: str) -> tuple[str | None, list[str]]:
         """The 3-way merge of two commits' trees over `base`'s: (the merged tree id, []) or, when

@@ -16,7 +16,7 @@ from typing import Any
 from skylab.errors import ConfigError
 from skylab.experiment.config import ExperimentConfig, ParameterSpace, SweepConfig, experiment_file
 from skylab.experiment.constants import read_constants, set_constants
-from skylab.store.notes import Status
+from skylab.store.notes import Status, TrialNote
 from skylab.strategy.base import Proposal, ProposalContext, Scalar
 
 MAX_RANDOM_DRAWS = 10_000  # draws before random search says the space is used up
@@ -27,7 +27,10 @@ def describe(params: dict[str, Scalar]) -> str:
     return " ".join(f"{name}={value!r}" for name, value in params.items())
 
 
-def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+Point = tuple[tuple[str, Any], ...]  # a point of the sweep: (parameter, value), by name
+
+
+def _key(params: dict[str, Any]) -> Point:
     return tuple(sorted(params.items()))
 
 
@@ -40,6 +43,7 @@ class SweepStrategy:
         self.config = config
         self.sweep: SweepConfig = config.sweep
         self.names = [p.name for p in self.sweep.parameters]
+        self._points: dict[str, tuple[TrialNote, Point | None]] = {}  # commit -> its note, its point
         self._check_constants()
         self._study: Any = None
         self._told: set[str] = set()
@@ -72,17 +76,31 @@ class SweepStrategy:
         )
         return Proposal(description=describe(params), params=params)
 
-    def _tried(self, context: ProposalContext) -> set[tuple[tuple[str, Any], ...]]:
-        """Points already run, and points other workers are running now: neither is worth a GPU."""
-        finished = [t.note.params for t in context.history.trials if t.note is not None]
-        in_flight = [p.params for p in context.pending]
-        return {
-            _key({k: v for k, v in params.items() if k in self.names})
-            for params in [*finished, *in_flight]
-            if set(self.names) <= set(params)
-        }
+    def _tried(self, context: ProposalContext) -> set[Point]:
+        """Points already run, and points other workers are running now: neither is worth a GPU.
+        A note's point is worked out once and kept while the trial has that very note (a new note
+        is a new object), so a proposal after 100,000 trials reads each once, not every time."""
+        seen = self._points
+        tried: set[Point] = set()
+        for trial in context.history.trials:
+            note = trial.note
+            if note is None:
+                continue
+            kept = seen.get(trial.commit)
+            if kept is None or kept[0] is not note:
+                kept = seen[trial.commit] = (note, self._point(note.params))
+            if kept[1] is not None:
+                tried.add(kept[1])
+        tried.update(point for p in context.pending if (point := self._point(p.params)) is not None)
+        return tried
 
-    def _next_grid(self, tried: set[tuple[tuple[str, Any], ...]]) -> dict[str, Scalar] | None:
+    def _point(self, params: dict[str, Any]) -> Point | None:
+        """The sweep's point `params` names; None when they lack one of its parameters."""
+        if not set(self.names) <= params.keys():
+            return None
+        return _key({k: v for k, v in params.items() if k in self.names})
+
+    def _next_grid(self, tried: set[Point]) -> dict[str, Scalar] | None:
         axes = [p.grid_points() for p in self.sweep.parameters]
         for values in itertools.product(*axes):
             params = dict(zip(self.names, values, strict=True))
@@ -90,7 +108,7 @@ class SweepStrategy:
                 return params
         return None
 
-    def _next_random(self, tried: set[tuple[tuple[str, Any], ...]]) -> dict[str, Scalar] | None:
+    def _next_random(self, tried: set[Point]) -> dict[str, Scalar] | None:
         # The same seed always yields the same sequence; a resumed run skips what is already done.
         rng = random.Random(self.sweep.seed)
         for _ in range(MAX_RANDOM_DRAWS):
@@ -99,9 +117,7 @@ class SweepStrategy:
                 return params
         return None
 
-    def _next_tpe(
-        self, context: ProposalContext, tried: set[tuple[tuple[str, Any], ...]]
-    ) -> dict[str, Scalar] | None:
+    def _next_tpe(self, context: ProposalContext, tried: set[Point]) -> dict[str, Scalar] | None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -92,7 +92,8 @@ def read_deferred_notes(trials: list[Trial]) -> None:
 
 @dataclass
 class History:
-    """Everything the refs and notes say, rebuilt on every load."""
+    """Everything the refs and notes say, as of one load. Later loads of the same store handle
+    return this very object while nothing changed (see `HistoryIndex.history`): never change one."""
 
     trials: list[Trial]
     best: str | None

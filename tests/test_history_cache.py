@@ -3,6 +3,7 @@ when it cannot be trusted, and never a different history from the one the notes 
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,14 @@ def test_notes_that_changed_are_what_a_diff_of_the_whole_trees_says(
 def test_the_cache_is_rewritten_after_a_share_of_the_notes_not_a_fixed_count() -> None:
     assert not save_due(199, 1_000) and save_due(200, 1_000) and save_due(200, 20_000)
     assert not save_due(200, 100_000) and not save_due(999, 100_000) and save_due(1_000, 100_000)
+
+
+def test_blob_ids_and_known_commits_are_unpickled_when_first_used() -> None:
+    snapshot = NotesSnapshot("c" * 40, blob_ids={"a" * 40: "b" * 40}, commits={"a" * 40})
+    restored = pickle.loads(pickle.dumps(snapshot))
+    assert "blob_ids" not in vars(restored) and "commits" not in vars(restored)  # a load needs neither
+    assert restored.commits == {"a" * 40}
+    again = pickle.loads(pickle.dumps(restored))  # blob ids still as the bytes they came as
+    again.blob_ids["d" * 40] = "e" * 40
+    assert pickle.loads(pickle.dumps(again)).blob_ids == {"a" * 40: "b" * 40, "d" * 40: "e" * 40}
+    assert pickle.loads(pickle.dumps(again)).commits == {"a" * 40}

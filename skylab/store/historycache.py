@@ -21,6 +21,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skylab.store.historyindex import IndexImage
 from skylab.store.notechunks import ChunkedNotes
@@ -51,6 +52,31 @@ class NotesSnapshot:
     commits: set[str] = field(default_factory=set)  # trial commits known to be in the repository
     unsaved: int = 0  # notes parsed since this snapshot was last written
     image: IndexImage | None = None  # history as built from these notes, when the file was written
+
+    # Pickled as bytes of their own and unpickled when first used: a load with nothing new uses
+    # neither, and unpickling them took 80 ms of 0.3 s at 100,000 trials.
+    ON_FIRST_USE = ("blob_ids", "commits")
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        pending: dict[str, bytes] = dict(state.pop("_pending", {}))
+        for name in self.ON_FIRST_USE:
+            if name in state:  # used since: pickled anew; else the bytes it came as
+                pending[name] = pickle.dumps(state.pop(name), protocol=pickle.HIGHEST_PROTOCOL)
+        state["_pending"] = pending
+        return state
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise take any attribute as valid
+
+        def __getattr__(self, name):
+            pending = self.__dict__.get("_pending", {})
+            if name in self.ON_FIRST_USE and name in pending:
+                value = self.__dict__[name] = pickle.loads(pending[name])
+                pending.pop(name, None)
+                return value
+            if name in self.ON_FIRST_USE and name in self.__dict__:  # read by another thread meanwhile
+                return self.__dict__[name]
+            raise AttributeError(name)
 
 
 def load_snapshot(path: Path) -> NotesSnapshot | None:

@@ -67,10 +67,9 @@ def proposed_job(
         say(f"discarded, not trained: {proposal.abandoned}")
     problem = problem or static_problem(config.editable_files, tree_dir.path, changed, tip_trial is None)
     if problem is None and changed:
-        commits = [trial.commit for trial in history.trials]
-        problem = same_change(
-            history, pending, str(tree), partial(worker.store.commits_with_tree, commits=commits)
-        )
+        # The commits of history's trials: the keys of its by-commit map, which it builds once.
+        with_tree = partial(worker.store.commits_with_tree, commits=history.by_commit())
+        problem = same_change(history, pending, str(tree), with_tree)
     trial = worker.store.create_trial(tag, tree, tip, proposal.description)
     name = strategy.name if strategy else "manual"
     notes = dict(proposal.notes)

@@ -38,8 +38,7 @@ def history_json(
     if not trials:
         return json_bytes([])
     best, unreadable = history.best, history.unreadable_notes
-    note_versions = store.note_versions_by_commit()
-    in_history = {t.commit for t in history.trials}
+    note_versions, in_history = store.note_versions_by_commit(), history.by_commit()
 
     def version(commit: str) -> str:
         return note_versions.get(commit, "") if commit in in_history else NOT_A_TRIAL

@@ -101,7 +101,7 @@ class TrialStore(GitRepo):
     def note_versions(self, trials: list[Trial]) -> list[str]:
         """For each trial, an id that changes whenever its note does (the note's blob id; "" for
         no note), as of the last load: a key for what is derived from notes."""
-        known = self._snapshot.blob_ids if self._snapshot is not None else {}
+        known = self.note_versions_by_commit()
         return [known.get(trial.commit, "") for trial in trials]
 
     def note_versions_by_commit(self) -> Mapping[str, str]:

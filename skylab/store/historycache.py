@@ -99,8 +99,16 @@ FILE_MAGIC = b"skylab derived file\n"  # then the format version and the payload
 HEADER = struct.Struct("<II")
 # What reading a derived file can raise: missing or unreadable, not a pickle, or a pickle of what
 # this version does not define.
-UNREADABLE: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, pickle.UnpicklingError)
-UNREADABLE += (AttributeError, ImportError, IndexError, TypeError)
+UNREADABLE = (
+    OSError,
+    ValueError,
+    EOFError,
+    pickle.UnpicklingError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    TypeError,
+)
 
 
 def load_pickled(path: Path, version: int) -> object | None:

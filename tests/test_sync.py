@@ -10,6 +10,7 @@ import pytest
 from skylab.store import repository, sync
 from skylab.store.gitstore import TrialStore
 from skylab.store.reffiles import RefFiles
+from skylab.store.refs import BEST_REF, NOTES_REF
 from skylab.store.sync import pull, push
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
@@ -142,7 +143,7 @@ def test_long_lists_of_problems_are_counted_after_ten() -> None:
     assert len(lines) == 12 and lines[-1] == "… and 15 more like it"
 
 
-def test_a_pull_packs_the_refs_it_staged_once_many_lie_loose(
+def test_a_first_pull_of_many_trials_adopts_them_packed_and_stages_none_as_refs(
     team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob, _ = team
@@ -151,13 +152,14 @@ def test_a_pull_packs_the_refs_it_staged_once_many_lie_loose(
         add_trial(a, "alice-1", 2.0 - n / 100)
     run_skylab("push", "-C", str(alice), check=True)
     monkeypatch.setattr(repository, "LOOSE_REFS_TO_PACK", 5)  # 1,000 outside this test
+    monkeypatch.setattr(sync, "EXPLICIT_REFS_UP_TO", 5)  # so the 8 are fetched by a glob
     b = TrialStore.open(bob)
     report = pull(b, "origin", lambda theirs, ours, history: False)
     assert report.trials_added == 8
     files = RefFiles(bob / ".git")
-    assert files.loose_count("refs/skylab-remotes/") == 0  # every listing of refs reads loose files
-    staged = files.under("refs/skylab-remotes/origin/skylab/trials/")
-    assert staged is not None and len(staged.merged()) == 8
+    assert files.loose_count("refs/skylab/trials/") == 0  # every listing of refs reads loose files
+    assert git("for-each-ref", "refs/skylab-remotes/origin/skylab/trials/", cwd=bob) == ""
+    assert git("for-each-ref", "refs/skylab-remotes/origin/incoming/", cwd=bob) == ""
     assert len(TrialStore.open(bob).load().trials) == 8
 
 
@@ -176,8 +178,8 @@ def git_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
 
 
 def pushes_and_trial_fetches(calls: list[tuple[str, ...]]) -> tuple[int, int]:
-    trial_fetches = [c for c in calls if c[0] == "fetch" and any("trials" in a for a in c)]
-    return sum(c[0] == "push" for c in calls), len(trial_fetches)
+    """How many pushes, and how many listings of the remote's trial refs."""
+    return sum(c[0] == "push" for c in calls), sum(c[0] == "ls-remote" for c in calls)
 
 
 def test_a_push_with_nothing_new_lists_no_trial_refs_and_pushes_nothing(
@@ -188,17 +190,14 @@ def test_a_push_with_nothing_new_lists_no_trial_refs_and_pushes_nothing(
     never = lambda theirs, ours, history: False  # noqa: E731
     for n in range(3):
         add_trial(a, "alice-1", 2.0 - n / 100)
-    monkeypatch.setattr(sync, "TRACK_AFTER_PUSH", 2)  # a "first push" too big to track: 1,000 outside
-    assert push(a, "origin", never).pushed
-    assert pushes_and_trial_fetches(git_calls) == (1, 1)  # nothing staged yet: every trial ref fetched
+    assert len(push(a, "origin", never).pushed) == 6  # 3 trial refs, notes, run branch, best
+    assert pushes_and_trial_fetches(git_calls) == (1, 0)  # the remote as recorded by the set-up push
+    assert len(git("for-each-ref", "refs/skylab/trials/", cwd=remote).splitlines()) == 3
     git_calls.clear()
-    assert not push(a, "origin", never).pushed  # stages the remote's trial refs (untracked)...
-    assert pushes_and_trial_fetches(git_calls) == (0, 1)  # ...and needs no push: all are there
-    git_calls.clear()
-    assert not push(a, "origin", never).pushed
+    assert not push(a, "origin", never).pushed  # the push recorded what it sent: nothing to list
     assert pushes_and_trial_fetches(git_calls) == (0, 0)  # the steady state: a few shared refs
 
-    add_trial(a, "alice-1", 1.5)  # a small push: the staged copies move to what it pushed
+    add_trial(a, "alice-1", 1.5)  # a small push: the record moves to what it pushed
     assert len(push(a, "origin", never).pushed) == 4  # the trial ref, notes, run branch and best
     git_calls.clear()
     assert not push(a, "origin", never).pushed
@@ -226,3 +225,163 @@ def test_a_pull_fetches_every_trial_ref_even_when_nothing_else_moved(
     report = pull(TrialStore.open(bob), "origin", lambda theirs, ours, history: False)
     assert pushes_and_trial_fetches(git_calls) == (0, 1)
     assert report.left_out == ["trial ref alice-1/9: points at the commit of trial alice-1/1"]
+
+
+def test_a_push_after_a_sync_fetches_nothing_and_sends_only_what_moved(
+    team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
+) -> None:
+    alice, _, remote = team
+    a = TrialStore.open(alice)
+    never = lambda theirs, ours, history: False  # noqa: E731
+    add_trial(a, "alice-1", 2.0)
+    push(a, "origin", never)  # stages the remote's notes: it is now known to the push
+    new = add_trial(a, "alice-1", 1.5)
+    git_calls.clear()
+    report = push(a, "origin", never)
+    moved = ["refs/heads/skylab/alice-1", NOTES_REF, BEST_REF, "refs/skylab/trials/alice-1/2"]
+    assert report.pushed == moved and not report.rejected
+    assert [c[0] for c in git_calls if c[0] in ("fetch", "push")] == ["push"]
+    (push_call,) = [c for c in git_calls if c[0] == "push"]
+    groups = ["refs/skylab/trials/*", "refs/heads/skylab/*", "refs/skylab/b*", "refs/notes/skylab*"]
+    assert [arg for arg in push_call if ":" in arg and not arg.startswith("-")] == [
+        f"{g}:{g}" for g in groups
+    ]
+    for ref in moved:
+        assert git("rev-parse", ref, cwd=remote).strip() == a.ref_target(ref)
+    assert a.ref_target(BEST_REF) == new.commit
+    git_calls.clear()
+    assert not push(a, "origin", never).pushed  # the record moved with the push
+    assert pushes_and_trial_fetches(git_calls) == (0, 0)
+
+
+def test_a_push_after_a_teammates_fetches_and_integrates_theirs_before_sending_ours(
+    team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
+) -> None:
+    alice, bob, remote = team
+    a, b = TrialStore.open(alice), TrialStore.open(bob)
+    never = lambda theirs, ours, history: False  # noqa: E731
+    add_trial(a, "alice-1", 2.0)
+    push(a, "origin", never)
+    bobs = add_trial(b, "bob-1", 1.9)
+    run_skylab("push", "-C", str(bob), check=True)
+    ours = add_trial(a, "alice-1", 1.8)
+    git_calls.clear()
+    report = push(a, "origin", never)
+    assert report.trials_added == 1 and not report.rejected
+    assert "refs/skylab/trials/alice-1/2" in report.pushed
+    assert pushes_and_trial_fetches(git_calls) == (2, 1)  # refused as the remote's notes moved, then again
+    notes = git("ls-tree", "-r", "--name-only", NOTES_REF, cwd=remote).split()
+    assert {bobs.commit, ours.commit} <= {name.replace("/", "") for name in notes}
+    assert git("rev-parse", "refs/skylab/trials/alice-1/2", cwd=remote).strip() == ours.commit
+
+
+def test_a_push_never_overwrites_a_best_the_remote_took_after_our_fetch(
+    team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, remote = team
+    b = TrialStore.open(bob)
+    bobs_first = add_trial(b, "bob-1", 1.30)
+    add_trial(b, "bob-1", 1.25)
+    run_skylab("push", "-C", str(bob), check=True)
+    a = TrialStore.open(alice)
+    add_trial(a, "alice-1", 1.2)
+    run = TrialStore.git
+    fetched: list[str] = []
+
+    def teammate_moves_the_best_first(
+        self: TrialStore, *args: str, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        fetched.extend(args[:1] if args[0] == "fetch" else [])
+        if args[0] == "push" and fetched:  # between our fetch and our push: a race no fetch can close
+            git("push", "-q", "-f", "origin", f"{bobs_first.commit}:{BEST_REF}", cwd=bob)
+            monkeypatch.setattr(TrialStore, "git", run)
+        return run(self, *args, stdin=stdin)
+
+    monkeypatch.setattr(TrialStore, "git", teammate_moves_the_best_first)
+    report = push(a, "origin", lambda theirs, ours, history: False)  # ours (1.2) stays our best
+    assert report.rejected == [f"{BEST_REF} ({sync.MOVED_WHILE_PUSHING})"] and not report.pushed
+    assert git("rev-parse", BEST_REF, cwd=remote).strip() == bobs_first.commit  # not overwritten unseen
+    assert "alice-1" not in git("for-each-ref", "--format=%(refname)", cwd=remote)  # atomic: nothing
+
+
+class Killed(BaseException):
+    """Stands for a kill -9 at a chosen point: nothing after it runs."""
+
+
+def test_a_sync_killed_between_fetching_and_listing_lists_again_the_next_time(
+    team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, _ = team
+    a, b = TrialStore.open(alice), TrialStore.open(bob)
+    never = lambda theirs, ours, history: False  # noqa: E731
+    add_trial(a, "alice-1", 2.0)
+    push(a, "origin", never)
+    bobs = add_trial(b, "bob-1", 1.9)
+    run_skylab("push", "-C", str(bob), check=True)
+    run = TrialStore.git
+
+    def killed_when_listing(
+        self: TrialStore, *args: str, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if args[0] == "ls-remote" or (args[0] == "fetch" and any("trials" in arg for arg in args)):
+            raise Killed  # after the remote's notes were fetched into staging
+        return run(self, *args, stdin=stdin)
+
+    monkeypatch.setattr(TrialStore, "git", killed_when_listing)
+    with pytest.raises(Killed):
+        push(a, "origin", never)
+    monkeypatch.setattr(TrialStore, "git", run)
+    report = push(a, "origin", never)
+    assert report.trials_added == 1 and a.ref_target("refs/skylab/trials/bob-1/1") == bobs.commit
+
+
+def test_a_damaged_record_of_the_remote_is_listed_again(
+    team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
+) -> None:
+    alice, _, remote = team
+    a = TrialStore.open(alice)
+    never = lambda theirs, ours, history: False  # noqa: E731
+    add_trial(a, "alice-1", 2.0)
+    push(a, "origin", never)
+    record = alice / ".git" / "skylab" / "remotes" / "origin"
+    data = bytearray(record.read_bytes())
+    data[-3] ^= 0xFF
+    record.write_bytes(bytes(data))
+    add_trial(a, "alice-1", 1.9)
+    git_calls.clear()
+    report = push(a, "origin", never)
+    assert pushes_and_trial_fetches(git_calls) == (1, 1)
+    assert (
+        "refs/skylab/trials/alice-1/2" in report.pushed
+        and "refs/skylab/trials/alice-1/1" not in report.pushed
+    )
+    assert len(git("for-each-ref", "refs/skylab/trials/", cwd=remote).splitlines()) == 2
+
+
+def test_trial_refs_staged_by_an_earlier_version_are_dropped_by_the_next_pull(
+    team: tuple[Path, Path, Path],
+) -> None:
+    alice, bob, _ = team
+    first = add_trial(TrialStore.open(alice), "alice-1", 2.0)
+    run_skylab("push", "-C", str(alice), check=True)
+    git("fetch", "-q", "origin", "+refs/skylab/trials/*:refs/skylab-remotes/origin/skylab/trials/*", cwd=bob)
+    assert git("for-each-ref", "--format=%(refname)", "refs/skylab-remotes/origin/skylab/trials/", cwd=bob)
+    run_skylab("pull", "-C", str(bob), check=True)
+    assert (
+        git("for-each-ref", "--format=%(refname)", "refs/skylab-remotes/origin/skylab/trials/", cwd=bob) == ""
+    )
+    assert TrialStore.open(bob).ref_target("refs/skylab/trials/alice-1/1") == first.commit
+
+
+def test_a_push_of_many_new_trial_refs_says_the_remote_should_pack_them(
+    team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, _, _ = team
+    a = TrialStore.open(alice)
+    for n in range(3):
+        add_trial(a, "alice-1", 2.0 - n / 100)
+    monkeypatch.setattr(sync, "LOOSE_ON_THE_REMOTE", 2)  # 5,000 outside this test
+    never = lambda theirs, ours, history: False  # noqa: E731
+    assert "run `git gc` there once" in push(a, "origin", never).lines()[-1]
+    add_trial(a, "alice-1", 1.5)
+    assert not any("git gc" in line for line in push(a, "origin", never).lines())

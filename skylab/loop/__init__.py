@@ -8,7 +8,24 @@ jobs          the types that travel between them: Job, Worker, RunOutcome
 
 from __future__ import annotations
 
-from skylab.loop.jobs import RunOutcome
-from skylab.loop.orchestrator import Orchestrator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from skylab.loop.jobs import RunOutcome
+    from skylab.loop.orchestrator import Orchestrator
 
 __all__ = ["Orchestrator", "RunOutcome"]
+
+
+def __getattr__(name: str) -> object:
+    """The orchestrator and its outcome, imported on first use: commands that only need the
+    judge's pure rules (`skylab push` and `pull`) would otherwise import every module of the loop."""
+    if name == "Orchestrator":
+        from skylab.loop.orchestrator import Orchestrator
+
+        return Orchestrator
+    if name == "RunOutcome":
+        from skylab.loop.jobs import RunOutcome
+
+        return RunOutcome
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

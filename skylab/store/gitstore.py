@@ -362,6 +362,12 @@ class TrialStore(GitRepo):
         with self.writing():
             self._update_refs(refs, "skylab: push")
 
+    def forget_remote_refs(self, names: list[str]) -> None:
+        """Delete refs under the staging namespace, in one transaction."""
+        assert all(name.startswith(STAGING_PREFIX) for name in names)
+        with self.writing():
+            self._ref_transaction("".join(f"delete {name}\0\0" for name in names), "skylab: sync")
+
     def set_best(self, commit: str, reason: str) -> None:
         """Point the best at `commit` (the caller has judged it better)."""
         with self.writing():

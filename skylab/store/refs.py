@@ -5,7 +5,8 @@
     refs/skylab/best               the best trial of all runs, per the metric's direction
     refs/skylab/baseline           the commit `skylab init` made the starting point
     refs/notes/skylab              one note per trial commit, in a 2-hex-character fan-out tree
-    refs/skylab-remotes/<remote>/  a remote's refs as last fetched or pushed (see `sync`)
+    refs/skylab-remotes/<remote>/  a remote's shared refs as last fetched or pushed (its trial refs
+                                   are recorded in .git/skylab/remotes/: see `sync`)
 
 Every ref name Skylab uses is made here; only the store writes them.
 """

@@ -86,6 +86,13 @@ class GitRepo:
     def is_commit(self, sha: str) -> bool:
         return self._commit(sha) is not None
 
+    def has_object(self, sha: str) -> bool:
+        """Whether the object `sha` is here (its kind unread)."""
+        try:
+            return sha in self.repo
+        except ValueError:  # not an object id
+            return False
+
     def ref_target(self, name: str) -> str | None:
         ref = self.repo.references.get(name)
         return None if ref is None else str(ref.resolve().target)
@@ -110,6 +117,11 @@ class GitRepo:
                 if isinstance(target, pygit2.Oid):  # (not ref.type: its enum costs 4 µs a ref)
                     listed[name[cut:]] = str(target)
         return RefLayers(listed, {})
+
+    def ref_lines(self, prefix: str) -> tuple[str, dict[str, str]] | None:
+        """The refs under `prefix` as packed-refs lines and loose refs (see `RefFiles.lines_under`);
+        None when they are not kept so (another ref backend, an unsorted file)."""
+        return self._ref_files.lines_under(prefix) if self._ref_files is not None else None
 
     def seed_ref_layers(self, prefix: str, layers: RefLayers) -> None:
         """Take `layers` (a read of `prefix` saved by an earlier process) as what packed-refs

@@ -385,3 +385,15 @@ def test_a_push_of_many_new_trial_refs_says_the_remote_should_pack_them(
     assert "run `git gc` there once" in push(a, "origin", never).lines()[-1]
     add_trial(a, "alice-1", 1.5)
     assert not any("git gc" in line for line in push(a, "origin", never).lines())
+
+
+def test_a_remote_ref_that_is_no_trial_ref_is_left_out_and_its_commit_not_fetched(
+    team: tuple[Path, Path, Path],
+) -> None:
+    alice, bob, _ = team
+    git("commit", "-q", "--allow-empty", "-m", "not a trial", cwd=bob)
+    stray = git("rev-parse", "HEAD", cwd=bob).strip()
+    git("push", "-q", "origin", f"{stray}:refs/skylab/trials/no-number", cwd=bob)
+    report = pull(TrialStore.open(alice), "origin", lambda theirs, ours, history: False)
+    assert report.left_out == ["trial ref no-number: not a trial ref name (tag/number)"]
+    assert not TrialStore.open(alice).has_object(stray)

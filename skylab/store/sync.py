@@ -179,8 +179,11 @@ def _list_trial_refs(store: TrialStore, remote: str, staging: str) -> dict[str, 
         if name.startswith(TRIALS_PREFIX):
             theirs[name.removeprefix(TRIALS_PREFIX)] = commit
     ours = _staged(store, TRIALS_PREFIX)
+    # Only the commits of refs we may adopt: a name that is no trial ref is left out unfetched.
     wanted = sorted(
-        rest for rest, commit in theirs.items() if rest not in ours and not store.has_object(commit)
+        rest
+        for rest, commit in theirs.items()
+        if rest not in ours and not store.has_object(commit) and parse_trial_ref(rest, commit) is not None
     )
     if len(wanted) > EXPLICIT_REFS_UP_TO:
         # git matches each named ref against every ref the remote lists: a first pull of 100,000

@@ -10,7 +10,7 @@ import pytest
 from skylab.store import repository, sync
 from skylab.store.gitstore import TrialStore
 from skylab.store.reffiles import RefFiles
-from skylab.store.refs import BEST_REF, NOTES_REF
+from skylab.store.refs import BEST_REF, NOTES_REF, TrialRef
 from skylab.store.sync import pull, push
 from tests.conftest import git, run_skylab
 from tests.factory import add_trial
@@ -183,7 +183,7 @@ def pushes_and_trial_fetches(calls: list[tuple[str, ...]]) -> tuple[int, int]:
 
 
 def test_a_push_with_nothing_new_lists_no_trial_refs_and_pushes_nothing(
-    team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+    team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
 ) -> None:
     alice, bob, remote = team
     a, b = TrialStore.open(alice), TrialStore.open(bob)
@@ -230,11 +230,9 @@ def test_a_pull_fetches_every_trial_ref_even_when_nothing_else_moved(
 def test_a_push_after_a_sync_fetches_nothing_and_sends_only_what_moved(
     team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
 ) -> None:
-    alice, _, remote = team
-    a = TrialStore.open(alice)
+    _, _, remote = team
+    a = synced(team)  # the remote is now known to the push
     never = lambda theirs, ours, history: False  # noqa: E731
-    add_trial(a, "alice-1", 2.0)
-    push(a, "origin", never)  # stages the remote's notes: it is now known to the push
     new = add_trial(a, "alice-1", 1.5)
     git_calls.clear()
     report = push(a, "origin", never)
@@ -254,16 +252,28 @@ def test_a_push_after_a_sync_fetches_nothing_and_sends_only_what_moved(
     assert pushes_and_trial_fetches(git_calls) == (0, 0)
 
 
+def synced(team: tuple[Path, Path, Path]) -> TrialStore:
+    """Alice's store after a trial and a push of hers."""
+    a = TrialStore.open(team[0])
+    add_trial(a, "alice-1", 2.0)
+    push(a, "origin", lambda theirs, ours, history: False)
+    return a
+
+
+def synced_then_a_teammate_pushed(team: tuple[Path, Path, Path]) -> tuple[TrialStore, TrialRef]:
+    """Alice's store after a trial and a push of hers, and the trial Bob pushed since (not pulled)."""
+    a = synced(team)
+    bobs = add_trial(TrialStore.open(team[1]), "bob-1", 1.9)
+    run_skylab("push", "-C", str(team[1]), check=True)
+    return a, bobs
+
+
 def test_a_push_after_a_teammates_fetches_and_integrates_theirs_before_sending_ours(
     team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
 ) -> None:
-    alice, bob, remote = team
-    a, b = TrialStore.open(alice), TrialStore.open(bob)
+    _, _, remote = team
+    a, bobs = synced_then_a_teammate_pushed(team)
     never = lambda theirs, ours, history: False  # noqa: E731
-    add_trial(a, "alice-1", 2.0)
-    push(a, "origin", never)
-    bobs = add_trial(b, "bob-1", 1.9)
-    run_skylab("push", "-C", str(bob), check=True)
     ours = add_trial(a, "alice-1", 1.8)
     git_calls.clear()
     report = push(a, "origin", never)
@@ -311,13 +321,8 @@ class Killed(BaseException):
 def test_a_sync_killed_between_fetching_and_listing_lists_again_the_next_time(
     team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice, bob, _ = team
-    a, b = TrialStore.open(alice), TrialStore.open(bob)
+    a, bobs = synced_then_a_teammate_pushed(team)
     never = lambda theirs, ours, history: False  # noqa: E731
-    add_trial(a, "alice-1", 2.0)
-    push(a, "origin", never)
-    bobs = add_trial(b, "bob-1", 1.9)
-    run_skylab("push", "-C", str(bob), check=True)
     run = TrialStore.git
 
     def killed_when_listing(
@@ -339,10 +344,8 @@ def test_a_damaged_record_of_the_remote_is_listed_again(
     team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
 ) -> None:
     alice, _, remote = team
-    a = TrialStore.open(alice)
+    a = synced(team)
     never = lambda theirs, ours, history: False  # noqa: E731
-    add_trial(a, "alice-1", 2.0)
-    push(a, "origin", never)
     record = alice / ".git" / "skylab" / "remotes" / "origin"
     data = bytearray(record.read_bytes())
     data[-3] ^= 0xFF

@@ -76,7 +76,7 @@ def unrecorded_trials(section: str, loose: Mapping[str, str], recorded: set[str]
     `packed-refs` lines under refs/skylab/trials/ (`section`, peeled lines and all) and the loose
     ones (tag/n -> commit), a loose ref overriding a packed line of its name."""
     differing = {}
-    for line in set(section.splitlines()) - recorded:
+    for line in [line for line in section.splitlines() if line not in recorded]:
         commit, _, name = line.partition(" ")
         if (
             OBJECT_ID.fullmatch(commit)

@@ -418,8 +418,8 @@ def _differing(store: TrialStore, record: RemoteRecord) -> dict[str, str]:
 
 def _differing_trials(store: TrialStore, recorded: set[str]) -> dict[str, str]:
     """Our trial refs whose `<commit> <name>` line the record lacks: full name -> commit. Compared
-    as lines of `packed-refs` where git keeps them so (100,000 refs in 40 ms, where parsing them
-    took 90)."""
+    as lines of `packed-refs` where git keeps them so, unparsed: the record read and compared in
+    80-110 ms at 100,000 trial refs, where parsing both into dicts took 200."""
     read = store.ref_lines(TRIALS_PREFIX)
     section, loose = read if read is not None else ("", store.ref_layers(TRIALS_PREFIX).merged())
     return unrecorded_trials(section, loose, recorded)

@@ -361,18 +361,18 @@ def test_a_damaged_record_of_the_remote_is_listed_again(
     assert len(git("for-each-ref", "refs/skylab/trials/", cwd=remote).splitlines()) == 2
 
 
-def test_trial_refs_staged_by_an_earlier_version_are_dropped_by_the_next_pull(
-    team: tuple[Path, Path, Path],
+@pytest.mark.parametrize("folder", ["skylab/trials", "incoming"])
+def test_trial_refs_staged_by_an_earlier_version_or_a_killed_pull_are_dropped_by_the_next_pull(
+    team: tuple[Path, Path, Path], folder: str
 ) -> None:
     alice, bob, _ = team
     first = add_trial(TrialStore.open(alice), "alice-1", 2.0)
     run_skylab("push", "-C", str(alice), check=True)
-    git("fetch", "-q", "origin", "+refs/skylab/trials/*:refs/skylab-remotes/origin/skylab/trials/*", cwd=bob)
-    assert git("for-each-ref", "--format=%(refname)", "refs/skylab-remotes/origin/skylab/trials/", cwd=bob)
+    staged = f"refs/skylab-remotes/origin/{folder}/"
+    git("fetch", "-q", "origin", f"+refs/skylab/trials/*:{staged}*", cwd=bob)
+    assert git("for-each-ref", "--format=%(refname)", staged, cwd=bob)
     run_skylab("pull", "-C", str(bob), check=True)
-    assert (
-        git("for-each-ref", "--format=%(refname)", "refs/skylab-remotes/origin/skylab/trials/", cwd=bob) == ""
-    )
+    assert git("for-each-ref", "--format=%(refname)", staged, cwd=bob) == ""
     assert TrialStore.open(bob).ref_target("refs/skylab/trials/alice-1/1") == first.commit
 
 

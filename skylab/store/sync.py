@@ -200,10 +200,11 @@ def _list_trial_refs(store: TrialStore, remote: str, staging: str) -> dict[str, 
 
 
 def _forget_staged_trial_refs(store: TrialStore, staging: str) -> None:
-    """Delete the staged copies of the remote's trial refs that earlier versions kept as refs: the
-    record holds them now."""
-    folder = f"{staging}skylab/trials/"
-    store.forget_remote_refs([folder + rest for rest, _ in store.refs_under(folder)])
+    """Delete the staged copies of the remote's trial refs that earlier versions kept as refs (the
+    record holds them now), and the refs a pull killed between fetching into them and deleting
+    them left behind."""
+    for folder in (f"{staging}skylab/trials/", f"{staging}incoming/"):
+        store.forget_remote_refs([folder + rest for rest, _ in store.refs_under(folder)])
 
 
 def _shared_staged(store: TrialStore, staging: str) -> dict[str, str]:

@@ -122,6 +122,7 @@ def pull(store: TrialStore, remote: str, prefers: Prefers, every_trial_ref: bool
 def _pull(
     store: TrialStore, remote: str, prefers: Prefers, every_trial_ref: bool
 ) -> tuple[SyncReport, RemoteRecord]:
+    """`pull`, with the record of the remote it leaves (which a push then compares ours with)."""
     staging = staging_prefix(store, remote)
     record, listed = _fetch(store, remote, staging, every_trial_ref)
     report = SyncReport()

@@ -101,16 +101,10 @@ def main() -> None:
 def forget_staged(directory: Path, remote: Path) -> None:
     """Delete what the pushes staged and recorded of the temporary remote (named by its URL, so
     each run stages anew): a kept repository would otherwise carry them into every later run."""
-    staging = staging_prefix(TrialStore.open(directory), str(remote))
-    git = ["git", "-C", str(directory)]
-    listed = subprocess.run(
-        [*git, "for-each-ref", "--format=delete %(refname)", staging.rstrip("/")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    subprocess.run([*git, "update-ref", "--stdin"], input=listed, text=True, check=True)
-    record_path(TrialStore.open(directory).skylab_dir, staging).unlink(missing_ok=True)
+    store = TrialStore.open(directory)
+    staging = staging_prefix(store, str(remote))
+    store.forget_remote_refs(staging)
+    record_path(store.skylab_dir, staging).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ from tests.conftest import git, run_skylab
 from tests.factory import add_trial
 
 
+def with_trials(experiment: Path, count: int) -> TrialStore:
+    """The store of `experiment` after `count` trials of run alice-1, each better than the last."""
+    store = TrialStore.open(experiment)
+    for n in range(count):
+        add_trial(store, "alice-1", 2.0 - n / 100)
+    return store
+
+
 def test_push_then_pull_shares_trials_notes_and_best(team: tuple[Path, Path, Path]) -> None:
     alice, bob, _ = team
     a = TrialStore.open(alice)
@@ -123,9 +131,7 @@ def test_the_llm_research_memory_travels_with_the_notes(team: tuple[Path, Path, 
 
 def test_a_push_of_many_trials_is_summarised_in_a_few_lines(team: tuple[Path, Path, Path]) -> None:
     alice, _, _ = team
-    a = TrialStore.open(alice)
-    for n in range(25):
-        add_trial(a, "alice-1", 2.0 - n / 100)
+    with_trials(alice, 25)
     lines = run_skylab("push", "-C", str(alice), check=True).stdout.splitlines()
     assert len(lines) <= 4, lines
     (pushed,) = [line for line in lines if line.startswith("• pushed ")]
@@ -147,9 +153,7 @@ def test_a_first_pull_of_many_trials_adopts_them_packed_and_stages_none_as_refs(
     team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob, _ = team
-    a = TrialStore.open(alice)
-    for n in range(8):
-        add_trial(a, "alice-1", 2.0 - n / 100)
+    with_trials(alice, 8)
     run_skylab("push", "-C", str(alice), check=True)
     monkeypatch.setattr(repository, "LOOSE_REFS_TO_PACK", 5)  # 1,000 outside this test
     monkeypatch.setattr(sync, "EXPLICIT_REFS_UP_TO", 5)  # so the 8 are fetched by a glob
@@ -186,10 +190,8 @@ def test_a_push_with_nothing_new_lists_no_trial_refs_and_pushes_nothing(
     team: tuple[Path, Path, Path], git_calls: list[tuple[str, ...]]
 ) -> None:
     alice, bob, remote = team
-    a, b = TrialStore.open(alice), TrialStore.open(bob)
+    a, b = with_trials(alice, 3), TrialStore.open(bob)
     never = lambda theirs, ours, history: False  # noqa: E731
-    for n in range(3):
-        add_trial(a, "alice-1", 2.0 - n / 100)
     assert len(push(a, "origin", never).pushed) == 6  # 3 trial refs, notes, run branch, best
     assert pushes_and_trial_fetches(git_calls) == (1, 0)  # the remote as recorded by the set-up push
     assert len(git("for-each-ref", "refs/skylab/trials/", cwd=remote).splitlines()) == 3
@@ -380,9 +382,7 @@ def test_a_push_of_many_new_trial_refs_says_the_remote_should_pack_them(
     team: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, _, _ = team
-    a = TrialStore.open(alice)
-    for n in range(3):
-        add_trial(a, "alice-1", 2.0 - n / 100)
+    a = with_trials(alice, 3)
     monkeypatch.setattr(sync, "LOOSE_ON_THE_REMOTE", 2)  # 5,000 outside this test
     never = lambda theirs, ours, history: False  # noqa: E731
     assert "run `git gc` there once" in push(a, "origin", never).lines()[-1]

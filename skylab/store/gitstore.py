@@ -362,10 +362,11 @@ class TrialStore(GitRepo):
         with self.writing():
             self._update_refs(refs, "skylab: push")
 
-    def forget_remote_refs(self, names: list[str]) -> None:
-        """Delete refs under the staging namespace, in one transaction."""
-        assert all(name.startswith(STAGING_PREFIX) for name in names)
+    def forget_remote_refs(self, folder: str) -> None:
+        """Delete every ref under `folder` of the staging namespace, in one transaction."""
+        assert folder.startswith(STAGING_PREFIX) and folder.endswith("/")
         with self.writing():
+            names = [folder + rest for rest, _ in self.refs_under(folder)]
             self._ref_transaction("".join(f"delete {name}\0\0" for name in names), "skylab: sync")
 
     def set_best(self, commit: str, reason: str) -> None:

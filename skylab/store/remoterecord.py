@@ -20,7 +20,7 @@ from skylab.store.historycache import load_pickled, save_pickled
 from skylab.store.reffiles import OBJECT_ID
 from skylab.store.refs import STAGING_PREFIX, TRIALS_PREFIX
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3  # 3: shared refs under our names
 
 
 @dataclass(frozen=True)
@@ -30,19 +30,18 @@ class RemoteRecord:
     text (no parse of 100,000 refs), and a push adds what it sent by adding lines. A ref pushed
     again at another commit leaves its old line: harmless, as lines are only looked up."""
 
-    shared: dict[str, str]  # the staged shared refs it goes with: name under the staging folder -> commit
+    shared: dict[str, str]  # the staged shared refs it goes with, under our names (full) -> commit
     trial_lines: str
 
     @classmethod
     def listed(cls, shared: dict[str, str], trials: dict[str, str]) -> RemoteRecord:
         """The record of a listing: the remote's trial refs, tag/n -> commit."""
-        return cls(shared, "".join(f"{commit} {TRIALS_PREFIX}{rest}\n" for rest, commit in trials.items()))
+        return cls(shared, "".join(trial_line(rest, commit) + "\n" for rest, commit in trials.items()))
 
     def after_push(self, shared: dict[str, str], trials: dict[str, str]) -> RemoteRecord:
-        """This record once a push sent `trials` (full ref name -> commit) and left `shared` staged."""
-        return RemoteRecord(
-            shared, self.trial_lines + "".join(f"{commit} {name}\n" for name, commit in trials.items())
-        )
+        """This record once a push sent `shared` refs and `trials` (full ref names -> commit)."""
+        added = "".join(f"{commit} {name}\n" for name, commit in trials.items())
+        return RemoteRecord({**self.shared, **shared}, self.trial_lines + added)
 
     def trial_line_set(self) -> set[str]:
         return set(self.trial_lines.splitlines())
@@ -85,6 +84,11 @@ def unrecorded_trials(section: str, loose: Mapping[str, str], recorded: set[str]
         ):
             differing[name] = commit
     for rest, commit in loose.items():
-        if f"{commit} {TRIALS_PREFIX}{rest}" not in recorded:
+        if trial_line(rest, commit) not in recorded:
             differing[TRIALS_PREFIX + rest] = commit
     return differing
+
+
+def trial_line(rest: str, commit: str) -> str:
+    """The `packed-refs` line of the trial ref `tag/n` (`rest`) at `commit`, as the record holds it."""
+    return f"{commit} {TRIALS_PREFIX}{rest}"

@@ -161,7 +161,7 @@ def _fetch(
         f"+refs/skylab/b*:{staging}skylab/b*",  # best and baseline: git lists only refs asked for
         f"+{BRANCH_PREFIX}*:{staging}branches/*",
     )
-    shared = _shared_staged(store, staging)
+    shared = _shared_refs(store, staging)
     record = load_record(record_path(store.skylab_dir, staging))
     if not every_trial_ref and record is not None and record.shared == shared:
         return record, None
@@ -191,7 +191,7 @@ def _list_trial_refs(store: TrialStore, remote: str, staging: str) -> dict[str, 
         # takes the glob into refs of its own, deleted once the objects are here.
         incoming = f"{staging}incoming/"
         _git(store, "fetch", "--no-tags", remote, f"+{TRIALS_PREFIX}*:{incoming}*")
-        store.forget_remote_refs([incoming + rest for rest, _ in store.refs_under(incoming)])
+        store.forget_remote_refs(incoming)
     elif wanted:
         refs = "".join(f"{TRIALS_PREFIX}{rest}\n" for rest in wanted)
         fetched = store.git("fetch", "--no-tags", "--no-write-fetch-head", "--stdin", remote, stdin=refs)
@@ -205,16 +205,21 @@ def _forget_staged_trial_refs(store: TrialStore, staging: str) -> None:
     record holds them now), and the refs a pull killed between fetching into them and deleting
     them left behind."""
     for folder in (f"{staging}skylab/trials/", f"{staging}incoming/"):
-        store.forget_remote_refs([folder + rest for rest, _ in store.refs_under(folder)])
+        store.forget_remote_refs(folder)
 
 
-def _shared_staged(store: TrialStore, staging: str) -> dict[str, str]:
-    """The staged notes, best, baseline and run branches: name under `staging` -> commit."""
-    found = {f"branches/{tag}": commit for tag, commit in store.refs_under(f"{staging}branches/")}
-    for ref in (NOTES_REF, BEST_REF, BASELINE_REF):
-        target = store.ref_target(staging + _tracked(ref))
+def _shared_refs(store: TrialStore, staging: str | None = None) -> dict[str, str]:
+    """Our notes, best, baseline and run branches, full name -> commit; with `staging`, the
+    remote's copies of them staged there, under our names."""
+
+    def where(name: str) -> str:
+        return name if staging is None else staging + _tracked(name)
+
+    found = {BRANCH_PREFIX + tag: commit for tag, commit in store.refs_under(where(BRANCH_PREFIX))}
+    for name in (NOTES_REF, BEST_REF, BASELINE_REF):
+        target = store.ref_target(where(name))
         if target is not None:
-            found[_tracked(ref)] = target
+            found[name] = target
     return found
 
 
@@ -334,7 +339,7 @@ def push(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
     always fetches, as it would have nothing else to do."""
     staging = staging_prefix(store, remote)
     record = load_record(record_path(store.skylab_dir, staging))
-    if record is not None and record.shared == _shared_staged(store, staging):
+    if record is not None and record.shared == _shared_refs(store, staging):
         tried = SyncReport()
         if _push_what_differs(store, remote, staging, record, tried, first_try=True):
             return tried
@@ -368,7 +373,7 @@ def _push_what_differs(
     specs = [f"{group}:{group}" for group in groups]
     # Our best replaces the remote's only when that is the best we last saw (and judged ours
     # against): a lease, not a forced update.
-    lease = f"--force-with-lease={BEST_REF}:{record.shared.get(_tracked(BEST_REF), '')}"
+    lease = f"--force-with-lease={BEST_REF}:{record.shared.get(BEST_REF, '')}"
     result = store.git("push", "--atomic", "--quiet", "--porcelain", lease, remote, *specs)
     if result.returncode == 0:
         report.pushed = sorted(differing)
@@ -390,31 +395,31 @@ def _push_what_differs(
 def _rejected(porcelain: str) -> list[str]:
     """`ref (reason)` for each ref a failed `git push --porcelain` names as rejected, less those
     refused only because another was (the push is atomic), unless that is all there is."""
-    rejected = []
+    refused = []
     for line in porcelain.splitlines():
         flag, _, rest = line.partition("\t")
         ref, _, reason = rest.partition("\t")
         if flag == "!" and ref:
-            reason = MOVED_WHILE_PUSHING if reason.endswith("(stale info)") else reason or "rejected"
-            rejected.append(f"{ref.split(':')[-1]} ({reason})")
-    return [r for r in rejected if not r.endswith(ATOMIC_FAILURE)] or rejected
+            refused.append((ref.split(":")[-1], reason))
+    named = [
+        (ref, reason) for ref, reason in refused if not reason.endswith("(atomic push failed)")
+    ] or refused
+    return [f"{ref} ({_reason(reason)})" for ref, reason in named]
 
 
-ATOMIC_FAILURE = "(atomic push failed))"
+def _reason(reason: str) -> str:
+    """Why git refused a ref, in our words where git's would puzzle."""
+    return MOVED_WHILE_PUSHING if reason.endswith("(stale info)") else reason or "rejected"
+
+
 MOVED_WHILE_PUSHING = "it moved on the remote since it was fetched: push again"
 
 
 def _differing(store: TrialStore, record: RemoteRecord) -> dict[str, str]:
     """Every ref a push sends whose commit is not the remote's as recorded: full name -> commit."""
     differing = _differing_trials(store, record.trial_line_set())
-    shared = {BRANCH_PREFIX + tag: commit for tag, commit in store.refs_under(BRANCH_PREFIX)}
-    for name in (NOTES_REF, BASELINE_REF, BEST_REF):
-        target = store.ref_target(name)
-        if target is not None:
-            shared[name] = target
-    differing.update(
-        {name: commit for name, commit in shared.items() if record.shared.get(_tracked(name)) != commit}
-    )
+    ours = _shared_refs(store)
+    differing.update({name: commit for name, commit in ours.items() if record.shared.get(name) != commit})
     return differing
 
 
@@ -439,9 +444,6 @@ def _track_pushed(store: TrialStore, staging: str, record: RemoteRecord, pushed:
     knows the remote has them (as git moves remote-tracking refs after a push). The staged refs
     move first: killed in between, the record no longer matches them, and the next sync lists."""
     trials = {name: commit for name, commit in pushed.items() if name.startswith(TRIALS_PREFIX)}
-    store.track_remote_refs(
-        {staging + _tracked(name): commit for name, commit in pushed.items() if name not in trials}
-    )
-    save_record(
-        record_path(store.skylab_dir, staging), record.after_push(_shared_staged(store, staging), trials)
-    )
+    shared = {name: commit for name, commit in pushed.items() if name not in trials}
+    store.track_remote_refs({staging + _tracked(name): commit for name, commit in shared.items()})
+    save_record(record_path(store.skylab_dir, staging), record.after_push(shared, trials))

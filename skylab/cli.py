@@ -219,12 +219,18 @@ def import_results(
         console.print(f"{results} is already imported as run {outcome.tag}: nothing to do", markup=False)
         return
     missing = f"; {outcome.missing} commits not found (placeholders)" if outcome.missing else ""
-    best = f"; best {outcome.best}" if outcome.best else ""
+    best = f"; best {outcome.best}" if outcome.best else _best_stays(store)
+    resumed = f" (finishing an import stopped after {outcome.resumed})" if outcome.resumed else ""
     console.print(
-        f"imported {outcome.trials} rows into run {outcome.tag}{missing}{best}: "
+        f"imported {outcome.trials} rows into run {outcome.tag}{resumed}{missing}{best}: "
         f"`skylab history --tag {outcome.tag}`, or continue with `skylab run --tag {outcome.tag}`",
         markup=False,
     )
+
+
+def _best_stays(store: TrialStore) -> str:
+    best = store.load().by_commit().get(store.best() or "")
+    return f"; the best stays {best.name}, which no row beats" if best else ""
 
 
 def default_import_tag(branch: str | None) -> str:
@@ -246,6 +252,7 @@ def history(
     ] = None,
 ) -> None:
     """The trials, rebuilt from refs and notes."""
+    from skylab.autoresearch.importer import incomplete_import_line, unfinished_imports
     from skylab.report.history_json import history_json
     from skylab.report.history_view import history_rows, history_table, write_legacy_tsv
     from skylab.store.collector import collector_paused
@@ -263,6 +270,9 @@ def history(
             trials = loaded.kept_chain(tip)
         else:
             trials = loaded.for_tag(tag)
+        for unfinished in unfinished_imports(store):
+            if tag in (None, unfinished.tag):
+                err_console.print(f"warning: {incomplete_import_line(loaded, unfinished)}", markup=False)
         if export is not None:
             write_legacy_tsv(history_rows(loaded, trials), export)
             err_console.print(f"wrote {len(trials)} trials to {export}", markup=False)

@@ -171,6 +171,13 @@ def test_real_files_vary_columns_line_ends_comments_and_statuses(tmp_path: Path)
     ]
     tsv = tmp_path / "results.tsv"
     tsv.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    # A metric other than the experiment's is refused: its values would be judged against val_bpb's.
+    refused = run_skylab("import", str(tsv), "--tag", "fork", "--metric", "val_loss", "-C", str(repo))
+    assert refused.returncode == 2 and "this experiment's metric is val_bpb" in refused.stderr
+    assert TrialStore.open(repo).load().for_tag("fork") == []
+    toml = repo / "experiment.toml"
+    toml.write_text(toml.read_text().replace('metric = "val_bpb"', 'metric = "val_loss"'))
+    git("commit", "-qam", "this fork is judged by val_loss", cwd=repo)
     result = run_skylab(
         "import", str(tsv), "--tag", "fork", "--metric", "val_loss", "-C", str(repo), check=True
     )

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from skylab.errors import SkylabError
+from skylab.store.notes import is_note_key
 
 KNOWN_STATUSES = ("keep", "discard", "crash")
 REQUIRED = ("commit", "status")
@@ -58,6 +59,12 @@ def parse_results(text: str, metric: str = "val_bpb") -> tuple[list[ResultRow], 
                 )
             if len(set(header)) != len(header):
                 raise ImportFormatError(f"line {number}: the header names a column twice")
+            for name in header:
+                if not name or not is_note_key(f"summary.{name}"):
+                    raise ImportFormatError(
+                        f"line {number}: column {name!r} cannot be a note key "
+                        "(no ': ', control characters or padding; rename it)"
+                    )
             continue
         if len(fields) != len(header):
             raise ImportFormatError(f"line {number}: {len(fields)} fields, but the header has {len(header)}")

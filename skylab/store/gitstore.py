@@ -292,15 +292,16 @@ class TrialStore(GitRepo):
         The commit message carries a `Skylab-Trial: tag/n` trailer, so two trials never share a
         commit (and so a note) even when they make the same change.
         """
+        return self._claim_number(tag, lambda number: self.trial_commit(tag, number, tree, parent, message))
+
+    def trial_commit(self, tag: str, number: int, tree: pygit2.Oid | str, parent: str, message: str) -> str:
+        """A commit of `tree` on `parent` whose message ends with the `Skylab-Trial: tag/n` trailer
+        (no ref points at it yet)."""
         sig = self.signature()
-        tree_id = pygit2.Oid(hex=str(tree))
         summary = message.strip() or "skylab trial"
-
-        def make_commit(number: int) -> str:
-            text = f"{summary}\n\nSkylab-Trial: {tag}/{number}\n"
-            return str(self.repo.create_commit(None, sig, sig, text, tree_id, [pygit2.Oid(hex=parent)]))
-
-        return self._claim_number(tag, make_commit)
+        text = f"{summary}\n\nSkylab-Trial: {tag}/{number}\n"
+        parents = [pygit2.Oid(hex=parent)]
+        return str(self.repo.create_commit(None, sig, sig, text, pygit2.Oid(hex=str(tree)), parents))
 
     def begin_trial(self, tag: str, commit: str) -> TrialRef:
         """Make an existing commit (one made by hand) the next trial of `tag`."""
@@ -347,6 +348,36 @@ class TrialStore(GitRepo):
         self.partial.drop(trial.commit)  # the note holds every measurement now
         if trial.number % MAINTENANCE_EVERY == 0:
             self.maintain()
+
+    def record_batch(
+        self,
+        tag: str,
+        new_refs: list[TrialRef],
+        notes: list[tuple[TrialRef, TrialNote]],
+        tip: str | None,
+        best: str | None,
+    ) -> None:
+        """Record many finished trials of `tag` at once (an import), in the store's order of writes:
+        the `new_refs` in one transaction (all or none: StoreError when one exists), then every
+        note in one notes commit, then the run branch at `tip` and the best at `best` (each when
+        given). A process killed in between leaves refs without notes, which a second call with
+        the same notes and no `new_refs` finishes."""
+        check_tag(tag)
+        if any(ref.tag != tag for ref in new_refs) or any(
+            (note.tag, note.trial) != (ref.tag, ref.number) for ref, note in notes
+        ):
+            raise StoreError(f"a batch of trials of run {tag} holds another run's trial or note")
+        with self.writing():
+            self.clone.remember_own_tag(tag)
+            self._create_refs({trial_ref(r.tag, r.number): r.commit for r in new_refs}, f"skylab: {tag}")
+            self._last_number.pop(tag, None)  # counted again on the next trial
+            if notes:
+                text: dict[str, str | pygit2.Oid] = {ref.commit: note.format() for ref, note in notes}
+                self._write_notes(text, f"skylab: {len(notes)} trials of {tag}")
+            if tip is not None:
+                self._set_ref(run_branch(tag), tip, f"skylab: run {tag} recorded")
+            if best is not None:
+                self._set_ref(BEST_REF, best, f"skylab: best is {tag}'s")
 
     def adopt_trial_refs(self, refs: dict[str, str]) -> None:
         """Create the trial refs `tag/n` -> commit (a teammate's) in one transaction, all or none;

@@ -306,12 +306,13 @@ def _required(fields: dict[str, str], key: str) -> str:
 
 
 def _check_key(key: str) -> None:
-    if not _is_key(key):
+    if not is_note_key(key):
         raise ValueError(f"{key!r} cannot be a note key")
 
 
 @functools.lru_cache(maxsize=4096)  # a history's notes share a few dozen keys; a report formats them all
-def _is_key(key: str) -> bool:
+def is_note_key(key: str) -> bool:
+    """Whether `key` can be a note line's key: printable, no ": ", no padding, no trailing ":"."""
     return (
         bool(key) and key.isprintable() and ": " not in key and key == key.strip() and not key.endswith(":")
     )

@@ -139,6 +139,16 @@ class GitRepo:
         except (KeyError, ValueError, pygit2.GitError):
             return None
 
+    def commit_by_id(self, hex_id: str) -> str | None:
+        """The commit whose id is, or uniquely starts with, `hex_id`: an object id only, never a
+        ref's name (`cafe` is not the branch cafe). None when there is none, the prefix is
+        ambiguous, or the object is not a commit."""
+        try:
+            found = self.repo.get(hex_id)
+            return None if found is None else str(found.peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            return None
+
     def _tree_diff(self, a: str, b: str, context_lines: int = 3) -> pygit2.Diff:
         """The diff from commit `a`'s tree to commit `b`'s."""
         new = self.repo[b].peel(pygit2.Tree)

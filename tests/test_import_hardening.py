@@ -1,0 +1,197 @@
+"""`skylab import` against hostile and unlucky input: the best never moves down, no reserved key as
+the metric, a killed import that can be finished, cells read as commit ids only, files that are not
+files refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from skylab.store.gitstore import TrialStore
+from tests.conftest import SKYLAB, git, run_skylab
+from tests.factory import add_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+
+
+def rows_file(path: Path, rows: list[tuple[str, float, str]]) -> Path:
+    lines = [
+        f"{commit}\t{value:.6f}\t1.0\t{status}\trow {n}\n" for n, (commit, value, status) in enumerate(rows)
+    ]
+    path.write_text(HEADER + "".join(lines))
+    return path
+
+
+def history(experiment: Path, *args: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = json.loads(
+        run_skylab("history", "--json", *args, "-C", str(experiment), check=True).stdout
+    )
+    return rows
+
+
+def test_an_import_never_moves_the_best_to_a_worse_trial(experiment: Path, tmp_path: Path) -> None:
+    store = TrialStore.open(experiment)
+    good = add_trial(store, "mine", 10.0)
+    assert store.best() == good.commit
+    tsv = rows_file(tmp_path / "r.tsv", [("deadbee", 60.0, "keep"), ("facade1", 50.0, "keep")])
+    out = run_skylab("import", str(tsv), "--tag", "imp", "-C", str(experiment), check=True).stdout
+    assert "the best stays mine/1, which no row beats" in out
+    assert TrialStore.open(experiment).best() == good.commit
+    # the run branch still ends at its last kept row, so `skylab run --tag imp` continues from it
+    imported = history(experiment, "--tag", "imp")
+    assert git("rev-parse", "skylab/imp", cwd=experiment).strip() == imported[-1]["commit"]
+    better = rows_file(tmp_path / "b.tsv", [("deadbee", 9.0, "keep")])
+    out = run_skylab("import", str(better), "--tag", "imp2", "-C", str(experiment), check=True).stdout
+    assert "best imp2/1" in out
+    assert TrialStore.open(experiment).best() == history(experiment, "--tag", "imp2")[0]["commit"]
+
+
+@pytest.mark.parametrize("name", ["tag", "trial", "decision", "parent", "val bpb", "status", "loss"])
+def test_the_metric_option_names_the_experiments_metric_only(
+    experiment: Path, tmp_path: Path, name: str
+) -> None:
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text(f"commit\tstatus\t{name}\ndeadbee\tkeep\t3.0\n")
+    result = run_skylab("import", str(tsv), "--metric", name, "-C", str(experiment))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"error: --metric {name}: this experiment's metric is val_bpb")
+    assert git("for-each-ref", "refs/skylab/trials", cwd=experiment) == ""
+
+
+@pytest.mark.parametrize("column", ["a: b", "esc\x1bape", "bell\x07"])
+def test_a_column_that_cannot_be_a_note_key_is_refused_before_anything_is_written(
+    experiment: Path, tmp_path: Path, column: str
+) -> None:
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text(f"{HEADER.strip()}\t{column}\ndeadbee\t1.0\t1.0\tkeep\tfirst\tx\n")
+    refs = git("for-each-ref", cwd=experiment)
+    result = run_skylab("import", str(tsv), "-C", str(experiment))
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and line.startswith(f"error: {tsv}: line 1: column ")
+    assert "cannot be a note key" in line and git("for-each-ref", cwd=experiment) == refs
+    tsv.write_text(f"{HEADER.strip()}\tok\ndeadbee\t1.0\t1.0\tkeep\tfirst\tx\n")  # corrected: accepted
+    run_skylab("import", str(tsv), "-C", str(experiment), check=True)
+    assert history(experiment)[0]["status"] == "success"
+
+
+def test_a_byte_order_mark_is_read_as_none(experiment: Path, tmp_path: Path) -> None:
+    tsv = rows_file(tmp_path / "r.tsv", [("deadbee", 1.0, "keep")])
+    tsv.write_bytes(b"\xef\xbb\xbf" + tsv.read_bytes())
+    run_skylab("import", str(tsv), "-C", str(experiment), check=True)
+    assert len(history(experiment)) == 1
+
+
+def test_a_commit_cell_is_an_object_id_never_a_branch_name(experiment: Path, tmp_path: Path) -> None:
+    git("branch", "cafe", cwd=experiment)  # a branch whose name looks like a short hash
+    tsv = rows_file(tmp_path / "r.tsv", [("cafe", 1.0, "keep")])
+    run_skylab("import", str(tsv), "-C", str(experiment), check=True)
+    (row,) = history(experiment)
+    note = TrialStore.open(experiment).load().trials[0].note
+    assert note is not None and note.other.get("commit_missing") == "true"
+    assert row["commit"] != git("rev-parse", "cafe", cwd=experiment).strip()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_file_that_is_not_a_regular_file_is_refused_in_one_line(
+    experiment: Path, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "results.tsv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path.mkdir()
+    result = subprocess.run(
+        [SKYLAB, "import", str(path), "-C", str(experiment)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a FIFO nobody writes to used to hang here
+    )
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == f"error: {path}: not a regular file (a results.tsv is a text file)"
+    )
+
+
+# Imports `rows` rows, killing itself with SIGKILL just before its write number KILL_AT (ref
+# transactions, ref writes and the marker's removal all count).
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    sys.path.insert(0, {root!r})
+    from skylab.autoresearch import importer
+    from skylab.experiment.config import load_config
+    from skylab.store.gitstore import TrialStore
+    from skylab.store.repository import GitRepo
+
+    kill_at = int(sys.argv[3])
+    writes = 0
+
+    def counted(original):
+        def write(*args, **kwargs):
+            global writes
+            writes += 1
+            if writes == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(*args, **kwargs)
+        return write
+
+    GitRepo._set_ref = counted(GitRepo._set_ref)
+    GitRepo._ref_transaction = counted(GitRepo._ref_transaction)
+    Path.unlink = counted(Path.unlink)
+    store = TrialStore.open(sys.argv[1])
+    importer.import_results(store, load_config(store.root), Path(sys.argv[2]), "imp")
+    print("writes", writes)
+    """
+)
+
+
+def test_a_killed_import_says_it_is_incomplete_and_a_second_import_finishes_it(tmp_path: Path) -> None:
+    from skylab.experiment.scaffold import init_experiment
+
+    rows = [(f"{n:07x}", 5.0 - n / 100, "keep" if n % 3 == 0 else "discard") for n in range(1, 41)]
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.format(root=str(ROOT)))
+
+    def attempt(directory: Path, kill_at: int) -> subprocess.CompletedProcess[str]:
+        tsv = rows_file(directory.parent / f"{directory.name}.tsv", rows)
+        command = [sys.executable, str(script), str(directory), str(tsv), str(kill_at)]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    reference = tmp_path / "reference"
+    init_experiment(reference, template="tiny-bigram")
+    done = attempt(reference, 10_000)
+    assert done.returncode == 0, done.stderr
+    writes = int(done.stdout.split()[-1])
+    assert writes >= 4  # trial refs, notes, run branch, best, marker
+    expected = [(r["trial"], r["value"], r["decision"], r["is_best"]) for r in history(reference)]
+    tip = git("rev-parse", "skylab/imp", cwd=reference).strip()
+
+    for kill_at in range(1, writes + 1):
+        experiment = tmp_path / f"kill-{kill_at}"
+        init_experiment(experiment, template="tiny-bigram")
+        assert attempt(experiment, kill_at).returncode == -9
+        tsv = experiment.parent / f"{experiment.name}.tsv"
+        shown = run_skylab("history", "-C", str(experiment))
+        assert "run imp is incomplete: its import stopped with" in shown.stderr
+        assert f"skylab import {tsv} --tag imp` finishes it" in shown.stderr
+        run_skylab("import", str(tsv), "--tag", "imp", "-C", str(experiment), check=True)
+        assert "incomplete" not in run_skylab("history", "-C", str(experiment), check=True).stderr
+        got = [(r["trial"], r["value"], r["decision"], r["is_best"]) for r in history(experiment)]
+        assert got == expected, f"killed before write {kill_at}"
+        # the same commits as an import that was never killed (placeholders hold the same tree)
+        assert git("rev-parse", "skylab/imp^{tree}", cwd=experiment) == git(
+            "rev-parse", f"{tip}^{{tree}}", cwd=reference
+        )
+        assert (
+            "already imported" in run_skylab("import", str(tsv), "--tag", "imp", "-C", str(experiment)).stdout
+        )

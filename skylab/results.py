@@ -12,7 +12,7 @@ from rich.console import Console
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig, experiment_file
-from skylab.loop.forward import run_best
+from skylab.loop.forward import RunLine, run_best
 from skylab.loop.jobs import Job, RunOutcome
 from skylab.loop.judge import rules_for
 from skylab.report.history_view import format_mean
@@ -115,7 +115,7 @@ def study_trial(store: TrialStore, spec: str | None, tag: str | None) -> Trial:
         return store.resolve_trial("best")
     history = store.load()
     tip = store.ref_target(run_branch(tag))
-    best = run_best(store, tip, "", history.by_commit()) if tip is not None else None
+    best = run_best(store, tip, "", RunLine(history, tag)) if tip is not None else None
     if best is None:
         raise SkylabError(f"run {tag} has no measured trial yet (see `skylab history`)")
     return best

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
-from skylab.loop.forward import merge_forward_job, run_best
+from skylab.loop.forward import RunLine, merge_forward_job, run_best, settled_tip
+from skylab.loop.handcommits import queued
 from skylab.loop.jobs import Job
 from skylab.loop.judge import (
     NOT_FAILURES,
@@ -65,7 +66,8 @@ class Decider:
             history = store.load()
             by_commit = history.by_commit()
             tip = self.tip(store)
-            reference = run_best(store, tip, trial.commit, by_commit)
+            run_line = RunLine(history, self.tag)
+            reference = run_best(store, tip, trial.commit, run_line)
             reference_value = reference.value if reference else None
             measured = self._measured(store, job, note, history)
             evidence = Evidence(tuple(note.measurements)) if note.measurements else None
@@ -79,15 +81,19 @@ class Decider:
             self.reporter.noise(sigma, bar)
             if reference is not None and reference.commit != job.parent:
                 note.other["judged_against"] = reference.name  # the best had moved on while it trained
-            overtaken = note.decision is Decision.KEEP and tip not in (job.parent, trial.commit)
+            # A hand commit's trial moves the branch only while nothing was committed on top of it:
+            # the researcher's newer commits stay checked out, queued (see settle).
+            moves = not job.hand_made or tip in (job.parent, trial.commit, job.source)
+            overtaken = (
+                note.decision is Decision.KEEP and moves and tip not in (job.parent, trial.commit, job.source)
+            )
             if overtaken:
                 note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
-            store.finish_trial(trial, note, new_best=verdict.new_best)
-            if note.decision is Decision.KEEP and tip != trial.commit:
+            store.finish_trial(trial, note, new_best=verdict.new_best, move_branch=moves)
+            if note.decision is Decision.KEEP and moves and tip != trial.commit:
                 self.follow_in_checkout(store, tip, trial.commit)
-            if job.hand_made and note.decision is Decision.REVERT and tip == trial.commit:
-                store.move_run_branch(self.tag, job.parent, f"revert hand commit {trial.name}")
-                self.follow_in_checkout(store, trial.commit, job.parent)
+            if job.hand_made:
+                self.settle(store, f"leave what was not kept off the branch ({trial.name})")
             if overtaken:
                 forward, line = merge_forward_job(store, self.tag, job, tip, by_commit)
                 if forward is not None:
@@ -150,7 +156,7 @@ class Decider:
         history = store.load()
         if job.wanted is not None:
             return 1 if self.sigma(history) == 0.0 else job.wanted
-        reference = run_best(store, self.tip(store), job.trial.commit, history.by_commit())
+        reference = run_best(store, self.tip(store), job.trial.commit, RunLine(history, self.tag))
         measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason)
         return measurements_wanted(
             measured, job.measures_start, _evidence(reference), self.sigma(history), self.rules
@@ -194,7 +200,7 @@ class Decider:
             return
         by_commit = store.load().by_commit()
         best_trial = by_commit.get(best)
-        tip_trial = run_best(store, tip, "", by_commit)
+        tip_trial = run_best(store, tip, "", RunLine(store.load(), self.tag))
         if best_trial is None or best_trial.value is None or tip_trial is None:
             return
         if self.config.is_better(best_trial.value, tip_trial.value):
@@ -204,6 +210,17 @@ class Decider:
                 f"continuing from the best of all runs, {best_trial.name} ({best_trial.value:.6f}), "
                 f"not this run's {tip_trial.name} ({tip_trial.value:.6f})"
             )
+
+    def settle(self, store: TrialStore, reason: str) -> None:
+        """Move the run branch off trials that were not kept (see forward.settled_tip): a reverted
+        hand commit, or one the run stopped before judging, never stays what the run builds on."""
+        with store.writing():
+            tip = self.tip(store)
+            history = store.load()
+            settled = settled_tip(store, tip, RunLine(history, self.tag), queued(store, self.tag))
+            if settled != tip:
+                store.move_run_branch(self.tag, settled, reason)
+                self.follow_in_checkout(store, tip, settled)
 
     def follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
         """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""

@@ -30,6 +30,20 @@ def enqueue(store: TrialStore, tag: str, commit: str) -> None:
     partial.rename(folder / commit)  # atomic: a reader sees the whole entry or none
 
 
+def queued(store: TrialStore, tag: str) -> set[str]:
+    """The commits of `tag` waiting in the queue."""
+    folder = queue_dir(store)
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
+    return {p.name for p in entries if _tag_of(p) == tag}
+
+
+def _tag_of(entry: Path) -> str:
+    try:
+        return entry.read_text().strip()
+    except OSError:
+        return ""  # taken by another process meanwhile
+
+
 def pop(store: TrialStore, tag: str) -> str | None:
     """The oldest queued commit of `tag`, removed from the queue."""
     folder = queue_dir(store)

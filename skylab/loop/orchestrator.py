@@ -29,6 +29,7 @@ from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
 from skylab.loop.decision import Decider
 from skylab.loop.handcommits import pop as pop_hand_commit
+from skylab.loop.handcommits import queued as queued_hand_commits
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, queued_line, starting_note
 from skylab.loop.judge import RECENT_SUCCESSES, expected_trial_seconds
 from skylab.loop.measuring import BUDGET_VARIABLE, SEED_VARIABLE, Measurements
@@ -98,6 +99,7 @@ class Orchestrator:
         self._state = threading.Condition()  # guards the counters below; decisions happen under it
         self._stop = threading.Event()
         self._pending: dict[str, tuple[PendingTrial, str]] = {}  # trial commit -> (trial, tree id)
+        self._hand_in_flight: set[str] = set()  # the trial commits of hand-made jobs in flight
         self.measurements = Measurements()  # trials measured more than once, and their repeats
         self._claimed = self._done = self._discards = 0
         self._reason = "the strategy has nothing left to propose"
@@ -114,9 +116,12 @@ class Orchestrator:
                 self.reporter.say(f"repaired: {line}")
             for job in self.measurements.resume(self.store, self.tag):
                 self._pending[job.trial.commit] = _in_flight(self.store, job)
+                if job.hand_made:
+                    self._hand_in_flight.add(job.trial.commit)
                 self.reporter.say(f"continuing trial {job.trial.name}: its remaining measurements run first")
             self.store.ensure_run_branch(self.tag, self.store.start_point())
             if self._prepare is None:
+                self.decider.settle(self.store, "leave what was not kept off the branch")
                 self.decider.continue_from_shared_best(self.store)
             else:
                 self.prepared = deque(self._prepare(self.reporter.say))
@@ -229,6 +234,8 @@ class Orchestrator:
                         self._claimed += 1
                         self.reporter.claimed(self._claimed)
                         self._pending[job.trial.commit] = _in_flight(worker.store, job)
+                        if job.hand_made:
+                            self._hand_in_flight.add(job.trial.commit)
                     return job
                 if job == "stop":
                     return None
@@ -246,7 +253,13 @@ class Orchestrator:
                 return self.prepared.popleft()
             self._reason = "every trial it asked for was measured"
             return "stop"
-        hand = pop_hand_commit(worker.store, self.tag)
+        # Hand commits are trained one at a time, in the order they were made: each is then judged
+        # knowing whether the one below it was kept (see hand_job).
+        with self._state:
+            hand_in_flight = bool(self._hand_in_flight)
+        if hand_in_flight and queued_hand_commits(worker.store, self.tag):
+            return "wait"
+        hand = None if hand_in_flight else pop_hand_commit(worker.store, self.tag)
         if hand is not None:
             return hand_job(self.config, self.tag, worker, hand, history) or "wait"
         if self.queued_only or self.strategy is None:
@@ -314,6 +327,7 @@ class Orchestrator:
         with self._state:
             partly_measured = job.trial.commit in self.measurements.trials
             self._pending.pop(job.trial.commit, None)
+            self._hand_in_flight.discard(job.trial.commit)
             line, best = self.decider.record_stopped(worker.store, job, note, partly_measured)
         self.reporter.trial_finished(line, *best)
 
@@ -328,6 +342,7 @@ class Orchestrator:
                 return
             self.decider.decide(worker.store, job, note)
             self._pending.pop(job.trial.commit, None)
+            self._hand_in_flight.discard(job.trial.commit)
             self._done += 1
             self._state.notify_all()
         self._after_trial()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from skylab.experiment.config import ExperimentConfig, outside_experiment
 from skylab.loop.checks import Problem, current_params, same_change, static_problem
+from skylab.loop.forward import HAND_COMMIT, RunLine, kept_base
 from skylab.loop.jobs import Job, Worker
 from skylab.store.history import History, Trial
 from skylab.store.notes import Status
@@ -76,6 +77,13 @@ def proposed_job(
     return Job(trial, tip, proposal, changed, name, problem, extra=notes, measures_start=tip_trial is None)
 
 
+def _names(trials: list[Trial], shown: int = 3) -> str:
+    """The trials passed over (newest first), oldest first, the first few by name."""
+    names = [t.name for t in reversed(trials)]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def trial_log(root: Path, trial: Trial) -> str:
     """The whole log of a trial, from the path its note records ("" when there is none)."""
     name = trial.note.other.get("log", "") if trial.note else ""
@@ -87,23 +95,61 @@ def trial_log(root: Path, trial: Trial) -> str:
 
 def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, history: History) -> Job | None:
     """A commit the researcher made on the run branch, as the next trial of `tag` (None when it is
-    already a trial, unknown, or a root commit)."""
-    if commit in history.by_commit():
+    already a trial, unknown, or a root commit).
+
+    A commit on top of trials that were reverted does not carry their changes: its own change
+    (the diff from its parent) is applied on the kept trial below them and that is the trial, noted
+    `hand_commit: <the researcher's commit>`. When its change needs theirs (the 3-way merge
+    conflicts) it is measured as it is, carrying them, and its description says so.
+    """
+    line = RunLine(history, tag)
+    if line.trial(commit) is not None:
         return None
-    found = worker.store.commit_summary(commit)
+    store = worker.store
+    found = store.commit_summary(commit)
     if found is None or not found[0]:
         return None
     parent, subject = found
-    changed = sorted(worker.store.diff_paths(parent, commit))
-    trial = worker.store.begin_trial(tag, commit)
-    worker.worktree.reset(commit)
-    problem = static_problem(config.editable_files, worker.worktree.path, changed, False)
+    base, passed = kept_base(store, parent, line)
+    extra: dict[str, str] = {}
+    problem: Problem | None = None
+    if base == parent:
+        trial = store.begin_trial(tag, commit)
+        description = subject or "hand-made commit"
+    else:
+        tree, conflicts = store.merge_trees(parent, base, commit)
+        names = _names(passed)
+        base_trial = line.trial(base)
+        base_name = base_trial.name if base_trial else base[:10]
+        if tree is None:
+            tree = store.tree_of(commit)
+            assert tree is not None
+            them = "it" if len(passed) == 1 else "them"
+            how = (
+                f"carries reverted {names}, as its change conflicts in {', '.join(conflicts)} without {them}"
+            )
+        else:
+            how = f"applied on {base_name}" + (f", without reverted {names}" if passed else "")
+        description = f"{subject or 'hand-made commit'} (hand commit {commit[:10]}, {how})"
+        message = f"{description}\n\nHand commit {commit}, rebuilt on {base}."
+        trial = store.create_trial(tag, tree, base, message)
+        extra[HAND_COMMIT] = commit
+        if tree == store.tree_of(base):
+            problem = (
+                Status.NOOP,
+                f"hand commit {commit[:10]} changes nothing once reverted {names} is left out",
+            )
+    changed = sorted(store.diff_paths(base, trial.commit))
+    worker.worktree.reset(trial.commit)
+    problem = problem or static_problem(config.editable_files, worker.worktree.path, changed, False)
     return Job(
         trial,
-        parent,
-        Proposal(subject or "hand-made commit"),
+        base,
+        Proposal(description),
         changed,
         "manual",
         problem=problem,
         hand_made=True,
+        extra=extra,
+        source=commit,
     )

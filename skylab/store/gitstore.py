@@ -328,8 +328,11 @@ class TrialStore(GitRepo):
                     continue
                 return TrialRef(tag, number, commit)
 
-    def finish_trial(self, trial: TrialRef, note: TrialNote, new_best: bool | None = None) -> None:
-        """Record the result; a kept trial then becomes the run's tip and, when `new_best`, the best.
+    def finish_trial(
+        self, trial: TrialRef, note: TrialNote, new_best: bool | None = None, move_branch: bool = True
+    ) -> None:
+        """Record the result; a kept trial then becomes the run's tip (unless not `move_branch`)
+        and, when `new_best`, the best.
 
         The orchestrator decides keep/revert and whether the trial beats the best of all runs
         (default: every kept trial does); the store only records it, note first.
@@ -341,10 +344,10 @@ class TrialStore(GitRepo):
             self._write_notes(
                 {trial.commit: note.format()}, f"skylab: trial {trial.name} {note.status.value}"
             )
-            if kept:
+            if kept and move_branch:
                 self._set_ref(run_branch(trial.tag), trial.commit, f"skylab: keep {trial.name}")
-                if new_best is None or new_best:
-                    self._set_ref(BEST_REF, trial.commit, f"skylab: best is {trial.name}")
+            if kept and (new_best is None or new_best):
+                self._set_ref(BEST_REF, trial.commit, f"skylab: best is {trial.name}")
         self.partial.drop(trial.commit)  # the note holds every measurement now
         if trial.number % MAINTENANCE_EVERY == 0:
             self.maintain()

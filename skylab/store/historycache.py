@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from skylab.store.historyindex import IndexImage
 from skylab.store.notechunks import ChunkedNotes
+from skylab.store.regularfile import read_regular_file
 
 # 2: keys and repeated values interned; 3: note blob ids; 4: the index's image; 5: notes in chunks;
 # 6: in a checksummed file (see save_pickled)
@@ -116,10 +117,11 @@ def load_pickled(path: Path, version: int) -> object | None:
     unreadable, of another version, or damaged: a payload that does not match its checksum is not
     unpickled, since a changed byte inside it can read as another value (a note, a commit id, a
     line of JSON) rather than fail. (Read, not mapped: a file cut short by someone else while
-    mapped would kill the process with SIGBUS. The check costs 45 ms for 42 MB.)"""
+    mapped would kill the process with SIGBUS. Only a regular file is read: see regularfile.)"""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_regular_file(path)
+        if data is None:
+            return None
         start = len(FILE_MAGIC) + HEADER.size
         if not data.startswith(FILE_MAGIC) or len(data) < start:
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -660,11 +661,24 @@ def ablate(
         )
 
 
+MAX_SCALE = 1000.0  # times the time budget: 300 s becomes 3.5 days
+
+
+def _check_scale(value: float) -> float:
+    """--scale: a finite number of times the time budget, from 0.01 to MAX_SCALE."""
+    if not math.isfinite(value) or not 0.01 <= value <= MAX_SCALE:
+        raise typer.BadParameter(
+            f"must be a number from 0.01 to {MAX_SCALE:g} (times the time budget), not {value}"
+        )
+    return value
+
+
 @app.command()
 def confirm(
     trial: StudyTrial = None,
     scale: Annotated[
-        float, typer.Option("--scale", "-k", min=0.01, max=1000, help="Times the time budget to train for.")
+        float,
+        typer.Option("--scale", "-k", callback=_check_scale, help="Times the time budget to train for."),
     ] = 4.0,
     tag: TagOption = None,
     runner: RunnerOption = RunnerName.local,

@@ -166,6 +166,29 @@ def test_impossible_budgets_are_one_line(experiment: Path, budget: str) -> None:
     assert "--budget" in line
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("confirm = 1000000", "must be between 0 and 100, not 1000000"),
+        ("noise_samples = 9223372036854775807", "must be between 1 and 100"),
+        ("noise_samples = 0", "must be between 1 and 100"),
+        ("sigmas = 1e9", "must be between 0 and 100"),
+        ("sigmas = nan", "must be a finite number"),
+        ("min_delta = inf", "must be a finite number"),
+    ],
+)
+def test_every_decision_count_is_bounded(tmp_path: Path, line: str, message: str) -> None:
+    """A million confirmations stalled the run building repeat jobs, whatever --budget said."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, f"{VALID}\n[decision]\n{line}\n"))
+
+
+@pytest.mark.parametrize("scale", ["nan", "inf", "-1", "0", "1001"])
+def test_a_scale_out_of_range_says_what_is_wrong(experiment: Path, scale: str) -> None:
+    line = one_line_error(run_skylab("confirm", "--scale", scale, "-C", str(experiment)))
+    assert f"must be a number from 0.01 to 1000 (times the time budget), not {float(scale)}" in line
+
+
 @pytest.mark.parametrize(("option", "value"), [("--tag", "ab\n"), ("--tag", ""), ("--gpus", "")])
 def test_empty_or_odd_tags_and_gpus_are_refused(experiment: Path, option: str, value: str) -> None:
     one_line_error(run_skylab("run", option, value, "--max-trials", "1", "-C", str(experiment)))

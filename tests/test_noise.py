@@ -147,9 +147,9 @@ def test_kill_9_mid_confirmation_loses_no_measurement_and_repeats_none(tmp_path:
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ("noise_samples = 0", "decision.noise_samples: must be at least 1, not 0"),
-        ("confirm = -1", "decision.confirm: must not be negative, not -1"),
-        ("sigmas = -0.5", "decision.sigmas: must not be negative, not -0.5"),
+        ("noise_samples = 0", "decision.noise_samples: must be between 1 and 100, not 0"),
+        ("confirm = -1", "decision.confirm: must be between 0 and 100, not -1"),
+        ("sigmas = -0.5", "decision.sigmas: must be between 0 and 100, not -0.5"),
         ('min_delta = "small"', "decision.min_delta: must be a number, not a string"),
         ("confirm = 1.5", "decision.confirm: must be an integer, not a float"),
         ("samples = 3", "decision.samples: unknown key"),

@@ -113,6 +113,9 @@ class SlurmConfig:
     retries: int = setting(2, "int", low=0)  # resubmissions after NODE_FAIL, PREEMPTED, ...
 
 
+MAX_MEASUREMENTS = 100  # of one trial: past that a trial costs a hundred budgets, never what was meant
+
+
 @dataclass(frozen=True)
 class DecisionConfig:
     """How much evidence a keep needs ([decision] in experiment.toml).
@@ -120,9 +123,9 @@ class DecisionConfig:
     `noise_samples = 1, confirm = 0, sigmas = 0` is the greedy rule: one measurement that beats the
     best by any margin is kept."""
 
-    noise_samples: int = setting(3, "int", low=1)  # measurements of the run's starting point
-    confirm: int = setting(2, "int", low=0)  # more measurements of a candidate whose first beats the best
-    sigmas: float = setting(2.0, "number", low=0)  # how many standard errors an improvement must clear
+    noise_samples: int = setting(3, "int", low=1, high=MAX_MEASUREMENTS)  # of the run's starting point
+    confirm: int = setting(2, "int", low=0, high=MAX_MEASUREMENTS)  # more of a candidate that beats the best
+    sigmas: float = setting(2.0, "number", low=0, high=100)  # standard errors an improvement must clear
     min_delta: float = setting(0.0, "number", low=0)  # the smallest improvement that ever counts
     keep_simpler: bool = setting(True, "bool")  # a change that removes code and is within noise is kept
 

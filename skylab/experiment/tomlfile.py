@@ -165,6 +165,8 @@ class Check:
             quoted = [f'"{choice}"' for choice in self.choices]
             listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
             return f'must be {listed}, not "{value}"'
+        if self.kind == "number" and not math.isfinite(value):
+            return f"must be a finite number, not {value}"
         too_low = self.low is not None and value < self.low
         too_high = self.high is not None and value > self.high
         if self.above is not None and value <= self.above:

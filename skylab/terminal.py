@@ -18,3 +18,17 @@ def escape_controls(text: str, keep_newlines: bool = False) -> str:
     argument cannot move the cursor, retitle the window, or break a one-line message in two."""
     pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
     return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+DISPLAY_CHARS = 500  # of one free-text field (a description, a reason) in a table or a line
+DISPLAY_LINES = 4  # ...and this many of its lines
+
+
+def cap_display(text: str, chars: int = DISPLAY_CHARS, lines: int = DISPLAY_LINES) -> str:
+    """`text` cut to what a table cell shows: at most `chars` characters on at most `lines` lines,
+    ending with "…" when cut. A teammate's note or a model's text can hold megabytes; laying them
+    out (rich wraps every cell) took minutes, while the note keeps the whole text."""
+    cut = text[:chars]
+    if cut.count("\n") >= lines:
+        cut = "\n".join(cut.split("\n", lines)[:lines])
+    return cut if cut == text else cut.rstrip() + "…"

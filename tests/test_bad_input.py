@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import math
 import os
 import subprocess
@@ -201,6 +202,27 @@ def test_unwritable_outputs_are_one_line(experiment: Path, tmp_path: Path) -> No
     one_line_error(run_skylab("report", "-o", str(tmp_path), "-C", str(experiment)))  # a directory
     if os.path.isdir("/proc") and os.geteuid() == 0:
         one_line_error(run_skylab("report", "-o", "/proc/x.html", "-C", str(experiment)))
+
+
+def test_a_teammates_huge_description_is_capped_where_shown_and_kept_whole(
+    experiment: Path, tmp_path: Path
+) -> None:
+    """A 30 MB description took history over 10 minutes (rich wrapping it); 1-10 MB took seconds."""
+    store = TrialStore.open(experiment)
+    trial = add_trial(store, "run", 1.0)
+    note = store.load().trials[0].note
+    assert note is not None
+    huge = "word " * 400_000 + "line\n" * 3000  # 2 MB on 3,000 lines
+    text = note.format().replace(f"description: {note.description}\n", f"description: {json.dumps(huge)}\n")
+    (tmp_path / "note.txt").write_text(text)
+    git("notes", "--ref=skylab", "add", "-f", "-F", str(tmp_path / "note.txt"), trial.commit, cwd=experiment)
+    shown = run_skylab("history", "-C", str(experiment), check=True).stdout
+    assert "word word" in shown and "…" in shown and len(shown) < 5_000 and shown.count("\n") < 30
+    (row,) = json.loads(run_skylab("history", "--json", "-C", str(experiment), check=True).stdout)
+    assert row["description"] == huge  # the note keeps every character
+    page = tmp_path / "report.html"
+    run_skylab("report", "-o", str(page), "-C", str(experiment), check=True)
+    assert page.stat().st_size < 1_000_000
 
 
 def test_init_on_a_file_is_one_line(tmp_path: Path) -> None:

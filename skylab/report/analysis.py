@@ -15,10 +15,19 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.report.history_view import HistoryRow
 from skylab.store.notes import Decision, Status, budget_scale
 from skylab.strategy.sweep import distribution
+from skylab.terminal import cap_display
 
 FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.CONSTRAINT.value, Status.INTERRUPTED.value}
 MIN_TRIALS_FOR_IMPORTANCE = 4  # fewer successful sweep trials than this say nothing about importance
 DESCRIPTION_CHARS = 160  # of a trial's description, in the chart's hover text
+REPORT_TEXT_CHARS = 2000  # of a free-text field on the page (the note keeps it whole)...
+REPORT_TEXT_LINES = 40  # ...and this many of its lines
+
+
+def page_text(text: str) -> str:
+    """A free-text field (a description, a reason) as the page shows it: cut to REPORT_TEXT_CHARS
+    on REPORT_TEXT_LINES lines, so a teammate's 30 MB description does not become the page."""
+    return cap_display(text, REPORT_TEXT_CHARS, REPORT_TEXT_LINES)
 
 
 def robust_range(kept: Sequence[float], successes: Sequence[float]) -> tuple[float, float]:
@@ -166,7 +175,7 @@ def table_rows(rows: list[HistoryRow], params: list[str], same: dict[str, list[s
         kept = set(same.get(row.trial, []))
         values: list[Any] = [
             index, row.trial, row.commit, row.status, row.value, row.delta, row.peak_vram_mb,
-            row.decision, row.strategy, row.description,
+            row.decision, cap_display(row.strategy), page_text(row.description),
         ]  # fmt: skip
         values += [row.params.get(name) for name in params]
         values += [row.is_best, [k for k, name in enumerate(params) if name in kept]]

@@ -11,6 +11,7 @@ gives a new key.
 
 from __future__ import annotations
 
+from skylab.report.analysis import page_text
 from skylab.report.chunkcache import chunk_keys, reused_chunks
 from skylab.report.embed import packed, script_json
 from skylab.store.gitstore import TrialStore
@@ -51,7 +52,7 @@ def _build(groups: list[list[Trial]], store: TrialStore) -> list[str]:
                 "note": text if text is not None else NO_NOTE,
                 "diff": next(diffs),
                 "log": note.log_tail if note else "",
-                "reason": note.reason if note else "",
+                "reason": page_text(note.reason) if note else "",
             }
         chunks.append(packed(script_json(details)))
     return chunks

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from skylab.store.history import History, Trial
 from skylab.store.notes import Status
-from skylab.terminal import escape_controls
+from skylab.terminal import cap_display, escape_controls
 
 
 @dataclass
@@ -153,8 +153,9 @@ def history_table(rows: list[HistoryRow], title: str) -> Table:
 
 def shown_as_text(value: str) -> Text:
     """Text from a note as the terminal should show it: never read as markup (`[/]` is just text),
-    and control characters (escape sequences a note could carry) shown escaped, never sent raw."""
-    return Text(escape_controls(value, keep_newlines=True))
+    control characters (escape sequences a note could carry) shown escaped, never sent raw, and
+    cut to what a cell shows (see cap_display)."""
+    return Text(escape_controls(cap_display(value), keep_newlines=True))
 
 
 def format_mean(value: float | None, measurements: int, sem: float | None) -> str:

@@ -23,6 +23,8 @@ from skylab.experiment.resources import resource_dir
 from skylab.loop.judge import rules_for
 from skylab.report.analysis import (
     FAILED,
+    REPORT_TEXT_CHARS,
+    REPORT_TEXT_LINES,
     changed_params,
     chart_data,
     importances,
@@ -41,6 +43,7 @@ from skylab.strategy.research import ledger
 from skylab.studies.ablation import Contribution, contributions
 from skylab.studies.common import ABLATION, CONFIRM, studied_trial
 from skylab.studies.confirmation import ScaleCheck, scale_checks
+from skylab.terminal import cap_display
 
 FILLED_LISTS = 5000  # more trials, and the compare lists are filled when first used
 COMPARE_TRIALS = 500  # up to this many trials, the report carries their files for comparing any two
@@ -208,7 +211,11 @@ def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> l
                 "trial": trial.name,
                 "value": trial.value,
                 "delta": delta,
-                "description": trial.note.description if trial.note else "",
+                "description": (
+                    cap_display(trial.note.description, REPORT_TEXT_CHARS, REPORT_TEXT_LINES)
+                    if trial.note
+                    else ""
+                ),
                 "changed": [] if params is None else changed_params(params, now),
             }
         )

@@ -213,3 +213,28 @@ def test_a_rejected_push_pushes_nothing(team: tuple[Path, Path, Path], tmp_path:
     after = git("rev-parse", NOTES_REF, cwd=tmp_path / "remote.git").strip()
     assert after == remote_notes  # Bob's note of his shared/1 did not reach the remote without its ref
     assert theirs.commit not in git("ls-tree", "-r", "--name-only", NOTES_REF, cwd=tmp_path / "remote.git")
+
+
+@pytest.mark.parametrize("kind", ["tree", "blob", "commit of a plain tree"])
+def test_a_remote_notes_ref_that_is_not_a_notes_commit_is_refused_and_leaves_fsck_clean(
+    team: tuple[Path, Path, Path], kind: str
+) -> None:
+    alice, bob, remote = team
+    add_trial(TrialStore.open(alice), "alice", 1.5)
+    run_skylab("push", "-C", str(alice), check=True)
+    if kind == "tree":
+        target = git("rev-parse", "HEAD^{tree}", cwd=alice).strip()
+    elif kind == "blob":
+        target = git("rev-parse", "HEAD:experiment.toml", cwd=alice).strip()
+    else:
+        target = git("rev-parse", "HEAD", cwd=alice).strip()  # a commit, but of train.py and friends
+    git("update-ref", NOTES_REF, target, cwd=remote)
+    result = run_skylab("pull", "-C", str(bob))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: origin's refs/notes/skylab is not a notes commit: nothing was pulled")
+    assert subprocess.run(["git", "fsck", "--no-dangling"], cwd=bob, capture_output=True).returncode == 0
+    assert git("for-each-ref", "refs/skylab-remotes/origin/notes/", cwd=bob) == ""
+    git("update-ref", NOTES_REF, git("rev-parse", NOTES_REF, cwd=alice).strip(), cwd=remote)
+    run_skylab("pull", "-C", str(bob), check=True)  # the remote fixed: the pull goes through
+    assert len(TrialStore.open(bob).load().trials) == 1

@@ -399,8 +399,12 @@ class TrialStore(GitRepo):
     def forget_remote_refs(self, folder: str) -> None:
         """Delete every ref under `folder` of the staging namespace, in one transaction."""
         assert folder.startswith(STAGING_PREFIX) and folder.endswith("/")
+        self.drop_staged_refs([folder + rest for rest, _ in self.refs_under(folder)])
+
+    def drop_staged_refs(self, names: list[str]) -> None:
+        """Delete these refs of the staging namespace, in one transaction."""
+        assert all(name.startswith(STAGING_PREFIX) for name in names)
         with self.writing():
-            names = [folder + rest for rest, _ in self.refs_under(folder)]
             self._ref_transaction("".join(f"delete {name}\0\0" for name in names), "skylab: sync")
 
     def set_best(self, commit: str, reason: str) -> None:

@@ -8,6 +8,7 @@ writes (`_set_ref`, `_write_notes`) are for the store package alone.
 from __future__ import annotations
 
 import fcntl
+import re
 import subprocess
 import threading
 import time
@@ -25,6 +26,9 @@ from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS, STAGING_PREFIX
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
 LOOSE_REFS_TO_PACK = 1000  # loose refs under LOOSE_REF_FOLDERS beyond which refs are packed
 LOOSE_REF_FOLDERS = ("refs/skylab/", STAGING_PREFIX)  # the store's own, a remote's staged
+
+
+_NOTES_ENTRY = re.compile(r"[0-9a-f]{2}|[0-9a-f]{38,64}")  # a fan-out folder, or a note by the rest of its id
 
 
 def git_failure(stderr: str) -> str:
@@ -85,6 +89,18 @@ class GitRepo:
 
     def is_commit(self, sha: str) -> bool:
         return self._commit(sha) is not None
+
+    def is_notes_commit(self, sha: str) -> bool:
+        """Whether `sha` is a commit whose tree reads as a notes tree: its entries named by object
+        ids, whole or fanned out by their first hex digits (what a notes ref must point at)."""
+        commit = self._commit(sha)
+        if commit is None:
+            return False
+        try:
+            entries = list(commit.tree)
+        except (KeyError, pygit2.GitError):  # its tree is missing
+            return False
+        return all(_NOTES_ENTRY.fullmatch(entry.name or "") for entry in entries)
 
     def has_object(self, sha: str) -> bool:
         """Whether the object `sha` is here (its kind unread)."""

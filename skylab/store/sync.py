@@ -161,12 +161,33 @@ def _fetch(
         f"+refs/skylab/b*:{staging}skylab/b*",  # best and baseline: git lists only refs asked for
         f"+{BRANCH_PREFIX}*:{staging}branches/*",
     )
+    _refuse_what_is_not_a_commit(store, remote, staging)
     shared = _shared_refs(store, staging)
     record = load_record(record_path(store.skylab_dir, staging))
     if not every_trial_ref and record is not None and record.shared == shared:
         return record, None
     listed = _list_trial_refs(store, remote, staging)
     return RemoteRecord.listed(shared, listed), listed
+
+
+def _refuse_what_is_not_a_commit(store: TrialStore, remote: str, staging: str) -> None:
+    """A fetched notes ref that is not a notes commit, or a best, baseline or run branch that is
+    not a commit (a tree, a blob: a teammate's mistake or worse), is deleted from the staging
+    namespace, so our `git fsck` stays clean, and the pull is refused, in one line."""
+    bad: dict[str, str] = {}  # staged name -> the remote's name
+    for folder, theirs, is_valid in (
+        ("notes/", "refs/notes/", store.is_notes_commit),
+        ("skylab/", "refs/skylab/", store.is_commit),
+        ("branches/", BRANCH_PREFIX, store.is_commit),
+    ):
+        for rest, target in store.refs_under(staging + folder):
+            if not is_valid(target):
+                bad[staging + folder + rest] = theirs + rest
+    if bad:
+        store.drop_staged_refs(list(bad))
+        shown = ", ".join(sorted(bad.values()))
+        kind = "a notes commit" if all("/notes/" in name for name in bad) else "a commit"
+        raise StoreError(f"{remote}'s {shown} is not {kind}: nothing was pulled (fix the remote's ref first)")
 
 
 def _list_trial_refs(store: TrialStore, remote: str, staging: str) -> dict[str, str]:

@@ -79,6 +79,20 @@ def remove_extra_worktrees(experiment: Path, tag: str, workers: int) -> list[str
     return removed
 
 
+def _common_git_dir(root: Path) -> Path:
+    found = pygit2.discover_repository(str(root))
+    if found is None:
+        raise SkylabError(f"{root} is not in a git repository")
+    return Path(pygit2.Repository(found).path).resolve()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _prune(root: Path) -> None:
     subprocess.run(["git", "-C", str(root), "worktree", "prune"], capture_output=True, check=False)
 
@@ -90,12 +104,52 @@ class TrialWorktree:
     def __init__(self, experiment: Path, tag: str, worker: int = 0) -> None:
         self.path = worktrees_dir(experiment) / worktree_name(tag, worker)
         kill_leftover_training(self.path)
+        if (self.path / ".git").exists() and not self._belongs_to(experiment):
+            self._repair(experiment)
         if not (self.path / ".git").exists():
             self._create(experiment)
         self.repo = pygit2.Repository(str(self.path))
         # Only Skylab works in this tree, and only under the run lock that the caller holds: an index
         # lock here was left by a killed run, and would block every checkout of this tag's trials.
         (Path(self.repo.path) / "index.lock").unlink(missing_ok=True)
+
+    def _link(self) -> Path | None:
+        """Where the tree's `.git` file says its repository keeps it (None: unreadable)."""
+        try:
+            text = (self.path / ".git").read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return Path(text.removeprefix("gitdir: ")) if text.startswith("gitdir: ") else None
+
+    def _belongs_to(self, root: Path) -> bool:
+        """Whether this tree is a worktree of `root`'s repository, linked both ways. A copied (`cp
+        -a`) or moved experiment keeps trees that point at the old place: another repository,
+        or none."""
+        admin = _common_git_dir(root) / "worktrees" / self.path.name
+        linked = self._link()
+        try:
+            back = Path((admin / "gitdir").read_text(encoding="utf-8").strip())
+        except (OSError, UnicodeDecodeError):
+            return False
+        return linked is not None and _same_file(linked, admin) and _same_file(back, self.path / ".git")
+
+    def _repair(self, root: Path) -> None:
+        """Link the tree to `root`'s repository again, or make it anew (it holds nothing but a
+        checkout Skylab resets anyway). `git worktree repair` only for a moved experiment, whose
+        tree points nowhere: in a copy it points at the original's record, which git would then
+        rewrite to point here, breaking the original."""
+        linked = self._link()
+        if linked is None or not linked.exists():
+            subprocess.run(
+                ["git", "-C", str(root), "worktree", "repair", str(self.path)],
+                capture_output=True,
+                check=False,
+            )
+        if not self._belongs_to(root):
+            shutil.rmtree(self.path)
+            # Our own record of the tree, copied from the original: it names the original's tree.
+            shutil.rmtree(_common_git_dir(root) / "worktrees" / self.path.name, ignore_errors=True)
+            _prune(root)
 
     def _create(self, root: Path) -> None:
         if self.path.exists():

@@ -749,7 +749,9 @@ def report(
         tags = store.load().tags()
         if tag not in tags:
             raise SkylabError(f"no run tagged '{tag}' (runs: {', '.join(tags) or 'none yet'})")
-    path = generate(store, config, output or default_report_path(store, tag), tag=tag)
+    path = generate(
+        store, config, output or default_report_path(store, tag), tag=tag, make_folder=output is None
+    )
     console.print(f"report: {path.resolve()}", markup=False, soft_wrap=True)
 
 

@@ -199,7 +199,14 @@ def test_unwritable_outputs_are_one_line(experiment: Path, tmp_path: Path) -> No
     add_trial(TrialStore.open(experiment), "run", 1.0)
     line = one_line_error(run_skylab("history", "--export", "/nonexistent/x.tsv", "-C", str(experiment)))
     assert "/nonexistent/x.tsv" in line
-    one_line_error(run_skylab("report", "-o", str(tmp_path), "-C", str(experiment)))  # a directory
+    line = one_line_error(run_skylab("report", "-o", str(tmp_path), "-C", str(experiment)))  # a directory
+    assert (
+        line == f"error: {tmp_path} is a directory: give the report's file name (e.g. {tmp_path}/report.html)"
+    )
+    missing = tmp_path / "no" / "such" / "x.html"
+    line = one_line_error(run_skylab("report", "-o", str(missing), "-C", str(experiment)))
+    assert line == f"error: cannot write {missing}: no folder {missing.parent}"
+    assert not (tmp_path / "no").exists()  # a typo makes no folders
     if os.path.isdir("/proc") and os.geteuid() == 0:
         one_line_error(run_skylab("report", "-o", "/proc/x.html", "-C", str(experiment)))
 

@@ -67,6 +67,7 @@ def test_report_cli_writes_one_self_contained_file(
 ) -> None:
     populate(store)
     target = tmp_path / "out" / "report.html"
+    target.parent.mkdir()  # -o names a file in a folder that exists, as for any tool
     result = run_skylab("report", "-o", str(target), "-C", str(experiment), check=True)
     assert str(target) in result.stdout.replace("\n", "")
     assert target.read_text().startswith("<!doctype html>")

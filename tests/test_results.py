@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from skylab.store.gitstore import TrialStore
 from tests.conftest import git, run_skylab
+from tests.factory import add_trial
 from tests.loop_experiment import make_loop_experiment
 from tests.test_loop import orchestrate, trials
 
@@ -48,6 +52,28 @@ def test_branch_at_a_trial_and_bad_names(tmp_path: Path) -> None:
     assert run_skylab("branch", "tuned", "-C", str(exp)).returncode == 2  # never moves an existing one
     bad = run_skylab("branch", "a..b", "-C", str(exp))
     assert bad.returncode == 2 and "'a..b' is not a valid branch name" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("HEAD", "is the name of a ref git keeps itself"),
+        ("ORIG_HEAD", "is the name of a ref git keeps itself"),
+        ("@", "reads as a revision"),
+        ("refs/heads/z", "would be refs/heads/refs/heads/z"),
+        ("skylab/x", "is in skylab/, where Skylab's run branches live"),
+    ],
+)
+def test_a_branch_name_git_would_read_as_something_else_is_refused(
+    experiment: Path, name: str, problem: str
+) -> None:
+    """`skylab branch HEAD` made refs/heads/HEAD, and git warned "refname 'HEAD' is ambiguous" on
+    every command after."""
+    add_trial(TrialStore.open(experiment), "run", 1.0)
+    refs = git("for-each-ref", cwd=experiment)
+    result = run_skylab("branch", name, "-C", str(experiment))
+    assert result.returncode == 2 and result.stderr.strip().startswith(f"error: branch '{name}' {problem}")
+    assert git("for-each-ref", cwd=experiment) == refs
 
 
 def test_diff_of_two_non_adjacent_trials_side_by_side(tmp_path: Path) -> None:

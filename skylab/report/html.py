@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.resources import resource_dir
@@ -253,20 +254,40 @@ def render_report(data: ReportData) -> str:
     return environment.get_template("report.html.j2").render(data=data)
 
 
-def write_report(path: Path, html: str) -> None:
-    """Atomic replace: a browser refreshing mid-write sees the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(html)
-    os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is for sharing
-    os.replace(temporary, path)
+def write_report(path: Path, html: str, make_folder: bool = False) -> None:
+    """Atomic replace: a browser refreshing mid-write sees the old file or the new, never half.
+    The folder is made only when asked (Skylab's own .skylab/reports): a path the researcher gave
+    that names no existing folder is an error, as a typo should be. Errors name `path`."""
+    if path.is_dir():
+        raise SkylabError(f"{path} is a directory: give the report's file name (e.g. {path / 'report.html'})")
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise SkylabError(f"cannot write {path}: no folder {path.parent}")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SkylabError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(html)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is for sharing
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise SkylabError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def generate(
-    store: TrialStore, config: ExperimentConfig, path: Path, tag: str | None = None, live: bool = False
+    store: TrialStore,
+    config: ExperimentConfig,
+    path: Path,
+    tag: str | None = None,
+    live: bool = False,
+    make_folder: bool = True,
 ) -> Path:
+    """Write the report of `tag` (all runs: None) to `path`; its folder is made when `make_folder`."""
     with collector_paused():  # rows, chart and details of every trial: many objects, no cycles
         html = render_report(build_report_data(store, config, tag, live))
-    write_report(path, html)
+    write_report(path, html, make_folder)
     return path

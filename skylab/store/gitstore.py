@@ -48,6 +48,7 @@ from skylab.store.refs import (
     STAGING_PREFIX,
     TRIALS_PREFIX,
     TrialRef,
+    branch_name_problem,
     check_tag,
     run_branch,
     trial_ref,
@@ -416,8 +417,9 @@ class TrialStore(GitRepo):
         """An ordinary branch `name` at `commit`, for the researcher's own line of work; never moves
         an existing branch. Returns its full ref name."""
         ref = f"refs/heads/{name}"
-        if not pygit2.reference_is_valid_name(ref) or name.startswith("-"):
-            raise StoreError(f"{name!r} is not a valid branch name")
+        problem = branch_name_problem(name)
+        if problem:
+            raise StoreError(f"branch {name!r} {problem}")
         with self.writing():
             self._set_ref(ref, commit, f"skylab: branch {name}", force=False)
         return ref

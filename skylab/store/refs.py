@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pygit2
+
 from skylab.errors import StoreError
 
 NOTES_REF = "refs/notes/skylab"
@@ -58,3 +60,25 @@ class TrialRef:
     @property
     def name(self) -> str:
         return f"{self.tag}/{self.number}"
+
+
+_SPECIAL_REF = re.compile(r"[A-Z_]*HEAD")  # HEAD, FETCH_HEAD, ORIG_HEAD, MERGE_HEAD, ...
+
+
+def branch_name_problem(name: str) -> str:
+    """What is wrong with `name` as the name of a branch a researcher asks for ("" when nothing):
+    git's own rules (`git check-ref-format --branch`), and no name that git would then read as
+    something else (HEAD, @, FETCH_HEAD, refs/...) or that is a run branch's (skylab/<tag>)."""
+    if name.startswith("-"):
+        return "starts with '-'"
+    if _SPECIAL_REF.fullmatch(name):
+        return "is the name of a ref git keeps itself: every use of it would be ambiguous"
+    if name == "@" or "@{" in name:
+        return "reads as a revision (@ is HEAD), not a branch"
+    if name.startswith("refs/"):
+        return f"would be refs/heads/{name}: give the branch's own name ({name.rsplit('/', 1)[-1]!r}, ...)"
+    if name.startswith("skylab/"):
+        return "is in skylab/, where Skylab's run branches live: choose another name"
+    if not pygit2.reference_is_valid_name(f"refs/heads/{name}"):
+        return "is not a valid branch name"
+    return ""

@@ -48,6 +48,17 @@ def test_init_twice_changes_nothing(tmp_path: Path) -> None:
     assert snapshot(exp) == before
 
 
+def test_git_log_says_nothing_about_the_notes_ref_before_the_first_trial(tmp_path: Path) -> None:
+    """With notes.displayRef set and no notes yet, git warned 'notes ref refs/notes/skylab is
+    invalid' on every `git show` and `git log` until the first trial."""
+    exp = tmp_path / "exp"
+    init_experiment(exp, template="tiny-bigram")
+    for command in (["show", "--stat"], ["log", "-1"]):
+        shown = subprocess.run(["git", *command], cwd=exp, capture_output=True, text=True, check=True)
+        assert shown.stderr == "" and "baseline" in shown.stdout
+    assert TrialStore.open(exp).load().trials == []  # an empty notes commit: no trial
+
+
 def test_init_existing_repo_keeps_history_and_chains_existing_hook(
     tmp_path: Path, copy_template: Path
 ) -> None:

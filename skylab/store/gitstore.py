@@ -278,6 +278,15 @@ class TrialStore(GitRepo):
         with self.writing():
             self._set_ref(BASELINE_REF, commit, "skylab: baseline")
 
+    def start_notes(self) -> bool:
+        """Point refs/notes/skylab at an empty notes commit when it does not exist yet; whether
+        it did that."""
+        with self.writing():
+            if self.ref_target(NOTES_REF) is not None:
+                return False
+            self._write_notes({}, "skylab: notes of this experiment's trials")
+            return True
+
     def ensure_run_branch(self, tag: str, start: str) -> str:
         """The run branch of `tag`, created at `start` when the run is new; returns its tip."""
         with self.writing():

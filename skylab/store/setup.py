@@ -54,8 +54,11 @@ def show_notes_in_log(store: TrialStore) -> bool:
     """Add Skylab's notes to notes.displayRef, so plain `git log` shows each trial's result."""
     config = store.repo.config
     current = list(config.get_multivar("notes.displayRef")) if "notes.displayRef" in config else []
+    # With displayRef set, git warns "notes ref refs/notes/skylab is invalid" on every `git show`
+    # and `git log` until the ref exists: it starts as an empty notes commit.
+    started = store.start_notes()
     if NOTES_REF in current:
-        return False
+        return started
     config.set_multivar("notes.displayRef", "^$", NOTES_REF)
     return True
 

@@ -73,6 +73,19 @@ def test_pull_keeps_the_better_local_best(team: tuple[Path, Path, Path]) -> None
     assert TrialStore.open(bob).best() == mine.commit
 
 
+def test_two_clones_whose_bests_tie_agree_on_one_after_pulling(team: tuple[Path, Path, Path]) -> None:
+    """Each kept its own when the values tied (neither beats the other), so two clones that had
+    pulled from each other named different bests."""
+    alice, bob, _ = team
+    first = add_trial(TrialStore.open(alice), "alice-1", 1.0)
+    add_trial(TrialStore.open(bob), "bob-1", 1.0)
+    run_skylab("push", "-C", str(alice), check=True)
+    run_skylab("pull", "-C", str(bob), check=True)
+    run_skylab("push", "-C", str(bob), check=True)
+    run_skylab("pull", "-C", str(alice), check=True)
+    assert TrialStore.open(alice).best() == TrialStore.open(bob).best() == first.commit  # started first
+
+
 def test_colliding_trial_refs_are_reported(team: tuple[Path, Path, Path]) -> None:
     alice, bob, _ = team
     add_trial(TrialStore.open(alice), "shared", 1.4)

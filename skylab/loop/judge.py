@@ -256,7 +256,19 @@ def replaces_best(candidate: Trial, incumbent: Trial | None, history: History, r
     if not theirs:
         return False
     sigma = sigma_of(t.note for t in history.trials)
-    return beats(Evidence(tuple(theirs)), Evidence(tuple(ours)), sigma, rules)[0]
+    if beats(Evidence(tuple(theirs)), Evidence(tuple(ours)), sigma, rules)[0]:
+        return True
+    if Evidence(tuple(theirs)).mean != Evidence(tuple(ours)).mean:
+        return False
+    return incumbent is not None and _tie_order(candidate, len(theirs)) < _tie_order(incumbent, len(ours))
+
+
+def _tie_order(trial: Trial, measurements: int) -> tuple[int, str, str]:
+    """How two bests of equal means are ordered, the same in every clone, so two teammates who
+    pull from each other agree on one: more measurements first, then the one started first, then
+    the smaller commit id."""
+    started = trial.note.started_at if trial.note is not None else ""
+    return -measurements, started or "~", trial.commit
 
 
 def beats(candidate: Evidence, reference: Evidence, sigma: float | None, rules: Rules) -> tuple[bool, str]:

@@ -91,6 +91,20 @@ def test_ablate_measures_each_kept_change_and_prune_keeps_the_simpler_trial(tmp_
     assert "What each change contributed" in html and "⚑ within noise" in html
 
 
+def test_a_second_ablate_reuses_the_ablations_it_has(tmp_path: Path) -> None:
+    exp = chain_of_four(tmp_path)
+    first = run_skylab("ablate", "--tag", "t", "t/5", "-C", str(exp), check=True).stdout
+    trained = len(trials(exp))
+    again = run_skylab("ablate", "--tag", "t", "t/5", "-C", str(exp), check=True).stdout
+    assert len(trials(exp)) == trained  # nothing retrained
+    for change, ablation in (("t/3", "t/6"), ("t/4", "t/7"), ("t/5", "t/8")):
+        assert f"{change}: measured without it already as {ablation}; reused" in again
+    table = [" ".join(line.replace("│", " ").split()) for line in first.splitlines() if "│ t/" in line]
+    assert table == [
+        " ".join(line.replace("│", " ").split()) for line in again.splitlines() if "│ t/" in line
+    ]
+
+
 def test_ablate_refuses_a_trial_without_kept_changes(tmp_path: Path) -> None:
     exp = chain_of_four(tmp_path)
     refused = run_skylab("ablate", "t/1", "-C", str(exp))

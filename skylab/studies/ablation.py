@@ -18,6 +18,7 @@ from skylab.loop.jobs import Job
 from skylab.loop.judge import Rules, sigma_of
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
+from skylab.store.notes import Status
 from skylab.studies.common import (
     ABLATION,
     PRUNE,
@@ -51,9 +52,11 @@ def ablation_jobs(
     store: TrialStore, config: ExperimentConfig, history: History, trial: Trial
 ) -> tuple[list[Job], list[str]]:
     """One trial per kept change: `trial` with that change reverted, committed on `trial`; and a
-    line for each change skipped (its revert conflicts, or undoes nothing)."""
+    line for each change skipped (its revert conflicts, or undoes nothing) or already measured (an
+    earlier ablation of the same tree, finished and measured as often: it is reused, not retrained)."""
     changes = check_ablation(history, trial)
     wanted = len(require_measured(trial))
+    done = latest_ablations(history, trial)
     jobs, skipped = [], []
     for change in changes:
         tree, conflicts = store.revert_onto(trial.commit, [(change.commit, change.parent)])
@@ -64,6 +67,10 @@ def ablation_jobs(
             continue
         if tree == store.tree_of(trial.commit):
             skipped.append(f"{change.name}: undoing it changes nothing in {trial.name}; skipped")
+            continue
+        earlier = done.get(change.name)
+        if earlier is not None and _finished(earlier, wanted) and store.tree_of(earlier.commit) == tree:
+            skipped.append(f"{change.name}: measured without it already as {earlier.name}; reused")
             continue
         what = change.note.description if change.note else ""
         description = f"ablation: {trial.name} without {change.name}" + (f" ({what})" if what else "")
@@ -99,6 +106,24 @@ class Contribution:
         return "within noise: the trial is no worse without it"
 
 
+def latest_ablations(history: History, trial: Trial) -> dict[str, Trial]:
+    """The latest ablation of `trial` of each change it was ablated of, by the change's name."""
+    latest: dict[str, Trial] = {}
+    for candidate in history.trials:  # in start order: a later ablation of a change replaces one
+        note = candidate.note
+        if note is not None and note.strategy == ABLATION and studied_trial(note) == trial.name:
+            latest[note.other.get("ablates", "")] = candidate
+    return latest
+
+
+def _finished(ablation: Trial, wanted: int) -> bool:
+    """An ablation that needs no retraining: it failed (a finding), or it has every measurement."""
+    note = ablation.note
+    if note is None or note.status is Status.INTERRUPTED:
+        return False
+    return note.status is not Status.SUCCESS or len(measured(ablation)) >= wanted
+
+
 def contributions(history: History, trial: Trial, rules: Rules) -> list[Contribution]:
     """The contribution of each kept change ablated from `trial` (its latest ablation each), most
     important first: failures without the change, then by how much worse the trial gets without
@@ -107,11 +132,7 @@ def contributions(history: History, trial: Trial, rules: Rules) -> list[Contribu
     if not base:
         return []
     by_name = {t.name: t for t in history.trials}
-    latest: dict[str, Trial] = {}
-    for candidate in history.trials:  # in start order: a later ablation of a change replaces one
-        note = candidate.note
-        if note is not None and note.strategy == ABLATION and studied_trial(note) == trial.name:
-            latest[note.other.get("ablates", "")] = candidate
+    latest = latest_ablations(history, trial)
     sigma = sigma_of(t.note for t in history.for_tag(trial.tag))
     found = []
     for name, ablation in latest.items():

@@ -104,8 +104,12 @@ def run_session(
     console: Console,
 ) -> RunOutcome:
     """Run the loop with a progress display and a live report, then write the final report."""
+    from skylab.autoresearch.importer import incomplete_import_line, unfinished_imports
     from skylab.report.html import generate
 
+    for unfinished in unfinished_imports(store):  # trials on top of it would make it unfinishable
+        if unfinished.tag == plan.tag:
+            raise SkylabError(incomplete_import_line(store.load(), unfinished))
     root = store.root
     report = report_path(root, plan.tag)
     state = RunState(plan.tag, plan.strategy_name, config.metric, plan.budget, plan.max_trials)

@@ -184,6 +184,9 @@ def test_a_killed_import_says_it_is_incomplete_and_a_second_import_finishes_it(t
         shown = run_skylab("history", "-C", str(experiment))
         assert "run imp is incomplete: its import stopped with" in shown.stderr
         assert f"skylab import {tsv} --tag imp` finishes it" in shown.stderr
+        if kill_at == 1:  # a run on top of a half-imported run is refused until it is finished
+            refused = run_skylab("run", "--tag", "imp", "--max-trials", "1", "-C", str(experiment))
+            assert refused.returncode == 2 and "run imp is incomplete" in refused.stderr
         run_skylab("import", str(tsv), "--tag", "imp", "-C", str(experiment), check=True)
         assert "incomplete" not in run_skylab("history", "-C", str(experiment), check=True).stderr
         got = [(r["trial"], r["value"], r["decision"], r["is_best"]) for r in history(experiment)]

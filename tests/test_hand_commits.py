@@ -113,6 +113,7 @@ def test_a_good_commit_on_a_reverted_one_is_kept_without_its_change(tmp_path: Pa
     assert "\nZ = 0 " in git("show", "skylab/t:train.py", cwd=exp)
 
 
+@pytest.mark.slow
 def test_a_commit_that_needs_the_reverted_change_carries_it_and_says_so(tmp_path: Path) -> None:
     exp = started(tmp_path)
     hand_commit(exp, "worse Y by hand", Y=5)  # (0-3)^2 + (5+1)^2 + 1 = 46
@@ -124,6 +125,7 @@ def test_a_commit_that_needs_the_reverted_change_carries_it_and_says_so(tmp_path
     assert_chain_of_kept_trials(exp)
 
 
+@pytest.mark.slow
 def test_a_storm_of_hand_commits_ends_on_a_chain_of_kept_trials(tmp_path: Path) -> None:
     exp = started(tmp_path)
     for n in range(12):

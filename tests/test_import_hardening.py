@@ -155,6 +155,7 @@ KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_killed_import_says_it_is_incomplete_and_a_second_import_finishes_it(tmp_path: Path) -> None:
     from skylab.experiment.scaffold import init_experiment
 

@@ -204,7 +204,8 @@ def import_results(
         ),
     ] = None,
     metric: Annotated[
-        str | None, typer.Option("--metric", help="The metric's column (default: experiment.toml's metric).")
+        str | None,
+        typer.Option("--metric", help="The metric's column: experiment.toml's metric, the default."),
     ] = None,
     repo: RepoOption = Path("."),
 ) -> None:
@@ -221,7 +222,7 @@ def import_results(
         return
     missing = f"; {outcome.missing} commits not found (placeholders)" if outcome.missing else ""
     best = f"; best {outcome.best}" if outcome.best else _best_stays(store)
-    resumed = f" (finishing an import stopped after {outcome.resumed})" if outcome.resumed else ""
+    resumed = f" ({outcome.resumed} of them there from before)" if outcome.resumed else ""
     console.print(
         f"imported {outcome.trials} rows into run {outcome.tag}{resumed}{missing}{best}: "
         f"`skylab history --tag {outcome.tag}`, or continue with `skylab run --tag {outcome.tag}`",

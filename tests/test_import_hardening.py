@@ -199,3 +199,19 @@ def test_a_killed_import_says_it_is_incomplete_and_a_second_import_finishes_it(t
         assert (
             "already imported" in run_skylab("import", str(tsv), "--tag", "imp", "-C", str(experiment)).stdout
         )
+
+
+def test_a_results_file_that_grew_adds_its_new_rows(experiment: Path, tmp_path: Path) -> None:
+    rows = [("deadbee", 3.0, "keep"), ("facade1", 2.5, "discard"), ("c0ffee1", 2.0, "keep")]
+    tsv = rows_file(tmp_path / "r.tsv", rows)
+    run_skylab("import", str(tsv), "--tag", "ar", "-C", str(experiment), check=True)
+    before = history(experiment)
+    rows_file(tsv, [*rows, ("bada551", 1.5, "keep"), ("0ddba11", 1.9, "discard")])  # the run went on
+    out = run_skylab("import", str(tsv), "--tag", "ar", "-C", str(experiment), check=True).stdout
+    assert "imported 5 rows into run ar (3 of them there from before)" in out
+    after = history(experiment)
+    assert [r["commit"] for r in after[:3]] == [r["commit"] for r in before]
+    assert [r["value"] for r in after] == [3.0, 2.5, 2.0, 1.5, 1.9] and after[3]["is_best"]
+    rows_file(tsv, [("deadbee", 3.0, "keep"), ("feedbac", 9.0, "keep")])  # not what was imported
+    refused = run_skylab("import", str(tsv), "--tag", "ar", "-C", str(experiment))
+    assert refused.returncode == 2 and "run ar already has 5 trials" in refused.stderr

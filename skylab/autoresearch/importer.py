@@ -9,8 +9,9 @@ so a malformed file leaves the repository as it was.
 
 The rows are written as one batch (trial refs, then notes, then run branch and best), behind a
 marker file in `.git/skylab/imports/` that names the file: a killed import leaves the marker, history
-says the run is incomplete, and importing the same file again finishes it. The best moves only to a
-row that beats the best of all runs, as it would for any trial.
+says the run is incomplete, and importing the same file again finishes it (a file that grew since,
+its first rows those imported, adds the rest the same way). The best moves only to a row that beats
+the best of all runs, as it would for any trial.
 """
 
 from __future__ import annotations

@@ -221,18 +221,14 @@ def import_results(
         console.print(f"{results} is already imported as run {outcome.tag}: nothing to do", markup=False)
         return
     missing = f"; {outcome.missing} commits not found (placeholders)" if outcome.missing else ""
-    best = f"; best {outcome.best}" if outcome.best else _best_stays(store)
+    stays = f"; the best stays {outcome.best_stays}, which no row beats" if outcome.best_stays else ""
+    best = f"; best {outcome.best}" if outcome.best else stays
     resumed = f" ({outcome.resumed} of them there from before)" if outcome.resumed else ""
     console.print(
         f"imported {outcome.trials} rows into run {outcome.tag}{resumed}{missing}{best}: "
         f"`skylab history --tag {outcome.tag}`, or continue with `skylab run --tag {outcome.tag}`",
         markup=False,
     )
-
-
-def _best_stays(store: TrialStore) -> str:
-    best = store.load().by_commit().get(store.best() or "")
-    return f"; the best stays {best.name}, which no row beats" if best else ""
 
 
 def default_import_tag(branch: str | None) -> str:

@@ -40,10 +40,11 @@ class ImportOutcome:
     tag: str
     trials: int
     missing: int  # rows whose commit was not found: placeholders
-    best: str  # the best trial's name ("" when no row was kept)
+    best: str  # the name of the trial that became the best ("" when no row beat it)
     warnings: list[str]
     already: bool = False  # the same file was imported into this tag before: nothing was written
     resumed: int = 0  # rows a killed import of the same file had written already
+    best_stays: str = ""  # the best's name, when it was one before and no row beat it
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def import_results(
         raise SkylabError(f"run {tag} already has {len(existing)} trials: import into a new tag (--tag)")
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"path": str(path), "rows": len(rows)}) + "\n", encoding="utf-8")
-    outcome = _write(store, config, history, rows, existing, done, tag)
+    outcome = _write(store, config, history, rows, done, tag)
     marker.unlink()
     outcome.warnings = warnings
     return outcome
@@ -166,7 +167,6 @@ def _write(
     config: ExperimentConfig,
     history: History,
     rows: list[ResultRow],
-    existing: list[Trial],
     done: list[Trial],
     tag: str,
 ) -> ImportOutcome:
@@ -190,11 +190,11 @@ def _write(
         missing += found is None
         if index < len(done):
             ref = TrialRef(tag, number, done[index].commit)
-            if placeholder and store.commit_summary(ref.commit) != (found or parent, _message(row)):
-                raise SkylabError(
-                    f"run {tag} holds trial {ref.name}, which is not this file's row {row.line}"
-                )
-            if not placeholder and ref.commit != found:
+            if placeholder:
+                is_row = store.commit_summary(ref.commit) == (found or parent, _message(row))
+            else:
+                is_row = ref.commit == found
+            if not is_row:
                 raise SkylabError(
                     f"run {tag} holds trial {ref.name}, which is not this file's row {row.line}"
                 )
@@ -220,7 +220,8 @@ def _write(
             if note.value is not None and config.is_better(note.value, best_value):
                 best_value, new_best, best_name = note.value, ref.commit, ref.name
     store.record_batch(tag, new_refs, notes, tip, new_best)
-    return ImportOutcome(tag, len(rows), missing, best_name, [], resumed=len(done))
+    stays = known[best].name if new_best is None and best is not None and best in known else ""
+    return ImportOutcome(tag, len(rows), missing, best_name, [], resumed=len(done), best_stays=stays)
 
 
 def _same_metric(trial: Trial | None, metric: str) -> bool:

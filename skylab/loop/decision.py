@@ -83,10 +83,9 @@ class Decider:
                 note.other["judged_against"] = reference.name  # the best had moved on while it trained
             # A hand commit's trial moves the branch only while nothing was committed on top of it:
             # the researcher's newer commits stay checked out, queued (see settle).
-            moves = not job.hand_made or tip in (job.parent, trial.commit, job.source)
-            overtaken = (
-                note.decision is Decision.KEEP and moves and tip not in (job.parent, trial.commit, job.source)
-            )
+            on_its_line = tip in (job.parent, trial.commit, job.source)
+            moves = on_its_line or not job.hand_made
+            overtaken = note.decision is Decision.KEEP and not on_its_line and moves
             if overtaken:
                 note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
             store.finish_trial(trial, note, new_best=verdict.new_best, move_branch=moves)
@@ -198,9 +197,9 @@ class Decider:
         best, tip = store.best(), self.tip(store)
         if best is None or best == tip:
             return
-        by_commit = store.load().by_commit()
-        best_trial = by_commit.get(best)
-        tip_trial = run_best(store, tip, "", RunLine(store.load(), self.tag))
+        history = store.load()
+        best_trial = history.by_commit().get(best)
+        tip_trial = run_best(store, tip, "", RunLine(history, self.tag))
         if best_trial is None or best_trial.value is None or tip_trial is None:
             return
         if self.config.is_better(best_trial.value, tip_trial.value):

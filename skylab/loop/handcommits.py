@@ -32,9 +32,26 @@ def enqueue(store: TrialStore, tag: str, commit: str) -> None:
 
 def queued(store: TrialStore, tag: str) -> set[str]:
     """The commits of `tag` waiting in the queue."""
+    return {entry.name for entry in _entries(store, tag)}
+
+
+def pop(store: TrialStore, tag: str) -> str | None:
+    """The oldest queued commit of `tag`, removed from the queue."""
+    for entry in _entries(store, tag):
+        entry.unlink()
+        return entry.name
+    return None
+
+
+def _entries(store: TrialStore, tag: str) -> list[Path]:
+    """The queue's entries of `tag`, oldest first."""
     folder = queue_dir(store)
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
-    return {p.name for p in entries if _tag_of(p) == tag}
+    if not folder.is_dir():
+        return []
+    entries = sorted(
+        (p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime
+    )
+    return [entry for entry in entries if _tag_of(entry) == tag]
 
 
 def _tag_of(entry: Path) -> str:
@@ -42,21 +59,6 @@ def _tag_of(entry: Path) -> str:
         return entry.read_text().strip()
     except OSError:
         return ""  # taken by another process meanwhile
-
-
-def pop(store: TrialStore, tag: str) -> str | None:
-    """The oldest queued commit of `tag`, removed from the queue."""
-    folder = queue_dir(store)
-    if not folder.is_dir():
-        return None
-    entries = sorted(
-        (p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime
-    )
-    for entry in entries:
-        if entry.read_text().strip() == tag:
-            entry.unlink()
-            return entry.name
-    return None
 
 
 def on_post_commit(store: TrialStore) -> str:

@@ -46,9 +46,7 @@ class Job:
     strategy: str
     problem: tuple[Status, str] | None = None  # set: recorded as is, never trained
     hand_made: bool = False
-    source: str = (
-        ""  # a hand-made job's commit as the researcher made it (the trial's, or the one it was rebuilt from)
-    )
+    source: str = ""  # a hand-made job's commit as the researcher made it (the trial's, or its origin)
     extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
     measures_start: bool = False  # the unchanged starting point, measured before any proposal
     seed: int = 0  # which measurement of the trial this is: it runs with SKYLAB_SEED=seed

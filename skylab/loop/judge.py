@@ -256,9 +256,10 @@ def replaces_best(candidate: Trial, incumbent: Trial | None, history: History, r
     if not theirs:
         return False
     sigma = sigma_of(t.note for t in history.trials)
-    if beats(Evidence(tuple(theirs)), Evidence(tuple(ours)), sigma, rules)[0]:
+    candidate_evidence, incumbent_evidence = Evidence(tuple(theirs)), Evidence(tuple(ours))
+    if beats(candidate_evidence, incumbent_evidence, sigma, rules)[0]:
         return True
-    if Evidence(tuple(theirs)).mean != Evidence(tuple(ours)).mean:
+    if candidate_evidence.mean != incumbent_evidence.mean:
         return False
     return incumbent is not None and _tie_order(candidate, len(theirs)) < _tie_order(incumbent, len(ours))
 

@@ -135,10 +135,7 @@ def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, hi
         trial = store.create_trial(tag, tree, base, message)
         extra[HAND_COMMIT] = commit
         if tree == store.tree_of(base):
-            problem = (
-                Status.NOOP,
-                f"hand commit {commit[:10]} changes nothing once reverted {names} is left out",
-            )
+            problem = (Status.NOOP, f"hand commit {commit[:10]} changes nothing on {base_name}")
     changed = sorted(store.diff_paths(base, trial.commit))
     worker.worktree.reset(trial.commit)
     problem = problem or static_problem(config.editable_files, worker.worktree.path, changed, False)

@@ -24,11 +24,10 @@ from skylab.experiment.resources import resource_dir
 from skylab.loop.judge import rules_for
 from skylab.report.analysis import (
     FAILED,
-    REPORT_TEXT_CHARS,
-    REPORT_TEXT_LINES,
     changed_params,
     chart_data,
     importances,
+    page_text,
     param_names,
     table_rows,
     unchanged,
@@ -44,7 +43,6 @@ from skylab.strategy.research import ledger
 from skylab.studies.ablation import Contribution, contributions
 from skylab.studies.common import ABLATION, CONFIRM, studied_trial
 from skylab.studies.confirmation import ScaleCheck, scale_checks
-from skylab.terminal import cap_display
 
 FILLED_LISTS = 5000  # more trials, and the compare lists are filled when first used
 COMPARE_TRIALS = 500  # up to this many trials, the report carries their files for comparing any two
@@ -212,11 +210,7 @@ def _chain(history: History, trials: list[Trial], config: ExperimentConfig) -> l
                 "trial": trial.name,
                 "value": trial.value,
                 "delta": delta,
-                "description": (
-                    cap_display(trial.note.description, REPORT_TEXT_CHARS, REPORT_TEXT_LINES)
-                    if trial.note
-                    else ""
-                ),
+                "description": page_text(trial.note.description) if trial.note else "",
                 "changed": [] if params is None else changed_params(params, now),
             }
         )

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.history import add_one, add_trial, bench_arguments, bench_repository  # noqa: E402
+from skylab.store.derived.remoterecord import record_path  # noqa: E402
 from skylab.store.gitstore import TrialStore  # noqa: E402
 from skylab.store.refs import NOTES_REF, trial_ref  # noqa: E402
-from skylab.store.remoterecord import record_path  # noqa: E402
 from skylab.store.sync import staging_prefix  # noqa: E402
 
 SKYLAB = Path(sys.executable).parent / "skylab"

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # The order `skylab --help` lists commands in: the order a researcher meets them.
 WORKFLOW = (
     "init", "import", "prepare", "constants", "run", "history", "show", "diff", "report", "apply", "branch",
-    "ablate", "confirm", "push", "pull", "demo",
+    "ablate", "confirm", "push", "pull", "gc", "demo",
 )  # fmt: skip
 
 
@@ -750,6 +750,30 @@ def report(
         store, config, output or default_report_path(store, tag), tag=tag, make_folder=output is None
     )
     console.print(f"report: {path.resolve()}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def gc(
+    repo: RepoOption = Path("."),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Say what would go; remove nothing.")
+    ] = False,
+) -> None:
+    """Drop every derived file under .git/skylab (caches of history, diffs, JSON, report details and
+    remote listings); each is rebuilt from the refs and notes when next needed. Trials are untouched."""
+    from skylab.store.derived.catalog import drop_derived_files
+    from skylab.terminal import byte_size
+
+    store = _open(repo)
+    dropped = drop_derived_files(store.skylab_dir, dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    for file, size in dropped:
+        console.print(f"{verb} {file.name} ({byte_size(size)}): {file.job}", markup=False, soft_wrap=True)
+    total = sum(size for _file, size in dropped)
+    console.print(
+        f"{verb} {len(dropped)} derived file(s), {byte_size(total)}" if dropped else "nothing to drop",
+        markup=False,
+    )
 
 
 @hook_app.command("post-commit")

@@ -32,3 +32,15 @@ def cap_display(text: str, chars: int = DISPLAY_CHARS, lines: int = DISPLAY_LINE
     if cut.count("\n") >= lines:
         cut = "\n".join(cut.split("\n", lines)[:lines])
     return cut if cut == text else cut.rstrip() + "…"
+
+
+def byte_size(size: int) -> str:
+    """A size in bytes as a person reads it: 512 B, 3.4 kB, 12.0 MB (powers of 1,000, as `du --si`)."""
+    if size < 1000:
+        return f"{size} B"
+    scaled = float(size)
+    for unit in ("kB", "MB", "GB"):
+        scaled /= 1000
+        if scaled < 1000 or unit == "GB":
+            break
+    return f"{scaled:.1f} {unit}"

@@ -17,11 +17,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from skylab.errors import StoreError
-from skylab.store import notechunks, reffiles
+from skylab.store import reffiles
+from skylab.store.derived import notechunks
+from skylab.store.derived.notechunks import ChunkedNotes
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import HistoryIndex, build_history, parse_trial_ref
-from skylab.store.notechunks import ChunkedNotes
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.store.reffiles import RefFiles, RefLayers, parse_packed_refs
 from skylab.store.refs import TRIALS_PREFIX

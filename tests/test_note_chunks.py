@@ -15,11 +15,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from skylab.store import gitstore, notechunks
+from skylab.store import gitstore
+from skylab.store.derived import notechunks
+from skylab.store.derived.historycache import load_snapshot
+from skylab.store.derived.notechunks import ChunkedNotes, NoteChunks
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial, deferred_trial, read_deferred_notes
-from skylab.store.historycache import load_snapshot
-from skylab.store.notechunks import ChunkedNotes, NoteChunks
 from skylab.store.notes import Decision, Status, TrialNote
 from tests.factory import add_trial
 
@@ -74,7 +75,7 @@ def test_a_new_handle_unpickles_a_note_only_with_the_chunk_it_is_in(
     for n in range(12):
         add_trial(store, "c", 3.0 - n / 100)
     built = [(t.name, t.note) for t in TrialStore.open(experiment).load().trials]
-    saved = load_snapshot(experiment / ".git" / "skylab" / "history-cache")
+    saved = load_snapshot(experiment / ".git" / "skylab")
     assert saved is not None and len(saved.notes) == 12
     chunks = saved.notes.chunks.chunks
     assert 3 <= len(chunks) <= 6  # chunks of 2 to 4 notes: written after every trial, repacked

@@ -7,9 +7,9 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from skylab.store.derived.remoterecord import RemoteRecord, load_record, save_record, unrecorded_trials
 from skylab.store.reffiles import parse_packed_refs
 from skylab.store.refs import TRIALS_PREFIX
-from skylab.store.remoterecord import RemoteRecord, load_record, save_record, unrecorded_trials
 
 names = st.sampled_from([f"t{tag}/{n}" for tag in range(3) for n in range(1, 5)])
 commits = st.sampled_from([f"{digit}" * 40 for digit in "abc"])
@@ -44,11 +44,11 @@ def test_the_refs_a_record_lacks_are_those_whose_commit_the_remote_does_not_hold
 def test_a_record_holds_what_a_push_added_and_survives_a_round_trip(tmp_path: Path) -> None:
     record = RemoteRecord.listed({"notes/skylab": "a" * 40}, {"t/1": "b" * 40})
     later = record.after_push({"notes/skylab": "c" * 40}, {f"{TRIALS_PREFIX}t/2": "d" * 40})
-    save_record(tmp_path / "origin", later)
-    loaded = load_record(tmp_path / "origin")
+    save_record(tmp_path, "refs/skylab-remotes/origin/", later)
+    loaded = load_record(tmp_path, "refs/skylab-remotes/origin/")
     assert loaded == later and loaded.shared == {"notes/skylab": "c" * 40}
     assert unrecorded_trials(
         "", {"t/1": "b" * 40, "t/2": "d" * 40, "t/3": "e" * 40}, loaded.trial_line_set()
     ) == {f"{TRIALS_PREFIX}t/3": "e" * 40}
-    (tmp_path / "origin").write_bytes(b"not a record")
-    assert load_record(tmp_path / "origin") is None
+    (tmp_path / "remotes" / "origin").write_bytes(b"not a record")
+    assert load_record(tmp_path, "refs/skylab-remotes/origin/") is None

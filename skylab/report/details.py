@@ -12,13 +12,13 @@ gives a new key.
 from __future__ import annotations
 
 from skylab.report.analysis import page_text
-from skylab.report.chunkcache import chunk_keys, reused_chunks
 from skylab.report.embed import packed, script_json
+from skylab.store.derived.catalog import REPORT_DETAILS
+from skylab.store.derived.chunkcache import chunk_keys, reused_chunks
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import Trial
 
 DETAILS_CHUNK = 1000  # trials whose details are packed together, unpacked when one is first shown
-DETAILS_FORMAT = 2  # what a chunk holds; a new one makes every kept chunk unknown (2: in a checksummed file)
 NO_NOTE = "(no note: interrupted before its result was recorded)"
 
 
@@ -28,13 +28,12 @@ def details_chunks(store: TrialStore, trials: list[Trial], chunk: int = DETAILS_
     groups = [trials[start : start + chunk] for start in range(0, len(trials), chunk)]
     commits, parents = zip(*store.diff_keys(trials), strict=True) if trials else ((), ())
     columns = [[trial.name for trial in trials], list(commits), list(parents), store.note_versions(trials)]
-    keys = chunk_keys(str(DETAILS_FORMAT), columns, chunk)
-    path = store.skylab_dir / "report-details"
+    keys = chunk_keys(str(REPORT_DETAILS.format), columns, chunk)
 
     def build(missing: list[int]) -> list[str]:
         return _build([groups[at] for at in missing], store)
 
-    return reused_chunks(path, DETAILS_FORMAT, keys, build)
+    return reused_chunks(REPORT_DETAILS, store.skylab_dir, keys, build)
 
 
 def _build(groups: list[list[Trial]], store: TrialStore) -> list[str]:

@@ -15,15 +15,13 @@ from __future__ import annotations
 from dataclasses import fields
 
 from skylab.jsontext import json_bytes
-from skylab.report.chunkcache import chunk_keys, reused_chunks
 from skylab.report.history_view import HistoryRow, history_rows, rows_as_json
+from skylab.store.derived.catalog import HISTORY_JSON
+from skylab.store.derived.chunkcache import chunk_keys, reused_chunks
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 
 HISTORY_JSON_CHUNK = 1000  # trials whose rows' JSON is built and kept together
-# What a row shows, beyond its fields (their names are part of every key): a new value makes every
-# kept chunk unknown. Raise it whenever a row's values are computed differently.
-HISTORY_JSON_FORMAT = 2  # 2: in a checksummed file
 KEPT_BEYOND = 10  # chunks kept beyond those printed: 600 kB each at most, for another tag's rows
 NOT_A_TRIAL = "-"  # the version of a parent that is no trial of this history
 
@@ -50,7 +48,7 @@ def history_json(
     ]
     row_fields = " ".join(f.name for f in fields(HistoryRow))
     columns = [[trial.name for trial in trials], commits, store.note_versions(trials), flags]
-    keys = chunk_keys(f"{HISTORY_JSON_FORMAT} {row_fields}", columns, chunk)
+    keys = chunk_keys(f"{HISTORY_JSON.format} {row_fields}", columns, chunk)  # see HISTORY_JSON
 
     def build(missing: list[int]) -> list[JsonChunk]:
         groups = [trials[at * chunk : (at + 1) * chunk] for at in missing]
@@ -66,8 +64,7 @@ def history_json(
     def still_valid(kept: JsonChunk) -> bool:
         return all(version(parent) == was for parent, was in kept[1])
 
-    path = store.skylab_dir / "history-json"
-    chunks = reused_chunks(path, HISTORY_JSON_FORMAT, keys, build, still_valid, KEPT_BEYOND)
+    chunks = reused_chunks(HISTORY_JSON, store.skylab_dir, keys, build, still_valid, KEPT_BEYOND)
     parts = [b"["]
     for text, _parents in chunks:
         parts += (text, b",")

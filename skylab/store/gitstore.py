@@ -20,21 +20,15 @@ import pygit2
 from skylab.errors import StoreError
 from skylab.store.clone import CloneFiles
 from skylab.store.collector import collector_paused
+from skylab.store.derived.diffcache import cached_diffs
+from skylab.store.derived.historycache import SAVE_AFTER, load_snapshot, save_due, save_snapshot
+from skylab.store.derived.snapshot import NotesSnapshot
 from skylab.store.history import (
     History,
     Trial,
     best_after_repair,
     find_trial,
     run_tips_to_repair,
-)
-from skylab.store.historycache import (
-    SAVE_AFTER,
-    NotesSnapshot,
-    load_pickled,
-    load_snapshot,
-    save_due,
-    save_pickled,
-    save_snapshot,
 )
 from skylab.store.historyindex import HistoryIndex, parse_trial_ref
 from skylab.store.notemerge import notes_to_take
@@ -56,7 +50,6 @@ from skylab.store.refs import (
 from skylab.store.repository import GitRepo
 
 MAINTENANCE_EVERY = 200  # trials between `git gc --auto` checks
-DIFF_CACHE_FORMAT = 1
 
 
 class TrialStore(GitRepo):
@@ -69,7 +62,6 @@ class TrialStore(GitRepo):
         self._last_number: dict[str, int] = {}  # per tag, so numbering a trial is not a full ref scan
         self._snapshot: NotesSnapshot | None = None  # the parsed notes as of the last load
         self._index: HistoryIndex | None = None  # history as of the last load, built on _snapshot
-        self._cache_path = self.skylab_dir / "history-cache"
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] = ".") -> TrialStore:
@@ -166,7 +158,7 @@ class TrialStore(GitRepo):
             self._index, changed = HistoryIndex(is_commit, self._started), None
         self._index.update(self.ref_layers(TRIALS_PREFIX), snapshot.notes, snapshot.unreadable, changed)
         if save_due(snapshot.unsaved, len(snapshot.notes), SAVE_AFTER):
-            save_snapshot(self._cache_path, snapshot, self._index.image())
+            save_snapshot(self.skylab_dir, snapshot, self._index.image())
         return self._index.history(self.best(), self.baseline())
 
     def _notes_snapshot(self) -> tuple[NotesSnapshot, set[str] | None]:
@@ -176,7 +168,7 @@ class TrialStore(GitRepo):
         last, or the cache file's); None when everything was parsed afresh."""
         current = self.ref_target(NOTES_REF)
         ours = self._snapshot
-        snapshot = ours or load_snapshot(self._cache_path)
+        snapshot = ours or load_snapshot(self.skylab_dir)
         changed = None if snapshot is None else self._catch_up(snapshot, current)
         if snapshot is None or changed is None:
             snapshot = NotesSnapshot(current)
@@ -232,27 +224,8 @@ class TrialStore(GitRepo):
 
     def diffs_against_parents(self, trials: list[Trial]) -> list[str]:
         """`diff_against_parent` of each trial ("" where its commit cannot be read), from the diff
-        cache (`.git/skylab/diff-cache`) where it holds them: a diff between two commits never
-        changes, so each is computed once (37 s of a 100,000-trial report went to computing
-        them). Derived like the history cache: safe to delete, rebuilt when unreadable."""
-        if not trials:
-            return []
-        path = self.skylab_dir / "diff-cache"
-        cached = load_pickled(path, DIFF_CACHE_FORMAT)
-        known: dict[tuple[str, str], str] = cached if isinstance(cached, dict) else {}
-        found, new = [], 0
-        for key in self.diff_keys(trials):
-            diff = known.get(key)
-            if diff is None:
-                try:
-                    diff = known[key] = self._diff(*key)
-                    new += 1
-                except (KeyError, ValueError):
-                    diff = ""
-            found.append(diff)
-        if new:
-            save_pickled(path, DIFF_CACHE_FORMAT, known)
-        return found
+        cache where it holds them (see `derived.diffcache`)."""
+        return cached_diffs(self.skylab_dir, self.diff_keys(trials), self._diff)
 
     def _named_parent(self, trial: Trial) -> str:
         """The parent the trial's note names, when that is a commit here; else ""."""

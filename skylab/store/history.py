@@ -12,7 +12,7 @@ from skylab.errors import StoreError
 from skylab.store.notes import Decision, Status, TrialNote
 
 if TYPE_CHECKING:
-    from skylab.store.notechunks import NoteChunks
+    from skylab.store.derived.notechunks import NoteChunks
 
 
 @dataclass

@@ -21,8 +21,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from skylab.store.derived.notechunks import ChunkedNotes
 from skylab.store.history import History, Trial, deferred_trial
-from skylab.store.notechunks import ChunkedNotes
 from skylab.store.notes import TrialNote
 from skylab.store.reffiles import NO_REFS, RefLayers, ref_changes
 from skylab.store.refs import TrialRef, trial_ref

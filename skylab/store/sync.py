@@ -25,12 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skylab.errors import StoreError
+from skylab.store.derived.remoterecord import RemoteRecord, load_record, save_record, unrecorded_trials
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import parse_trial_ref
 from skylab.store.notes import Status
 from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, STAGING_PREFIX, TRIALS_PREFIX
-from skylab.store.remoterecord import RemoteRecord, load_record, record_path, save_record, unrecorded_trials
 from skylab.store.repository import git_failure
 from skylab.terminal import plural
 
@@ -130,7 +130,7 @@ def _pull(
     report.notes_added, report.note_conflicts = store.merge_notes(their_notes)
     if listed is not None:  # else the record's trial refs were integrated when it was written
         _adopt_trials(store, listed, report)
-        save_record(record_path(store.skylab_dir, staging), record)
+        save_record(store.skylab_dir, staging, record)
         _forget_staged_trial_refs(store, staging)
     store.pack_loose_refs()  # a first pull of N trials adopts N loose ref files
     their_baseline = store.ref_target(staging + _tracked(BASELINE_REF))
@@ -163,7 +163,7 @@ def _fetch(
     )
     _refuse_what_is_not_a_commit(store, remote, staging)
     shared = _shared_refs(store, staging)
-    record = load_record(record_path(store.skylab_dir, staging))
+    record = load_record(store.skylab_dir, staging)
     if not every_trial_ref and record is not None and record.shared == shared:
         return record, None
     listed = _list_trial_refs(store, remote, staging)
@@ -359,7 +359,7 @@ def push(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
     fetches, integrates the remote's trials and tries again. A push with nothing of ours to send
     always fetches, as it would have nothing else to do."""
     staging = staging_prefix(store, remote)
-    record = load_record(record_path(store.skylab_dir, staging))
+    record = load_record(store.skylab_dir, staging)
     if record is not None and record.shared == _shared_refs(store, staging):
         tried = SyncReport()
         if _push_what_differs(store, remote, staging, record, tried, first_try=True):
@@ -467,4 +467,4 @@ def _track_pushed(store: TrialStore, staging: str, record: RemoteRecord, pushed:
     trials = {name: commit for name, commit in pushed.items() if name.startswith(TRIALS_PREFIX)}
     shared = {name: commit for name, commit in pushed.items() if name not in trials}
     store.track_remote_refs({staging + _tracked(name): commit for name, commit in shared.items()})
-    save_record(record_path(store.skylab_dir, staging), record.after_push(shared, trials))
+    save_record(store.skylab_dir, staging, record.after_push(shared, trials))

@@ -5,7 +5,7 @@ trials changes, yet building all of them was most of the command's time at 100,0
 built chunk is kept in a file of `.git/skylab/`, under a key made of everything it is built from; a
 chunk whose key is known (and, for what a key cannot name, that `still_valid` accepts) is reused as
 it is. Such a file is derived like the history cache: safe to delete, rebuilt when unreadable or of
-another format version, written atomically.
+another schema, written atomically (see `derivedfile`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from skylab.store.historycache import load_pickled, save_pickled
+from skylab.store.derived.derivedfile import DerivedFile
 
 KEPT_CHUNKS = 300  # chunks kept beyond those used now (another tag's, an older report's), by default
 
@@ -37,8 +37,8 @@ def chunk_keys(first: str, columns: list[list[str]], chunk: int) -> list[str]:
 
 
 def reused_chunks(
-    path: Path,
-    version: int,
+    file: DerivedFile,
+    skylab_dir: Path,
     keys: list[str],
     build: Callable[[list[int]], list[Chunk]],
     still_valid: Callable[[Chunk], bool] = lambda _chunk: True,
@@ -47,7 +47,7 @@ def reused_chunks(
     """The chunk of each key: kept ones reused, the others built by `build` (given their places
     in `keys`, all at once), then the file rewritten with those of this call first and up to
     `kept_beyond` of the others, the most recent first."""
-    cached = load_pickled(path, version)
+    cached = file.load(skylab_dir)
     known: dict[str, Chunk] = cached if isinstance(cached, dict) else {}
     missing = [at for at, key in enumerate(keys) if key not in known or not still_valid(known[key])]
     fresh = dict(zip((keys[at] for at in missing), build(missing) if missing else [], strict=True))
@@ -58,5 +58,5 @@ def reused_chunks(
             if len(kept) >= len(keys) + kept_beyond:
                 break
             kept.setdefault(key, chunk)
-        save_pickled(path, version, kept)
+        file.save(skylab_dir, kept)
     return chunks

@@ -16,11 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from skylab.store.historycache import load_pickled, save_pickled
+from skylab.store.derived.catalog import REMOTE_RECORDS
 from skylab.store.reffiles import OBJECT_ID
 from skylab.store.refs import STAGING_PREFIX, TRIALS_PREFIX
-
-RECORD_VERSION = 3  # 3: shared refs under our names
 
 
 @dataclass(frozen=True)
@@ -49,12 +47,17 @@ class RemoteRecord:
 
 def record_path(skylab_dir: Path, staging: str) -> Path:
     """Where the record of the remote staged under `staging` (`refs/skylab-remotes/<key>/`) lies."""
-    return skylab_dir / "remotes" / staging.removeprefix(STAGING_PREFIX).strip("/")
+    return REMOTE_RECORDS.path(skylab_dir, _key(staging))
 
 
-def load_record(path: Path) -> RemoteRecord | None:
-    """The record at `path`; None when it is missing, damaged or of another version."""
-    value = load_pickled(path, RECORD_VERSION)
+def _key(staging: str) -> str:
+    return staging.removeprefix(STAGING_PREFIX).strip("/")
+
+
+def load_record(skylab_dir: Path, staging: str) -> RemoteRecord | None:
+    """The record of the remote staged under `staging`; None when it is missing, damaged or of
+    another schema."""
+    value = REMOTE_RECORDS.load(skylab_dir, _key(staging))
     if (
         isinstance(value, tuple)
         and len(value) == 2
@@ -65,9 +68,9 @@ def load_record(path: Path) -> RemoteRecord | None:
     return None
 
 
-def save_record(path: Path, record: RemoteRecord) -> None:
+def save_record(skylab_dir: Path, staging: str, record: RemoteRecord) -> None:
     """Write the record atomically; a failure to write only costs the next sync a listing."""
-    save_pickled(path, RECORD_VERSION, (record.shared, record.trial_lines))
+    REMOTE_RECORDS.save(skylab_dir, (record.shared, record.trial_lines), _key(staging))
 
 
 def unrecorded_trials(section: str, loose: Mapping[str, str], recorded: set[str]) -> dict[str, str]:

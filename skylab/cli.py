@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
@@ -19,6 +20,8 @@ from typer._click import Context
 from typer.core import TyperGroup
 
 from skylab.errors import SkylabError
+from skylab.runner.registry import RUNNERS
+from skylab.strategy import STRATEGIES
 from skylab.terminal import escape_controls
 
 if TYPE_CHECKING:
@@ -120,26 +123,29 @@ TagOption = Annotated[str | None, typer.Option("--tag", "-t", help="Only this ru
 TRIAL_HELP = "best, TAG/N, N (with --tag), or a commit-ish such as skylab/best."
 
 
-class RunnerName(str, Enum):
-    local = "local"
-    remote = "remote"
-    slurm = "slurm"
+def _choice(what: str, names: list[str]) -> Callable[[str], str]:
+    """A parser for an option that names one of `names` (a registry's): an unknown name is a
+    usage error, one line and exit status 2."""
+
+    def parse(value: str) -> str:
+        if value not in names:
+            raise typer.BadParameter(f"unknown {what} {value!r} (choose from {', '.join(names)})")
+        return value
+
+    return parse
 
 
-def make_runner(kind: RunnerName, root: Path, gpu: str | None, remote_config: Path | None) -> Runner:
-    """The runner, connected and checked now, so a bad remote.toml fails before any trial starts."""
-    from skylab.runner.local import LocalRunner
-
-    if kind is RunnerName.local:
-        return LocalRunner(gpu=gpu)
-    if kind is RunnerName.slurm:
-        raise SkylabError("prepare runs here or over SSH (--runner local or remote), not as a Slurm job")
-    from skylab.runner.remote import RemoteRunner
-    from skylab.runner.remote_config import REMOTE_CONFIG_NAME, load_remote_config
-
-    runner = RemoteRunner(load_remote_config(remote_config or root / REMOTE_CONFIG_NAME))
-    runner.connect(attempts=1)
-    return runner
+RUNNER_CHOICES = "|".join(RUNNERS)
+RunnerOption = Annotated[
+    str,
+    typer.Option(
+        "--runner",
+        metavar=f"[{RUNNER_CHOICES}]",
+        parser=_choice("runner", list(RUNNERS)),
+        help="Where trials train: " + "; ".join(f"{k.name}: {k.help}" for k in RUNNERS.values()) + ".",
+    ),
+]
+PREPARERS = [kind.name for kind in RUNNERS.values() if kind.prepares]
 
 
 RemoteConfigOption = Annotated[
@@ -432,20 +438,26 @@ def prepare(
         int | None, typer.Option("--shards", min=1, help="climbmix training shards (default: [data] shards).")
     ] = None,
     experiment: RepoOption = Path("."),
-    runner: Annotated[RunnerName, typer.Option("--runner", help="Prepare here, or on the remote host.")] = (
-        RunnerName.local
-    ),
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            metavar=f"[{'|'.join(PREPARERS)}]",
+            parser=_choice("runner for prepare", PREPARERS),
+            help="Prepare here, or on the remote host.",
+        ),
+    ] = "local",
     remote_config: RemoteConfigOption = None,
 ) -> None:
     """Run the experiment's data preparation (download, tokenizer, tokenisation) once."""
-    from skylab.runner.preparation import run_prepare, run_remote_prepare
+    from skylab.runner.preparation import remote_preparer, run_prepare, run_remote_prepare
 
     sources = source or None
-    if runner is RunnerName.local:
+    if runner == "local":
         run_prepare(experiment, sources, shards, console)
         return
-    remote = make_runner(runner, experiment.resolve(), None, remote_config)
-    code = run_remote_prepare(remote, experiment, sources, shards, console)  # type: ignore[arg-type]
+    remote = remote_preparer(experiment.resolve(), remote_config)
+    code = run_remote_prepare(remote, experiment, sources, shards, console)
     if code != 0:
         raise typer.Exit(code)
 
@@ -479,15 +491,15 @@ def constants(
 
 
 def _runners(
-    runner: RunnerName, config: ExperimentConfig, gpus: str | None, workers: int | None, remote: Path | None
+    runner: str, config: ExperimentConfig, gpus: str | None, workers: int | None, remote: Path | None
 ) -> list[Runner]:
-    from skylab.loop.workers import make_runners
     from skylab.runner.gpus import parse_gpus
+    from skylab.runner.registry import WorkerSettings, make_runners
 
-    return make_runners(runner.value, config, workers, parse_gpus(gpus) if gpus is not None else [], remote)
+    pinned = tuple(parse_gpus(gpus)) if gpus is not None else ()
+    return make_runners(runner, WorkerSettings(config, workers, pinned, remote))
 
 
-RunnerOption = Annotated[RunnerName, typer.Option("--runner", help="Where trials train.")]
 GpusOption = Annotated[
     str | None,
     typer.Option("--gpus", help="The GPUs to use, e.g. 2 or 0,1,2,3: one worker per GPU, pinned to it."),
@@ -501,11 +513,6 @@ WorkersOption = Annotated[
 StudyTrial = Annotated[
     str | None, typer.Argument(help=TRIAL_HELP + " Default: the best (of the run, with --tag).")
 ]
-
-
-class StrategyName(str, Enum):
-    sweep = "sweep"
-    llm = "llm"
 
 
 class AgentName(str, Enum):
@@ -532,8 +539,16 @@ def default_tag(store: TrialStore | None = None) -> str:
 @app.command()
 def run(
     strategy: Annotated[
-        StrategyName, typer.Option("--strategy", help="What proposes changes.")
-    ] = StrategyName.sweep,
+        str,
+        typer.Option(
+            "--strategy",
+            metavar=f"[{'|'.join(STRATEGIES)}]",
+            parser=_choice("strategy", list(STRATEGIES)),
+            help="What proposes changes: "
+            + "; ".join(f"{k.name}: {k.help}" for k in STRATEGIES.values())
+            + ".",
+        ),
+    ] = "sweep",
     budget: Annotated[str | None, typer.Option("--budget", help="Wall-clock budget: 30m, 8h, 1d.")] = None,
     max_trials: Annotated[
         int | None,
@@ -547,7 +562,7 @@ def run(
     tag: Annotated[
         str | None, typer.Option("--tag", "-t", help="Run tag (default: today, e.g. nov25).")
     ] = None,
-    runner: Annotated[RunnerName, typer.Option("--runner", help="Where trials train.")] = RunnerName.local,
+    runner: RunnerOption = "local",
     agent: Annotated[
         AgentName | None, typer.Option("--agent", help="llm backend (default: [llm] agent).")
     ] = None,
@@ -586,8 +601,8 @@ def run(
         raise SkylabError(f"--budget: {exc}") from None
     refuse_uncommitted_edits(store, config.editable_files)
     runners = _runners(runner, config, gpus, workers, remote_config)
-    chosen = None if queued_only else make_strategy(strategy.value, config)
-    plan = SessionPlan(tag, strategy.value, seconds, max_trials, queued_only)
+    chosen = None if queued_only else make_strategy(strategy, config)
+    plan = SessionPlan(tag, strategy, seconds, max_trials, queued_only)
     outcome = run_session(store, config, chosen, runners, plan, console)
     if outcome.stopped_because == "interrupted":
         raise typer.Exit(130)
@@ -597,7 +612,7 @@ def _study(
     repo: Path,
     trial: str | None,
     tag: str | None,
-    runner: RunnerName,
+    runner: str,
     gpus: str | None,
     workers: int | None,
     remote_config: Path | None,
@@ -619,7 +634,7 @@ def ablate(
         typer.Option("--prune", help="Then train and judge the trial without the changes that did not help."),
     ] = False,
     tag: TagOption = None,
-    runner: RunnerOption = RunnerName.local,
+    runner: RunnerOption = "local",
     gpus: GpusOption = None,
     workers: WorkersOption = None,
     remote_config: RemoteConfigOption = None,
@@ -678,7 +693,7 @@ def confirm(
         typer.Option("--scale", "-k", callback=_check_scale, help="Times the time budget to train for."),
     ] = 4.0,
     tag: TagOption = None,
-    runner: RunnerOption = RunnerName.local,
+    runner: RunnerOption = "local",
     gpus: GpusOption = None,
     workers: WorkersOption = None,
     remote_config: RemoteConfigOption = None,

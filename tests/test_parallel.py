@@ -244,8 +244,8 @@ def test_kill_9_with_all_workers_busy_loses_no_trial(tmp_path: Path) -> None:
 
 
 def test_gpus_pin_one_worker_to_each(tmp_path: Path) -> None:
-    from skylab.loop.workers import local_pins
     from skylab.runner.gpus import parse_gpus
+    from skylab.runner.registry import local_pins
 
     assert local_pins(None, parse_gpus("0,1,2,3")) == ["0", "1", "2", "3"]
     assert local_pins(4, parse_gpus("0,1")) == ["0", "1", "0", "1"]

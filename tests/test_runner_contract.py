@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
+from skylab.runner.registry import RUNNERS
 from skylab.store.notes import Status
 from tests.slurm import LocalSlurm
 from tests.sshd import SSHServer
@@ -32,36 +33,48 @@ SLOW = "import time\nprint('step 00000', flush=True)\ntime.sleep(120)\n"
 MakeRunner = Callable[[], Runner]
 
 
+def local_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeRunner]:
+    from skylab.runner.local import LocalRunner
+
+    yield lambda: LocalRunner(kill_grace=1.0)
+
+
+def remote_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeRunner]:
+    from skylab.runner.remote import RemoteRunner
+    from skylab.runner.remote_config import load_remote_config
+
+    server: SSHServer = request.getfixturevalue("sshd")
+    toml = tmp_path / "remote.toml"
+    toml.write_text(server.remote_toml(tmp_path / "remote-work"))
+    yield lambda: RemoteRunner(load_remote_config(toml), kill_grace=1.0, backoff=0.1)
+
+
+def slurm_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeRunner]:
+    from skylab.experiment.config import SlurmConfig
+    from skylab.runner.slurm import SlurmRunner
+
+    slurm: LocalSlurm = request.getfixturevalue("slurm")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SLURM_CONF", str(slurm.conf))
+    yield lambda: SlurmRunner(SlurmConfig(poll_seconds=0.3))
+    patch.undo()
+
+
+# How the suite gets a runner of each registered kind, against the real thing it drives: a new
+# kind in RUNNERS without one here fails `test_every_registered_runner_is_in_the_suite`.
+SETUPS = {"local": local_runner, "remote": remote_runner, "slurm": slurm_runner}
+QUICK = {"local"}  # the others start a real sshd or Slurm: with the slow tests
+
+
 @pytest.fixture(
-    params=[
-        "local",
-        pytest.param("remote", marks=pytest.mark.slow),
-        pytest.param("slurm", marks=pytest.mark.slow),
-    ]
+    params=[name if name in QUICK else pytest.param(name, marks=pytest.mark.slow) for name in RUNNERS]
 )
 def make_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeRunner]:
-    kind = request.param
-    if kind == "local":
-        from skylab.runner.local import LocalRunner
+    yield from SETUPS[request.param](request, tmp_path)
 
-        yield lambda: LocalRunner(kill_grace=1.0)
-    elif kind == "remote":
-        from skylab.runner.remote import RemoteRunner
-        from skylab.runner.remote_config import load_remote_config
 
-        server: SSHServer = request.getfixturevalue("sshd")
-        toml = tmp_path / "remote.toml"
-        toml.write_text(server.remote_toml(tmp_path / "remote-work"))
-        yield lambda: RemoteRunner(load_remote_config(toml), kill_grace=1.0, backoff=0.1)
-    else:
-        from skylab.experiment.config import SlurmConfig
-        from skylab.runner.slurm import SlurmRunner
-
-        slurm: LocalSlurm = request.getfixturevalue("slurm")
-        patch = pytest.MonkeyPatch()
-        patch.setenv("SLURM_CONF", str(slurm.conf))
-        yield lambda: SlurmRunner(SlurmConfig(poll_seconds=0.3))
-        patch.undo()
+def test_every_registered_runner_is_in_the_suite() -> None:
+    assert set(SETUPS) == set(RUNNERS)
 
 
 def workdir_with(tmp_path: Path, script: str) -> Path:
@@ -134,3 +147,17 @@ def test_stop_ends_the_trial_with_trial_stopped(make_runner: MakeRunner, tmp_pat
         run(make_runner, tmp_path, SLOW, stop=stop)
     stopper.join()
     assert time.monotonic() - started < 60
+
+
+def test_an_unknown_kind_is_an_error_naming_the_known_ones(tmp_path: Path) -> None:
+    from skylab.errors import SkylabError
+    from skylab.experiment.config import load_config
+    from skylab.runner.registry import WorkerSettings, make_runners
+    from skylab.strategy import make_strategy
+    from tests.loop_experiment import make_loop_experiment
+
+    config = load_config(make_loop_experiment(tmp_path / "q"))
+    with pytest.raises(SkylabError, match=r"unknown runner 'ssh' \(runners: local, remote, slurm\)"):
+        make_runners("ssh", WorkerSettings(config))
+    with pytest.raises(SkylabError, match=r"unknown strategy 'grid' \(strategies: sweep, llm\)"):
+        make_strategy("grid", config)

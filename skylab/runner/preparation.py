@@ -107,6 +107,17 @@ def run_prepare(experiment: Path, sources: list[str] | None, shards: int | None,
         console.print(note, markup=False)
 
 
+def remote_preparer(root: Path, remote_config: Path | None) -> RemoteRunner:
+    """The runner that prepares on the remote host of `remote_config` (default: the experiment's
+    remote.toml), connected now so a bad host fails before anything is sent."""
+    from skylab.runner.remote import RemoteRunner
+    from skylab.runner.remote_config import REMOTE_CONFIG_NAME, load_remote_config
+
+    runner = RemoteRunner(load_remote_config(remote_config or root / REMOTE_CONFIG_NAME))
+    runner.connect(attempts=1)
+    return runner
+
+
 def run_remote_prepare(
     runner: RemoteRunner, experiment: Path, sources: list[str] | None, shards: int | None, console: Console
 ) -> int:

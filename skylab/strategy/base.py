@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from skylab.experiment.config import ExperimentConfig
-from skylab.store.history import History, Trial
 from skylab.store.notes import Scalar as Scalar  # re-exported: a strategy names its values so
+
+if TYPE_CHECKING:
+    from skylab.experiment.config import ExperimentConfig
+    from skylab.store.history import History, Trial
 
 
 @dataclass

@@ -65,7 +65,7 @@ def add_history(store: TrialStore, trials: int, tag: str = "bench", train_py: st
 
 def add_one(store: TrialStore) -> None:
     """One more trial on the run's tip, as the loop writes it (reverted: nothing beats -inf)."""
-    tip = store.ref_target("refs/heads/skylab/bench") or store.start_point()
+    tip = store.git.ref_target("refs/heads/skylab/bench") or store.start_point()
     add_trial(store, random.Random(), 1, 1, tip, float("-inf"))
 
 

@@ -103,8 +103,8 @@ def forget_staged(directory: Path, remote: Path) -> None:
     each run stages anew): a kept repository would otherwise carry them into every later run."""
     store = TrialStore.open(directory)
     staging = staging_prefix(store, str(remote))
-    store.forget_remote_refs(staging)
-    record_path(store.skylab_dir, staging).unlink(missing_ok=True)
+    store.team.forget_remote_refs(staging)
+    record_path(store.git.skylab_dir, staging).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def _open(repo: Path) -> TrialStore:
 def _experiment_for(store: TrialStore) -> ExperimentConfig:
     from skylab.experiment.config import load_config
 
-    return load_config(store.root)
+    return load_config(store.git.root)
 
 
 def _directory(argument: Path | None, option: Path | None) -> Path | None:
@@ -219,7 +219,7 @@ def import_results(
     from skylab.autoresearch.importer import import_results as run_import
 
     store = _open(repo)
-    chosen = tag if tag is not None else default_import_tag(store.checked_out_branch())
+    chosen = tag if tag is not None else default_import_tag(store.checkout.checked_out_branch())
     outcome = run_import(store, _experiment_for(store), results, chosen, metric)
     for warning in outcome.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
@@ -270,7 +270,7 @@ def history(
         if tag is not None and tag not in loaded.tags():
             raise SkylabError(f"no run tagged '{tag}' (runs: {', '.join(loaded.tags()) or 'none yet'})")
         if best:
-            tip = store.ref_target(run_branch(tag)) if tag else loaded.best
+            tip = store.git.ref_target(run_branch(tag)) if tag else loaded.best
             trials = loaded.kept_chain(tip)
         else:
             trials = loaded.for_tag(tag)
@@ -319,7 +319,7 @@ def show(
     else:
         console.print(found.note.format().rstrip(), markup=False)
     console.print()
-    _print_diff(store.diff_against_parent(found))
+    _print_diff(store.diffs.against_parent(found))
 
 
 def _print_diff(diff: str) -> None:
@@ -529,7 +529,7 @@ def default_tag(store: TrialStore | None = None) -> str:
     day = time.strftime("%b%d").lower()
     who = ""
     if store is not None:
-        email = store.signature().email or ""
+        email = store.git.signature().email or ""
         who = email.split("@")[0] if "@" in email else ""
     who = re.sub(r"[^A-Za-z0-9._-]+", "-", who or os.environ.get("USER", "")).strip("-._")[:40]
     parts = [day, *([who] if who else []), *([store.clone.clone_id()] if store is not None else [])]
@@ -588,7 +588,7 @@ def run(
 
     store = _open(repo)
     config = with_llm_overrides(
-        load_config(store.root),
+        load_config(store.git.root),
         agent=agent.value if agent else None,
         model=model,
         max_tokens=max_tokens,
@@ -743,7 +743,7 @@ def demo(
 def default_report_path(store: TrialStore, tag: str | None) -> Path:
     from skylab.experiment.layout import report_path
 
-    return report_path(store.root, tag)
+    return report_path(store.git.root, tag)
 
 
 @app.command()
@@ -780,7 +780,7 @@ def gc(
     from skylab.terminal import byte_size
 
     store = _open(repo)
-    dropped = drop_derived_files(store.skylab_dir, dry_run)
+    dropped = drop_derived_files(store.git.skylab_dir, dry_run)
     verb = "would drop" if dry_run else "dropped"
     for file, size in dropped:
         console.print(f"{verb} {file.name} ({byte_size(size)}): {file.job}", markup=False, soft_wrap=True)

@@ -31,8 +31,8 @@ def apply_trial(store: TrialStore, config: ExperimentConfig, trial: Trial, force
     editable = list(config.editable_files)
     dirty = sorted(
         name
-        for name in store.dirty_paths() & set(editable)
-        if _content(store, name) != store.file_at(trial.commit, name)  # already the trial's: no loss
+        for name in store.checkout.dirty_paths() & set(editable)
+        if _content(store, name) != store.changes.file_at(trial.commit, name)  # already the trial's: no loss
     )
     if dirty and not force:
         raise SkylabError(
@@ -41,8 +41,8 @@ def apply_trial(store: TrialStore, config: ExperimentConfig, trial: Trial, force
         )
     changed = []
     for name in editable:
-        wanted = store.file_at(trial.commit, name)
-        path = experiment_file(store.root, name)
+        wanted = store.changes.file_at(trial.commit, name)
+        path = experiment_file(store.git.root, name)
         current = _content(store, name)
         if wanted == current:
             continue
@@ -56,7 +56,7 @@ def apply_trial(store: TrialStore, config: ExperimentConfig, trial: Trial, force
 
 
 def _content(store: TrialStore, name: str) -> bytes | None:
-    path = experiment_file(store.root, name)
+    path = experiment_file(store.git.root, name)
     return path.read_bytes() if path.is_file() else None
 
 
@@ -103,7 +103,7 @@ def compare(
         ("peak VRAM", left.vram, right.vram),
         ("steps", left.steps, right.steps),
     ]
-    return rows, store.diff_text(a.commit, b.commit, list(config.editable_files))
+    return rows, store.changes.diff_text(a.commit, b.commit, list(config.editable_files))
 
 
 def study_trial(store: TrialStore, spec: str | None, tag: str | None) -> Trial:
@@ -114,7 +114,7 @@ def study_trial(store: TrialStore, spec: str | None, tag: str | None) -> Trial:
     if tag is None:
         return store.resolve_trial("best")
     history = store.load()
-    tip = store.ref_target(run_branch(tag))
+    tip = store.git.ref_target(run_branch(tag))
     best = run_best(store, tip, "", RunLine(history, tag)) if tip is not None else None
     if best is None:
         raise SkylabError(f"run {tag} has no measured trial yet (see `skylab history`)")

@@ -53,7 +53,7 @@ def with_llm_overrides(config: ExperimentConfig, **overrides: Any) -> Experiment
 def refuse_uncommitted_edits(store: TrialStore, editable: tuple[str, ...]) -> None:
     """A run starts from the best trial, never from the user's branch: edits of the editable files
     in the checkout would be silently left out, so say so before anything starts."""
-    changed = store.dirty_paths()
+    changed = store.checkout.dirty_paths()
     dirty = [path for path in editable if path in changed]
     if dirty:
         raise SkylabError(
@@ -74,7 +74,7 @@ def plan_line(
             f"skylab {plan.strategy_name} {plan.tag}{parallel} · ~{format_duration(expected)} per "
             f"measurement · logs in {log_dir(Path(), plan.tag)} · Ctrl-C stops after recording"
         )
-    existing = store.ref_target(run_branch(plan.tag))
+    existing = store.git.ref_target(run_branch(plan.tag))
     start = existing or store.start_point()
     where = "resuming" if existing else "new run"
     seconds = plan.budget
@@ -110,7 +110,7 @@ def run_session(
     for unfinished in unfinished_imports(store):  # trials on top of it would make it unfinishable
         if unfinished.tag == plan.tag:
             raise SkylabError(incomplete_import_line(store.load(), unfinished))
-    root = store.root
+    root = store.git.root
     report = report_path(root, plan.tag)
     state = RunState(plan.tag, plan.strategy_name, config.metric, plan.budget, plan.max_trials)
 

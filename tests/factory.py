@@ -11,7 +11,7 @@ from skylab.store.refs import TrialRef
 
 def tree_with(store: TrialStore, parent: str, files: dict[str, str]) -> pygit2.Oid:
     """The tree of `parent` with top-level `files` replaced: what a strategy's edit becomes."""
-    repo = store.repo
+    repo = store.git.repo
     builder = repo.TreeBuilder(repo[parent].peel(pygit2.Commit).tree)
     for name, text in files.items():
         builder.insert(name, repo.create_blob(text.encode()), pygit2.GIT_FILEMODE_BLOB)
@@ -34,7 +34,7 @@ def add_trial(
 ) -> TrialRef:
     """Run the store's side of one trial: commit, ref, note, and keep when it beats the best.
     With `measurements`, `value` is expected to be their mean, as the loop records it."""
-    parent = parent or store.ref_target(f"refs/heads/skylab/{tag}") or store.start_point()
+    parent = parent or store.git.ref_target(f"refs/heads/skylab/{tag}") or store.start_point()
     store.ensure_run_branch(tag, parent)
     number_hint = description or f"trial of {tag}"
     content = files or {"train.py": f"# {number_hint}\nVALUE = {value!r}\n"}
@@ -64,3 +64,17 @@ def add_trial(
     )
     store.finish_trial(ref, note)
     return ref
+
+
+def rewrite_note(store: TrialStore, commit: str, note: TrialNote) -> None:
+    """Replace the note of `commit` as a person or another tool would: with `git notes`."""
+    import subprocess
+
+    subprocess.run(
+        ["git", "notes", "--ref=skylab", "add", "-f", "-F", "-", commit],
+        cwd=store.git.root,
+        input=note.format(),
+        text=True,
+        check=True,
+        capture_output=True,
+    )

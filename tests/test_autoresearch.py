@@ -127,7 +127,7 @@ def test_import_turns_every_row_into_a_trial_and_round_trips(tmp_path: Path) -> 
         "imported_commit": "deadbee",
         "commit_missing": "true",
     }
-    assert store.tree_of(missing.commit) == store.tree_of(hashes[1])  # its parent's files
+    assert store.git.tree_of(missing.commit) == store.git.tree_of(hashes[1])  # its parent's files
     assert missing.note.strategy == "imported" and missing.note.parent == hashes[1]
     assert git("rev-parse", "skylab/mar5", cwd=repo).strip() == hashes[3]  # the last kept commit
     assert history.trials[1].note is not None and history.trials[1].note.peak_vram_mb == 44.2 * 1024

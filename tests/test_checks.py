@@ -33,8 +33,8 @@ def test_the_same_change_in_flight_or_judged_is_a_duplicate(experiment: Path) ->
     judged = add_trial(store, "t", 1.0)
     interrupted = add_trial(store, "t", None, status=Status.INTERRUPTED, description="other")
     history = store.load()
-    tree_of = store.tree_of
-    with_tree = partial(store.commits_with_tree, commits=[t.commit for t in history.trials])
+    tree_of = store.git.tree_of
+    with_tree = partial(store.git.commits_with_tree, commits=[t.commit for t in history.trials])
     assert same_change(history, [], tree_of(judged.commit) or "", with_tree) == (
         Status.DUPLICATE,
         "the same change as trial t/1: not trained again",
@@ -49,7 +49,7 @@ def test_the_same_change_in_flight_or_judged_is_a_duplicate(experiment: Path) ->
     again = add_trial(store, "t", 0.5, description="again", files={"train.py": "# trial of t\nVALUE = 1.0\n"})
     assert tree_of(again.commit) == tree_of(judged.commit)
     later = store.load()
-    later_with_tree = partial(store.commits_with_tree, commits=[t.commit for t in later.trials])
+    later_with_tree = partial(store.git.commits_with_tree, commits=[t.commit for t in later.trials])
     found = same_change(later, [], tree_of(judged.commit) or "", later_with_tree)
     assert found == (Status.DUPLICATE, "the same change as trial t/1: not trained again")
     assert same_change(History([], None, None, {}), [], tree_of(judged.commit) or "", later_with_tree) is None

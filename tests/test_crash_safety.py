@@ -22,11 +22,12 @@ WRITER = textwrap.dedent(
     import os, signal, sys
     sys.path.insert(0, {root!r})
     from skylab.store.gitstore import TrialStore
+    from skylab.store.refwrites import RefWriter
     from tests.factory import add_trial
 
     kill_at = int(sys.argv[2])
     writes = 0
-    original = TrialStore._set_ref
+    original = RefWriter.set_ref
 
     def counting_set_ref(self, *args, **kwargs):
         global writes
@@ -35,7 +36,7 @@ WRITER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, *args, **kwargs)
 
-    TrialStore._set_ref = counting_set_ref
+    RefWriter.set_ref = counting_set_ref
     store = TrialStore.open(sys.argv[1])
     for value in (1.0, 2.0, 0.5):
         add_trial(store, "run", value)
@@ -82,7 +83,7 @@ def test_kill_between_every_pair_of_writes(tmp_path: Path) -> None:
         # Best and the run branch never point at a trial whose note is missing.
         best = store.best()
         assert best is None or (best in noted and noted[best].kept), f"write {kill_at}"
-        tip = store.ref_target(run_branch("run"))
+        tip = store.git.ref_target(run_branch("run"))
         assert tip in (None, store.baseline()) or (tip in noted and noted[tip].kept), f"write {kill_at}"
         # A trial ref without a note shows as interrupted.
         for trial in history.trials:
@@ -98,7 +99,7 @@ def test_kill_between_every_pair_of_writes(tmp_path: Path) -> None:
         kept = [t for t in repaired.trials if t.kept and t.value is not None]
         if kept:
             assert store.best() == min(kept, key=lambda t: t.value or 0).commit
-            assert store.ref_target(run_branch("run")) == kept[-1].commit
+            assert store.git.ref_target(run_branch("run")) == kept[-1].commit
         for trial in repaired.trials:
             if trial.commit not in noted:
                 assert trial.status is Status.INTERRUPTED and trial.note is not None
@@ -121,7 +122,7 @@ def test_stale_ref_lock_left_by_a_killed_writer_is_cleared_by_repair(
     from tests.factory import add_trial
 
     add_trial(store, "run", 1.0)
-    lock = Path(store.repo.path) / "refs" / "skylab" / "best.lock"
+    lock = Path(store.git.repo.path) / "refs" / "skylab" / "best.lock"
     lock.write_text("")
     fixed = store.repair("val_bpb", is_lower)
     assert not lock.exists()

@@ -49,7 +49,7 @@ def test_a_derived_file_that_is_not_a_regular_file_is_rebuilt_with_one_warning(
     for value in (2.0, 1.5, 1.7):
         add_trial(store, "r", value)
     expected = [result.stdout for result in outputs(experiment)]
-    path = store.skylab_dir / name
+    path = store.git.skylab_dir / name
     if path.is_dir():
         for child in path.iterdir():
             child.unlink()

@@ -15,7 +15,7 @@ import pytest
 
 import skylab
 from skylab.experiment.resources import resource_dir
-from skylab.store import gitstore
+from skylab.store import loading
 from skylab.store.derived import diffcache
 from skylab.store.derived.catalog import DERIVED_FILES, DIFF_CACHE
 from skylab.store.derived.derivedfile import DerivedFile
@@ -71,18 +71,20 @@ def with_note_field_in_the_middle(tmp_path: Path) -> Path:
 def test_a_note_field_added_in_the_middle_rebuilds_old_caches_and_never_misreads_them(
     experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gitstore, "SAVE_AFTER", 1)  # the cache is written by this process's load
+    monkeypatch.setattr(loading, "SAVE_AFTER", 1)  # the cache is written by this process's load
     store = TrialStore.open(experiment)
     for value in (2.0, 1.5, 1.7):
         add_trial(store, "r", value, description=f"value {value}")
     TrialStore.open(experiment).load()
     skylab_from(None, experiment, "history", "--json")  # the history-json chunks, too
-    assert (store.skylab_dir / "history-cache").is_file() and (store.skylab_dir / "history-json").is_file()
+    assert (store.git.skylab_dir / "history-cache").is_file() and (
+        store.git.skylab_dir / "history-json"
+    ).is_file()
     changed = with_note_field_in_the_middle(tmp_path)
 
     from_old_files = skylab_from(changed, experiment, "history", "--json").stdout
     for file in DERIVED_FILES:
-        file.drop(store.skylab_dir)
+        file.drop(store.git.skylab_dir)
     from_state = skylab_from(changed, experiment, "history", "--json").stdout
 
     assert from_old_files == from_state
@@ -148,7 +150,7 @@ def test_the_diff_cache_keeps_what_was_asked_and_a_bounded_number_of_others(tmp_
 def test_skylab_gc_drops_every_derived_file_and_keeps_the_state(
     experiment: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gitstore, "SAVE_AFTER", 1)
+    monkeypatch.setattr(loading, "SAVE_AFTER", 1)
     store = TrialStore.open(experiment)
     for value in (2.0, 1.5, 1.7):
         add_trial(store, "r", value)
@@ -160,24 +162,26 @@ def test_skylab_gc_drops_every_derived_file_and_keeps_the_state(
     subprocess.run(
         [SKYLAB, "report", "-o", str(report), "-C", str(experiment)], check=True, capture_output=True
     )
-    (store.skylab_dir / "remotes").mkdir(exist_ok=True)
-    (store.skylab_dir / "remotes" / "origin").write_bytes(b"a stale record")
-    (store.skylab_dir / ".history-cache.123.tmp").write_bytes(b"left by a kill -9")
-    present = [file.name for file in DERIVED_FILES if (store.skylab_dir / file.name).exists()]
-    state = [path for path in store.skylab_dir.rglob("*") if path.is_file() and not is_derived(path, store)]
+    (store.git.skylab_dir / "remotes").mkdir(exist_ok=True)
+    (store.git.skylab_dir / "remotes" / "origin").write_bytes(b"a stale record")
+    (store.git.skylab_dir / ".history-cache.123.tmp").write_bytes(b"left by a kill -9")
+    present = [file.name for file in DERIVED_FILES if (store.git.skylab_dir / file.name).exists()]
+    state = [
+        path for path in store.git.skylab_dir.rglob("*") if path.is_file() and not is_derived(path, store)
+    ]
     assert state  # the lock, the clone's own tags
     assert set(present) == {"history-cache", "diff-cache", "history-json", "report-details", "remotes"}
 
     dry = subprocess.run([SKYLAB, "gc", "--dry-run", "-C", str(experiment)], capture_output=True, text=True)
     assert dry.returncode == 0 and "would drop history-cache" in dry.stdout
-    assert all((store.skylab_dir / name).exists() for name in present)
+    assert all((store.git.skylab_dir / name).exists() for name in present)
 
     done = subprocess.run([SKYLAB, "gc", "-C", str(experiment)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     for name in present:
         assert f"dropped {name}" in done.stdout
-        assert not (store.skylab_dir / name).exists()
-    assert not (store.skylab_dir / ".history-cache.123.tmp").exists()
+        assert not (store.git.skylab_dir / name).exists()
+    assert not (store.git.skylab_dir / ".history-cache.123.tmp").exists()
     assert all(path.exists() for path in state)
     after = subprocess.run(
         [SKYLAB, "history", "--json", "-C", str(experiment)], capture_output=True, text=True
@@ -188,5 +192,5 @@ def test_skylab_gc_drops_every_derived_file_and_keeps_the_state(
 
 
 def is_derived(path: Path, store: TrialStore) -> bool:
-    first = path.relative_to(store.skylab_dir).parts[0]
+    first = path.relative_to(store.git.skylab_dir).parts[0]
     return any(first == file.name or first.startswith(f".{file.name}.") for file in DERIVED_FILES)

@@ -37,10 +37,10 @@ def settle(exp: Path, timeout: float = 120) -> None:
     """Wait until no run holds the lock, then train whatever the queue still holds (as the next
     `skylab run` would), until the queue is empty and no run is active."""
     store = TrialStore.open(exp)
-    queue = store.skylab_dir / "queue"
+    queue = store.git.skylab_dir / "queue"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if RunLock(store.git_dir).try_acquire_and_release():
+        if RunLock(store.git.git_dir).try_acquire_and_release():
             waiting = [p for p in queue.iterdir() if not p.name.startswith(".")] if queue.is_dir() else []
             if not waiting:
                 return

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import skylab.store.gitstore as gitstore
+import skylab.store.loading as loading
 from skylab.store import historyindex, reffiles
 from skylab.store.derived.historycache import save_due, save_snapshot
 from skylab.store.derived.notechunks import ChunkedNotes
@@ -21,7 +21,8 @@ from skylab.store.derived.snapshot import NotesSnapshot
 from skylab.store.gitstore import TrialStore
 from skylab.store.notes import Status, TrialNote
 from skylab.store.notetree import notes_tree_changes
-from tests.factory import add_trial
+from skylab.store.trialdiffs import TrialDiffs
+from tests.factory import add_trial, rewrite_note
 
 
 def shape(store: TrialStore) -> list[tuple[str, str, float | None, str]]:
@@ -51,7 +52,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return original(text)
 
     monkeypatch.setattr(TrialNote, "parse", staticmethod(counting))
-    monkeypatch.setattr(gitstore, "SAVE_AFTER", 1)  # save on every change, so each step is on disk
+    monkeypatch.setattr(loading, "SAVE_AFTER", 1)  # save on every change, so each step is on disk
     return seen
 
 
@@ -149,8 +150,7 @@ def test_a_note_rewritten_or_replaced_is_seen(store: TrialStore, experiment: Pat
     note = TrialStore.open(experiment).note_for(ref.commit)
     assert note is not None
     note.description = "rewritten"
-    with store.writing():
-        store._write_notes({ref.commit: note.format()}, "test: edit a note")
+    rewrite_note(store, ref.commit, note)
     history = TrialStore.open(experiment).load()
     assert history.trials[0].note is not None and history.trials[0].note.description == "rewritten"
 
@@ -161,30 +161,30 @@ def test_diffs_are_computed_once_and_a_damaged_diff_cache_is_rebuilt(
     for n in range(4):
         add_trial(store, "c", 3.0 - n / 10)
     trials = store.load().trials
-    expected = [store.diff_against_parent(t) for t in trials]
+    expected = [store.diffs.against_parent(t) for t in trials]
     assert all("VALUE" in diff for diff in expected)
     computed: list[str] = []
-    original = TrialStore._diff
+    original = TrialDiffs._diff
 
-    def counting(self: TrialStore, commit: str, named: str) -> str:
+    def counting(self: TrialDiffs, commit: str, named: str) -> str:
         computed.append(commit)
         return original(self, commit, named)
 
-    monkeypatch.setattr(TrialStore, "_diff", counting)
-    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
+    monkeypatch.setattr(TrialDiffs, "_diff", counting)
+    assert TrialStore.open(experiment).diffs.against_parents(trials) == expected
     assert len(computed) == 4
     computed.clear()
-    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
+    assert TrialStore.open(experiment).diffs.against_parents(trials) == expected
     assert computed == []  # all from the cache
     cache = experiment / ".git" / "skylab" / "diff-cache"
     cache.write_bytes(b"\x80\x05garbage")
-    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
+    assert TrialStore.open(experiment).diffs.against_parents(trials) == expected
     assert len(computed) == 4
     # A changed byte inside it would show as a changed diff: the file's checksum fails it.
     damaged = cache.read_bytes().replace(b"+VALUE = 2.9", b"+VALUE = 9.9")
     assert damaged != cache.read_bytes()
     cache.write_bytes(damaged)
-    assert TrialStore.open(experiment).diffs_against_parents(trials) == expected
+    assert TrialStore.open(experiment).diffs.against_parents(trials) == expected
 
 
 NOTE_NAMES = [p + f"{n:038x}" for p in ("aa", "ab") for n in range(3)]  # two fan-out folders

@@ -242,7 +242,7 @@ def test_maintenance_packs_objects_in_the_foreground_under_the_store_lock(
     # git estimates the loose objects from those in objects/17/: put a few there
     sample, n = experiment / ".git" / "objects" / "17", 0
     while len(list(sample.glob("*"))) < 3 if sample.is_dir() else True:
-        store.repo.create_blob(f"filler {n}".encode())
+        store.git.repo.create_blob(f"filler {n}".encode())
         n += 1
     before = loose_objects()
     store.maintain()
@@ -252,16 +252,16 @@ def test_maintenance_packs_objects_in_the_foreground_under_the_store_lock(
 
 def test_adopting_trial_refs_is_all_or_none_and_never_moves_one(store: TrialStore, experiment: Path) -> None:
     first, second = add_trial(store, "c", 3.0), add_trial(store, "c", 2.0)
-    store.adopt_trial_refs({"mate/1": first.commit, "mate/2": second.commit})
-    refs = dict(store.refs_under(TRIALS_PREFIX))
+    store.team.adopt_trial_refs({"mate/1": first.commit, "mate/2": second.commit})
+    refs = dict(store.git.refs_under(TRIALS_PREFIX))
     assert refs["mate/1"] == first.commit and refs["mate/2"] == second.commit
     try:
-        store.adopt_trial_refs({"mate/3": first.commit, "c/1": second.commit})  # c/1 exists
+        store.team.adopt_trial_refs({"mate/3": first.commit, "c/1": second.commit})  # c/1 exists
     except StoreError as exc:
         assert "c/1" in str(exc)
     else:
         raise AssertionError("an existing trial ref was not refused")
-    after = dict(store.refs_under(TRIALS_PREFIX))
+    after = dict(store.git.refs_under(TRIALS_PREFIX))
     assert after["c/1"] == first.commit and "mate/3" not in after
 
 
@@ -281,7 +281,7 @@ def test_ref_writes_are_what_git_reads_with_reflogs_and_locks(store: TrialStore,
     assert run("fsck", "--no-dangling") == ""
     run("pack-refs", "--all")
     try:  # packed now, but still there: never created twice
-        store.adopt_trial_refs({"c/1": second.commit})
+        store.team.adopt_trial_refs({"c/1": second.commit})
     except StoreError as exc:
         assert "exists" in str(exc)
     else:

@@ -56,7 +56,7 @@ def alice_pushes_while_a_trial_trains(alice: Path) -> TrialRef:
     """alice/1 finished, alice/2 started (a ref, no note yet), and both pushed."""
     a = TrialStore.open(alice)
     add_trial(a, "alice", 1.5)
-    tree = a.repo[a.start_point()].peel(pygit2.Commit).tree_id
+    tree = a.git.repo[a.start_point()].peel(pygit2.Commit).tree_id
     running = a.create_trial("alice", tree, a.start_point(), "training")
     run_skylab("push", "-C", str(alice), check=True)
     return running
@@ -115,7 +115,7 @@ def test_a_second_trial_ref_on_our_commit_is_left_out(team: tuple[Path, Path, Pa
     result = run_skylab("pull", "-C", str(alice))
     assert result.returncode == 1
     assert "left out: trial ref bob/7: points at the commit of trial alice/5" in result.stdout
-    assert a.ref_target("refs/skylab/trials/bob/7") is None
+    assert a.git.ref_target("refs/skylab/trials/bob/7") is None
     before = note_text(alice, ours[4].commit)
     a.repair("val_bpb", lambda x, y: y is None or x < y)
     assert note_text(alice, ours[4].commit) == before

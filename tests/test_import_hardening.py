@@ -131,7 +131,7 @@ KILLER = textwrap.dedent(
     from skylab.autoresearch import importer
     from skylab.experiment.config import load_config
     from skylab.store.gitstore import TrialStore
-    from skylab.store.repository import GitRepo
+    from skylab.store.refwrites import RefWriter
 
     kill_at = int(sys.argv[3])
     writes = 0
@@ -145,11 +145,11 @@ KILLER = textwrap.dedent(
             return original(*args, **kwargs)
         return write
 
-    GitRepo._set_ref = counted(GitRepo._set_ref)
-    GitRepo._ref_transaction = counted(GitRepo._ref_transaction)
+    RefWriter.set_ref = counted(RefWriter.set_ref)
+    RefWriter.transaction = counted(RefWriter.transaction)
     Path.unlink = counted(Path.unlink)
     store = TrialStore.open(sys.argv[1])
-    importer.import_results(store, load_config(store.root), Path(sys.argv[2]), "imp")
+    importer.import_results(store, load_config(store.git.root), Path(sys.argv[2]), "imp")
     print("writes", writes)
     """
 )

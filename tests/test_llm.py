@@ -478,7 +478,7 @@ def test_memory_is_consolidated_within_its_cap_and_kept_in_the_notes(tmp_path: P
     from skylab.strategy import ProposalContext
     from skylab.strategy.llm_context import build_context
     from skylab.strategy.research import CONSOLIDATE_EVERY, consolidation_due, memory_section
-    from tests.factory import add_trial
+    from tests.factory import add_trial, rewrite_note
 
     exp = make_loop_experiment(tmp_path / "q")
     store = TrialStore.open(exp)
@@ -490,7 +490,7 @@ def test_memory_is_consolidated_within_its_cap_and_kept_in_the_notes(tmp_path: P
         note.other["lesson"] = f"lesson {n}"
         if n == 3:
             note.other["memory"] = json_.dumps("LR above 0.05 diverges.\nDepth helps.")
-        store._write_notes({ref.commit: note.format()}, "test: a trial's research notes")
+        rewrite_note(store, ref.commit, note)
     history = store.load()
     section = memory_section(history, "t")
     assert section.splitlines()[1:3] == ["LR above 0.05 diverges.", "Depth helps."]
@@ -554,7 +554,7 @@ def test_the_report_shows_how_the_predictions_held_up(tmp_path: Path) -> None:
     from skylab.experiment.config import load_config
     from skylab.report.html import build_report_data, render_report
     from skylab.store.gitstore import TrialStore
-    from tests.factory import add_trial
+    from tests.factory import add_trial, rewrite_note
 
     exp = make_loop_experiment(tmp_path / "q")
     store = TrialStore.open(exp)
@@ -564,7 +564,7 @@ def test_the_report_shows_how_the_predictions_held_up(tmp_path: Path) -> None:
         note = store.note_for(ref.commit)
         assert note is not None
         note.other.update({"category": "schedule", "predicted_delta": repr(predicted)})
-        store._write_notes({ref.commit: note.format()}, "test: a prediction")
+        rewrite_note(store, ref.commit, note)
     data = build_report_data(store, load_config(exp))
     count, right, error = data.ledger["schedule"]  # -0.1 measured for -0.2; +0.2 for -0.1 (vs t/2)
     assert (count, right) == (2, 1) and error == pytest.approx(0.2)

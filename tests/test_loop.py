@@ -105,7 +105,7 @@ def test_tpe_study_is_rebuilt_from_history(tmp_path: Path) -> None:
     config = load_config(exp)
     fresh = SweepStrategy(config)  # a new process: nothing in memory
     history = store.load()
-    tip = store.ref_target(run_branch("t"))
+    tip = store.git.ref_target(run_branch("t"))
     assert tip is not None
     worktree = exp / ".skylab" / "worktrees" / "t"
     proposal = fresh.propose(ProposalContext(config, history, "t", tip, history.by_commit()[tip], worktree))
@@ -327,7 +327,7 @@ def test_kill_9_at_any_moment_loses_no_finished_trial(tmp_path: Path, kill_after
     assert all(t.note is not None for t in store.load().trials)
     kept = [r for r in rows if r["decision"] == "keep"]
     assert kept and store.best() == min(kept, key=lambda r: r["value"])["commit"]
-    assert store.ref_target(run_branch("t")) == kept[-1]["commit"]
+    assert store.git.ref_target(run_branch("t")) == kept[-1]["commit"]
     assert git("-C", str(exp / ".skylab" / "worktrees" / "t"), "status", "--porcelain", cwd=exp) == ""
     successes = [r for r in rows if r["status"] == "success"]
     assert len(successes) >= len([r for r in finished_before.values() if r["status"] == "success"]) + 2

@@ -166,7 +166,7 @@ def test_decision_settings_are_checked_in_one_line(tmp_path: Path, line: str, pr
 
 def noisy_history(store: TrialStore) -> None:
     """A run judged with repeats: its notes carry measurements, σ and se, as the loop writes them."""
-    from tests.factory import add_trial
+    from tests.factory import add_trial, rewrite_note
 
     for value, samples in ((2.40, [2.38, 2.40, 2.42]), (2.30, [2.29, 2.30, 2.31]), (2.29, [2.29])):
         ref = add_trial(store, "n", value, measurements=samples)
@@ -174,7 +174,7 @@ def noisy_history(store: TrialStore) -> None:
         assert note is not None
         note.sigma = 0.015
         note.sem = 0.015 / len(samples) ** 0.5 if len(samples) > 1 else None
-        store._write_notes({ref.commit: note.format()}, "test: σ as the loop records it")
+        rewrite_note(store, ref.commit, note)
 
 
 def test_the_report_shows_the_noise(store: TrialStore, experiment: Path) -> None:

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from skylab.store import gitstore
+from skylab.store import loading
 from skylab.store.derived import notechunks
 from skylab.store.derived.historycache import load_snapshot
 from skylab.store.derived.notechunks import ChunkedNotes, NoteChunks
 from skylab.store.gitstore import TrialStore
-from skylab.store.history import Trial, deferred_trial, read_deferred_notes
+from skylab.store.history import NoteInChunk, Trial, read_deferred_notes
 from skylab.store.notes import Decision, Status, TrialNote
 from tests.factory import add_trial
 
@@ -56,7 +56,7 @@ def test_chunked_notes_hold_what_a_dict_holds_and_deferred_notes_never_change(
             elif kind == "save":
                 notes = pickle.loads(pickle.dumps(notes))
             elif kind == "defer" and (at := notes.located(commit)) is not None:
-                restored = deferred_trial("t", 1, commit, True, notes.chunks, at)
+                restored = Trial("t", 1, commit, NoteInChunk(notes.chunks, at))
                 deferred.append((restored, Trial("t", 1, commit, model[commit])))
             assert dict(notes) == model and len(notes) == len(model)
             assert all(c in notes for c in model) and all(c not in notes for c in set(COMMITS) - model.keys())
@@ -71,7 +71,7 @@ def test_a_new_handle_unpickles_a_note_only_with_the_chunk_it_is_in(
     store: TrialStore, experiment: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(notechunks, "NOTES_CHUNK", 4)
-    monkeypatch.setattr(gitstore, "SAVE_AFTER", 1)  # the cache is written by every load that parsed
+    monkeypatch.setattr(loading, "SAVE_AFTER", 1)  # the cache is written by every load that parsed
     for n in range(12):
         add_trial(store, "c", 3.0 - n / 100)
     built = [(t.name, t.note) for t in TrialStore.open(experiment).load().trials]
@@ -125,7 +125,7 @@ def test_two_threads_read_a_deferred_note_at_once() -> None:
     notes = pickle.loads(pickle.dumps(notes))
     at = notes.located(COMMITS[0])
     assert at is not None
-    trial = deferred_trial("t", 1, COMMITS[0], True, Gate(notes.chunks.chunks), at)
+    trial = Trial("t", 1, COMMITS[0], NoteInChunk(Gate(notes.chunks.chunks), at))
     read: list[object] = []
 
     def reader() -> None:

@@ -38,13 +38,13 @@ def assert_consistent_chain(exp: Path, tag: str = "t") -> list[Any]:
     store = TrialStore.open(exp)
     history = store.load()
     by_commit = history.by_commit()
-    commit = store.ref_target(run_branch(tag))
+    commit = store.git.ref_target(run_branch(tag))
     chain = []
     while commit is not None and commit in by_commit:
         trial = by_commit[commit]
         assert trial.note is not None and trial.note.status is Status.SUCCESS
         assert trial.note.decision is Decision.KEEP, trial.name
-        git_parent = store.repo[commit].peel(pygit2.Commit).parent_ids[0]
+        git_parent = store.git.repo[commit].peel(pygit2.Commit).parent_ids[0]
         assert trial.note.parent == str(git_parent), trial.name
         chain.append(trial)
         commit = trial.note.parent

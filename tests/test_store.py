@@ -17,9 +17,9 @@ from tests.factory import add_trial, tree_with
 def test_a_trial_is_a_commit_on_its_start_point_with_its_own_ref(store: TrialStore, experiment: Path) -> None:
     baseline = store.baseline()
     ref = add_trial(store, "mar28", 1.5, description="first")
-    commit = store.repo[ref.commit].peel(pygit2.Commit)
+    commit = store.git.repo[ref.commit].peel(pygit2.Commit)
     assert [str(p) for p in commit.parent_ids] == [baseline]
-    assert store.ref_target("refs/skylab/trials/mar28/1") == ref.commit
+    assert store.git.ref_target("refs/skylab/trials/mar28/1") == ref.commit
     assert "Skylab-Trial: mar28/1" in commit.message
 
 
@@ -50,7 +50,7 @@ def test_reverted_trials_survive_gc(store: TrialStore, experiment: Path) -> None
     reverted = add_trial(store, "t", 2.0)
     subprocess.run(["git", "gc", "--prune=now", "-q"], cwd=experiment, check=True)
     reopened = TrialStore.open(experiment)
-    assert reopened.repo.get(reverted.commit) is not None
+    assert reopened.git.repo.get(reverted.commit) is not None
     assert reopened.load().by_commit()[reverted.commit].value == 2.0
 
 
@@ -96,8 +96,8 @@ def test_trial_numbers_are_per_tag_and_never_reused(store: TrialStore, experimen
 def test_hand_commit_becomes_a_trial_once(store: TrialStore, experiment: Path) -> None:
     parent = store.start_point()
     tree = tree_with(store, parent, {"train.py": "X = 2\n"})
-    sig = store.signature()
-    commit = str(store.repo.create_commit(None, sig, sig, "by hand", tree, [pygit2.Oid(hex=parent)]))
+    sig = store.git.signature()
+    commit = str(store.git.repo.create_commit(None, sig, sig, "by hand", tree, [pygit2.Oid(hex=parent)]))
     ref = store.begin_trial("t", commit)
     assert ref.number == 1 and ref.commit == commit
     with pytest.raises(StoreError, match="already a trial"):
@@ -132,7 +132,7 @@ def test_resolve_trial_by_name_number_and_commit(store: TrialStore) -> None:
 
 def test_best_survives_reopening(store: TrialStore, experiment: Path) -> None:
     ref = add_trial(store, "t", 0.9)
-    assert TrialStore.open(experiment).ref_target(BEST_REF) == ref.commit
+    assert TrialStore.open(experiment).git.ref_target(BEST_REF) == ref.commit
 
 
 def test_open_outside_a_repository_is_a_clear_error(tmp_path: Path) -> None:

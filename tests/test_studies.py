@@ -83,7 +83,7 @@ def test_ablate_measures_each_kept_change_and_prune_keeps_the_simpler_trial(tmp_
     assert pruned["is_best"] and "simpler (1 line fewer)" in (
         TrialStore.open(exp).load().by_commit()[pruned["commit"]].note.verdict  # type: ignore[union-attr]
     )
-    pruned_text = (TrialStore.open(exp).file_at(pruned["commit"], "train.py") or b"").decode()
+    pruned_text = (TrialStore.open(exp).changes.file_at(pruned["commit"], "train.py") or b"").decode()
     assert pruned_text.count("\nY = -1\n") == 1 and "Y = -1\nZ = 1\n" + SEED_LINE in pruned_text
     # Ablations never moved the best; the report shows the contributions.
     report = (exp / ".skylab" / "reports").glob("*.html")

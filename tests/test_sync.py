@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from skylab.store import repository, sync
+from skylab.store import refwrites, sync
 from skylab.store.gitstore import TrialStore
 from skylab.store.reffiles import RefFiles
 from skylab.store.refs import BEST_REF, NOTES_REF, TrialRef
+from skylab.store.repository import GitRepo
 from skylab.store.sync import pull, push
 from tests.conftest import git, run_skylab
-from tests.factory import add_trial
+from tests.factory import add_trial, rewrite_note
 
 
 def with_trials(experiment: Path, count: int) -> TrialStore:
@@ -136,7 +137,7 @@ def test_the_llm_research_memory_travels_with_the_notes(team: tuple[Path, Path, 
     note = a.note_for(ref.commit)
     assert note is not None
     note.other["lesson"] = "warmdown beyond 0.6 hurts"
-    a._write_notes({ref.commit: note.format()}, "test: a lesson")
+    rewrite_note(a, ref.commit, note)
     run_skylab("push", "-C", str(alice), check=True)
     run_skylab("pull", "-C", str(bob), check=True)
     assert "- alice-1/1: warmdown beyond 0.6 hurts" in memory_section(TrialStore.open(bob).load(), "alice-1")
@@ -168,7 +169,7 @@ def test_a_first_pull_of_many_trials_adopts_them_packed_and_stages_none_as_refs(
     alice, bob, _ = team
     with_trials(alice, 8)
     run_skylab("push", "-C", str(alice), check=True)
-    monkeypatch.setattr(repository, "LOOSE_REFS_TO_PACK", 5)  # 1,000 outside this test
+    monkeypatch.setattr(refwrites, "LOOSE_REFS_TO_PACK", 5)  # 1,000 outside this test
     monkeypatch.setattr(sync, "EXPLICIT_REFS_UP_TO", 5)  # so the 8 are fetched by a glob
     b = TrialStore.open(bob)
     report = pull(b, "origin", lambda theirs, ours, history: False)
@@ -184,13 +185,13 @@ def test_a_first_pull_of_many_trials_adopts_them_packed_and_stages_none_as_refs(
 def git_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     """The git commands the store runs (each still runs, against the real remote)."""
     calls: list[tuple[str, ...]] = []
-    run = TrialStore.git
+    run = GitRepo.run
 
-    def recording(self: TrialStore, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def recording(self: GitRepo, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         calls.append(args)
         return run(self, *args, stdin=stdin)
 
-    monkeypatch.setattr(TrialStore, "git", recording)
+    monkeypatch.setattr(GitRepo, "run", recording)
     return calls
 
 
@@ -218,13 +219,13 @@ def test_a_push_with_nothing_new_lists_no_trial_refs_and_pushes_nothing(
     assert not push(a, "origin", never).pushed
     assert pushes_and_trial_fetches(git_calls) == (0, 0)
     remote_refs = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=remote)
-    assert f"refs/skylab/trials/alice-1/4 {a.ref_target('refs/skylab/trials/alice-1/4')}" in remote_refs
+    assert f"refs/skylab/trials/alice-1/4 {a.git.ref_target('refs/skylab/trials/alice-1/4')}" in remote_refs
 
     bobs = add_trial(b, "bob-1", 1.0)  # a teammate's push moves the notes: our push fetches it
     run_skylab("push", "-C", str(bob), check=True)
     git_calls.clear()
     report = push(a, "origin", never)
-    assert report.trials_added == 1 and a.ref_target("refs/skylab/trials/bob-1/1") == bobs.commit
+    assert report.trials_added == 1 and a.git.ref_target("refs/skylab/trials/bob-1/1") == bobs.commit
     assert pushes_and_trial_fetches(git_calls) == (1, 1)  # and pushes the merged notes back
 
 
@@ -260,8 +261,8 @@ def test_a_push_after_a_sync_fetches_nothing_and_sends_only_what_moved(
         f"{g}:{g}" for g in groups
     ]
     for ref in moved:
-        assert git("rev-parse", ref, cwd=remote).strip() == a.ref_target(ref)
-    assert a.ref_target(BEST_REF) == new.commit
+        assert git("rev-parse", ref, cwd=remote).strip() == a.git.ref_target(ref)
+    assert a.git.ref_target(BEST_REF) == new.commit
     git_calls.clear()
     assert not push(a, "origin", never).pushed  # the record moved with the push
     assert pushes_and_trial_fetches(git_calls) == (0, 0)
@@ -310,19 +311,19 @@ def test_a_push_never_overwrites_a_best_the_remote_took_after_our_fetch(
     run_skylab("push", "-C", str(bob), check=True)
     a = TrialStore.open(alice)
     add_trial(a, "alice-1", 1.2)
-    run = TrialStore.git
+    run = GitRepo.run
     fetched: list[str] = []
 
     def teammate_moves_the_best_first(
-        self: TrialStore, *args: str, stdin: str | None = None
+        self: GitRepo, *args: str, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         fetched.extend(args[:1] if args[0] == "fetch" else [])
         if args[0] == "push" and fetched:  # between our fetch and our push: a race no fetch can close
             git("push", "-q", "-f", "origin", f"{bobs_first.commit}:{BEST_REF}", cwd=bob)
-            monkeypatch.setattr(TrialStore, "git", run)
+            monkeypatch.setattr(GitRepo, "run", run)
         return run(self, *args, stdin=stdin)
 
-    monkeypatch.setattr(TrialStore, "git", teammate_moves_the_best_first)
+    monkeypatch.setattr(GitRepo, "run", teammate_moves_the_best_first)
     report = push(a, "origin", lambda theirs, ours, history: False)  # ours (1.2) stays our best
     assert report.rejected == [f"{BEST_REF} ({sync.MOVED_WHILE_PUSHING})"] and not report.pushed
     assert git("rev-parse", BEST_REF, cwd=remote).strip() == bobs_first.commit  # not overwritten unseen
@@ -338,21 +339,21 @@ def test_a_sync_killed_between_fetching_and_listing_lists_again_the_next_time(
 ) -> None:
     a, bobs = synced_then_a_teammate_pushed(team)
     never = lambda theirs, ours, history: False  # noqa: E731
-    run = TrialStore.git
+    run = GitRepo.run
 
     def killed_when_listing(
-        self: TrialStore, *args: str, stdin: str | None = None
+        self: GitRepo, *args: str, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         if args[0] == "ls-remote" or (args[0] == "fetch" and any("trials" in arg for arg in args)):
             raise Killed  # after the remote's notes were fetched into staging
         return run(self, *args, stdin=stdin)
 
-    monkeypatch.setattr(TrialStore, "git", killed_when_listing)
+    monkeypatch.setattr(GitRepo, "run", killed_when_listing)
     with pytest.raises(Killed):
         push(a, "origin", never)
-    monkeypatch.setattr(TrialStore, "git", run)
+    monkeypatch.setattr(GitRepo, "run", run)
     report = push(a, "origin", never)
-    assert report.trials_added == 1 and a.ref_target("refs/skylab/trials/bob-1/1") == bobs.commit
+    assert report.trials_added == 1 and a.git.ref_target("refs/skylab/trials/bob-1/1") == bobs.commit
 
 
 def test_a_damaged_record_of_the_remote_is_listed_again(
@@ -388,7 +389,7 @@ def test_trial_refs_staged_by_an_earlier_version_or_a_killed_pull_are_dropped_by
     assert git("for-each-ref", "--format=%(refname)", staged, cwd=bob)
     run_skylab("pull", "-C", str(bob), check=True)
     assert git("for-each-ref", "--format=%(refname)", staged, cwd=bob) == ""
-    assert TrialStore.open(bob).ref_target("refs/skylab/trials/alice-1/1") == first.commit
+    assert TrialStore.open(bob).git.ref_target("refs/skylab/trials/alice-1/1") == first.commit
 
 
 def test_a_push_of_many_new_trial_refs_says_the_remote_should_pack_them(
@@ -412,4 +413,4 @@ def test_a_remote_ref_that_is_no_trial_ref_is_left_out_and_its_commit_not_fetche
     git("push", "-q", "origin", f"{stray}:refs/skylab/trials/no-number", cwd=bob)
     report = pull(TrialStore.open(alice), "origin", lambda theirs, ours, history: False)
     assert report.left_out == ["trial ref no-number: not a trial ref name (tag/number)"]
-    assert not TrialStore.open(alice).has_object(stray)
+    assert not TrialStore.open(alice).git.has_object(stray)

@@ -26,7 +26,7 @@ from pathlib import Path
 from skylab.autoresearch.results_tsv import KNOWN_STATUSES, ImportFormatError, ResultRow, parse_results
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
-from skylab.store.gitstore import TrialStore
+from skylab.store.gitstore import TrialStore, trial_commit
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote, iso_utc
 from skylab.store.refs import TrialRef, check_tag
@@ -105,7 +105,7 @@ def import_results(
 
 def unfinished_imports(store: TrialStore) -> list[UnfinishedImport]:
     """The imports of this clone that were stopped before they finished, by tag."""
-    folder = store.skylab_dir / MARKERS
+    folder = store.git.skylab_dir / MARKERS
     found = []
     for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
         try:
@@ -128,7 +128,7 @@ def incomplete_import_line(history: History, unfinished: UnfinishedImport) -> st
 
 
 def _marker(store: TrialStore, tag: str) -> Path:
-    return store.skylab_dir / MARKERS / tag
+    return store.git.skylab_dir / MARKERS / tag
 
 
 def _row_key(row: ResultRow) -> tuple[str, str, float | None, str]:
@@ -185,13 +185,13 @@ def _write(
     missing = 0
     for index, row in enumerate(rows):
         number = index + 1
-        found = store.commit_by_id(row.commit)
+        found = store.git.commit_by_id(row.commit)
         placeholder = found is None or found in used
         missing += found is None
         if index < len(done):
             ref = TrialRef(tag, number, done[index].commit)
             if placeholder:
-                is_row = store.commit_summary(ref.commit) == (found or parent, _message(row))
+                is_row = store.git.commit_summary(ref.commit) == (found or parent, _message(row))
             else:
                 is_row = ref.commit == found
             if not is_row:
@@ -201,9 +201,9 @@ def _write(
         else:
             commit = found
             if placeholder or commit is None:
-                tree = store.tree_of(found or parent)
+                tree = store.git.tree_of(found or parent)
                 assert tree is not None
-                commit = store.trial_commit(tag, number, tree, found or parent, _message(row))
+                commit = trial_commit(store.git, tag, number, tree, found or parent, _message(row))
             ref = TrialRef(tag, number, commit)
             new_refs.append(ref)
         used.add(ref.commit)

@@ -54,7 +54,7 @@ def init_experiment(directory: Path, template: str | None = None) -> list[str]:
     actions += install_hook(hooks_dir(store))
     if show_notes_in_log(store):
         actions.append("set notes.displayRef so `git log` shows Skylab's notes")
-    if store.baseline() is None and adopted and store.head_commit() is not None:
+    if store.baseline() is None and adopted and store.checkout.head_commit() is not None:
         head = commit_one_file(store, CONFIG_NAME, f"skylab: adopt {config.name}\n")
         actions += [f"committed only {CONFIG_NAME}, as the baseline", f"baseline is {head[:10]}"]
     elif store.baseline() is None:

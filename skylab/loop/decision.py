@@ -1,15 +1,18 @@
 """Deciding a finished trial: ask the judge, record the verdict, move what a keep moves.
 
 The orchestrator calls `Decider.decide` under its decision lock, one trial at a time, against the
-run's best at that moment. Every rule comes from `judge`; this module turns the verdict into writes
-(note, run branch, best), keeps the researcher's checkout of the run branch in step, reverts a
-reverted hand commit off the branch and queues the merge-forward of a best the trial overtook.
+run's best at that moment; the store reads that moment and records the verdict under its own lock
+(`TrialStore.decide`), which the loop never takes. Every rule comes from `judge`; this module turns
+the verdict into what the store records (note, run branch, best), keeps the researcher's checkout
+of the run branch in step, reverts a reverted hand commit off the branch and queues the
+merge-forward of a best the trial overtook.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
@@ -32,10 +35,22 @@ from skylab.loop.judge import (
     threshold,
 )
 from skylab.loop.progress import Reporter, Result
-from skylab.store.gitstore import TrialStore
+from skylab.store.gitstore import RunMoment, TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.store.refs import TrialRef, run_branch
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What the judge says of one trial: what the store records (its note, whether it is the new
+    best, whether a keep moves the run branch) and what follows it."""
+
+    note: TrialNote
+    new_best: bool
+    move_branch: bool
+    overtaken: bool  # kept, and the run's tip it never saw is carried forward onto it
+    reference_value: float | None  # the run's best it was judged against
 
 
 class Decider:
@@ -51,76 +66,91 @@ class Decider:
         self._failures: list[str] = []  # how the latest trials failed, in a row (cleared by a success)
 
     def tip(self, store: TrialStore) -> str:
-        tip = store.ref_target(run_branch(self.tag))
+        tip = store.git.ref_target(run_branch(self.tag))
         assert tip is not None, "the run branch exists from the start of a run"
         return tip
 
     def decide(self, store: TrialStore, job: Job, note: TrialNote) -> None:
         """Keep or revert against the run's best now, record it, and carry an overtaken best forward.
-        A trial that is not a candidate (a study's) is only recorded: see `record_measured`."""
+        A trial that is not a candidate (a study's) is only recorded: see `record_measured`.
+
+        The store reads the run and records the verdict under its lock (`TrialStore.decide`);
+        what follows a keep (the checkout, the branch settled, a merge-forward queued) each take
+        it again for their own writes."""
         if not job.candidate:
             self.record_measured(store, job, note)
             return
-        trial = job.trial
-        with store.writing():
-            history = store.load()
-            by_commit = history.by_commit()
-            tip = self.tip(store)
-            run_line = RunLine(history, self.tag)
-            reference = run_best(store, tip, trial.commit, run_line)
-            reference_value = reference.value if reference else None
-            measured = self._measured(store, job, note, history)
-            evidence = Evidence(tuple(note.measurements)) if note.measurements else None
-            sigma = self.sigma(history, note.measurements)
-            verdict = judge(
-                measured, evidence, _evidence(reference), history.value_of(store.best()), sigma, self.rules
-            )
-            _record_verdict(note, verdict, sigma)
-            run_best_now = note.samples() if note.decision is Decision.KEEP else _samples(reference)
-            bar = threshold(sigma, 1 + self.rules.confirm, max(1, len(run_best_now)), self.rules)
-            self.reporter.noise(sigma, bar)
-            if reference is not None and reference.commit != job.parent:
-                note.other["judged_against"] = reference.name  # the best had moved on while it trained
-            # A hand commit's trial moves the branch only while nothing was committed on top of it:
-            # the researcher's newer commits stay checked out, queued (see settle).
-            on_its_line = tip in (job.parent, trial.commit, job.source)
-            moves = on_its_line or not job.hand_made
-            overtaken = note.decision is Decision.KEEP and not on_its_line and moves
-            if overtaken:
-                note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
-            store.finish_trial(trial, note, new_best=verdict.new_best, move_branch=moves)
-            if note.decision is Decision.KEEP and moves and tip != trial.commit:
-                self.follow_in_checkout(store, tip, trial.commit)
-            if job.hand_made:
-                self.settle(store, f"leave what was not kept off the branch ({trial.name})")
-            if overtaken:
-                forward, line = merge_forward_job(store, self.tag, job, tip, by_commit)
-                if forward is not None:
-                    self.forward.append(forward)
-                if line:
-                    self.reporter.say(line)
-            best = (note.value, trial.name, note.sem) if verdict.new_best else best_for_display(store)
-        line = summary_line(trial, note, self.config.metric, reference_value)
+        moment, judged = store.decide(job.trial, partial(self._judge, store, job, note))
+        trial, tip = job.trial, moment.tip
+        kept = note.decision is Decision.KEEP
+        if kept and judged.move_branch and tip != trial.commit:
+            self.follow_in_checkout(store, tip, trial.commit)
+        if job.hand_made:
+            self.settle(store, f"leave what was not kept off the branch ({trial.name})")
+        if judged.overtaken:
+            forward, line = merge_forward_job(store, self.tag, job, tip, moment.history.by_commit())
+            if forward is not None:
+                self.forward.append(forward)
+            if line:
+                self.reporter.say(line)
+        best = (note.value, trial.name, note.sem) if judged.new_best else best_for_display(store)
+        line = summary_line(trial, note, self.config.metric, judged.reference_value)
         if note.verdict and not self.config.decision.greedy:
             line += f" ({note.verdict})"
-        delta = None if note.value is None or reference_value is None else note.value - reference_value
+        delta = (
+            None
+            if note.value is None or judged.reference_value is None
+            else note.value - judged.reference_value
+        )
         outcome = note.decision.value if note.status is Status.SUCCESS else note.status.value
         self.reporter.trial_finished(line, *best, result=Result(trial.name, note.value, delta, outcome))
+
+    def _judge(self, store: TrialStore, job: Job, note: TrialNote, moment: RunMoment) -> Judged:
+        """The verdict on `job` against the run as it is at `moment`, written into `note`; what to
+        record and what follows from it. Writes nothing (the store records it)."""
+        history, tip, trial = moment.history, moment.tip, job.trial
+        reference = run_best(store, tip, trial.commit, RunLine(history, self.tag))
+        measured = self._measured(store, job, note, history)
+        evidence = Evidence(tuple(note.measurements)) if note.measurements else None
+        sigma = self.sigma(history, note.measurements)
+        verdict = judge(
+            measured, evidence, _evidence(reference), history.value_of(moment.best), sigma, self.rules
+        )
+        _record_verdict(note, verdict, sigma)
+        run_best_now = note.samples() if note.decision is Decision.KEEP else _samples(reference)
+        bar = threshold(sigma, 1 + self.rules.confirm, max(1, len(run_best_now)), self.rules)
+        self.reporter.noise(sigma, bar)
+        if reference is not None and reference.commit != job.parent:
+            note.other["judged_against"] = reference.name  # the best had moved on while it trained
+        # A hand commit's trial moves the branch only while nothing was committed on top of it:
+        # the researcher's newer commits stay checked out, queued (see settle).
+        on_its_line = tip in (job.parent, trial.commit, job.source)
+        moves = on_its_line or not job.hand_made
+        overtaken = note.decision is Decision.KEEP and not on_its_line and moves
+        if overtaken:
+            by_commit = history.by_commit()
+            note.other["overtook"] = by_commit[tip].name if tip in by_commit else tip[:10]
+        reference_value = reference.value if reference else None
+        return Judged(note, verdict.new_best, moves, overtaken, reference_value)
 
     def record_measured(self, store: TrialStore, job: Job, note: TrialNote) -> None:
         """Record a study's trial (an ablation, a confirmation): the limits apply (the time budget
         scaled as it trained), it is never kept, and no ref moves."""
-        with store.writing():
-            history = store.load()
-            sigma = self.sigma(history, note.measurements)
+
+        def measured(moment: RunMoment) -> Judged:
+            sigma = self.sigma(moment.history, note.measurements)
             budget = self.rules.time_budget
             rules = replace(self.rules, time_budget=None if budget is None else budget * job.budget_scale)
             evidence = Evidence(tuple(note.measurements)) if note.measurements else None
             why = f"{job.strategy}: measured for a study, never a candidate for the best"
-            verdict = measured_only(self._measured(store, job, note, history), evidence, sigma, rules, why)
+            verdict = measured_only(
+                self._measured(store, job, note, moment.history), evidence, sigma, rules, why
+            )
             _record_verdict(note, verdict, sigma)
-            store.finish_trial(job.trial, note, new_best=False)
-            best = best_for_display(store)
+            return Judged(note, False, False, False, None)
+
+        store.decide(job.trial, measured)
+        best = best_for_display(store)
         line = summary_line(job.trial, note, self.config.metric, None, "(measured)")
         outcome = "measured" if note.status is Status.SUCCESS else note.status.value
         self.reporter.trial_finished(line, *best, result=Result(job.trial.name, note.value, None, outcome))
@@ -162,7 +192,7 @@ class Decider:
         )
 
     def _measured(self, store: TrialStore, job: Job, note: TrialNote, history: History) -> Measurement:
-        removed = store.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
+        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
         runs = max(1, len(note.measurements))  # a note's training time covers all its measurements
         trained = None if note.train_seconds is None else note.train_seconds / runs
         start = next(
@@ -213,13 +243,13 @@ class Decider:
     def settle(self, store: TrialStore, reason: str) -> None:
         """Move the run branch off trials that were not kept (see forward.settled_tip): a reverted
         hand commit, or one the run stopped before judging, never stays what the run builds on."""
-        with store.writing():
-            tip = self.tip(store)
-            history = store.load()
-            settled = settled_tip(store, tip, RunLine(history, self.tag), queued(store, self.tag))
-            if settled != tip:
-                store.move_run_branch(self.tag, settled, reason)
-                self.follow_in_checkout(store, tip, settled)
+
+        def settled(moment: RunMoment) -> str:
+            return settled_tip(store, moment.tip, RunLine(moment.history, self.tag), queued(store, self.tag))
+
+        old, new = store.settle(self.tag, settled, reason)
+        if new != old:
+            self.follow_in_checkout(store, old, new)
 
     def follow_in_checkout(self, store: TrialStore, old: str, new: str) -> None:
         """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""

@@ -41,7 +41,7 @@ def run_best(store: TrialStore, tip: str, excluding: str, line: RunLine) -> Tria
     """The run's best now: the newest kept, measured success on the run branch from `tip` back,
     other than `excluding` (the trial being judged). A trial that was not kept (a hand commit
     below one not yet judged) is never what a trial is judged against."""
-    for commit in store.first_parents(tip):
+    for commit in store.git.first_parents(tip):
         known = line.trial(commit)
         if (
             known is not None
@@ -60,7 +60,7 @@ def kept_base(store: TrialStore, commit: str, line: RunLine) -> tuple[str, list[
     commit rebuilt as one: then that trial), or no trial at all (the run's starting point); and
     the trials passed over on the way (reverted, failed or never finished), newest first."""
     passed: list[Trial] = []
-    for step in store.first_parents(commit):
+    for step in store.git.first_parents(commit):
         trial = line.trial(step)
         if trial is None:
             return step, passed
@@ -74,7 +74,7 @@ def settled_tip(store: TrialStore, tip: str, line: RunLine, queued: set[str]) ->
     """Where the run branch belongs when it ends at `tip`: at `tip` while that is kept, no trial,
     or a hand commit still waiting to be trained (or training); otherwise at its kept base, so at
     rest the branch is a chain of kept trials."""
-    for step in store.first_parents(tip):
+    for step in store.git.first_parents(tip):
         if step in queued:
             return tip
         trial = line.trial(step)
@@ -91,18 +91,18 @@ def merge_forward_job(
     """The kept `job` overtook a best (`old_tip`) it never saw: a new trial carrying what that best
     had added since the job's parent onto the job's commit, to be trained next, and a line saying
     so. (None, why) when the changes conflict or nothing is missing (then the line is empty)."""
-    tree, conflicts = store.merge_trees(job.parent, job.trial.commit, old_tip)
+    tree, conflicts = store.changes.merge_trees(job.parent, job.trial.commit, old_tip)
     overtaken = by_commit[old_tip].name if old_tip in by_commit else old_tip[:10]
     if tree is None:
         return None, (
             f"trial {job.trial.name} overtook {overtaken}; its change conflicts with "
             f"{overtaken}'s in {', '.join(conflicts)}, so it is not carried forward"
         )
-    if tree == store.tree_of(job.trial.commit):
+    if tree == store.git.tree_of(job.trial.commit):
         return None, ""  # nothing of the overtaken best is missing from the trial
     description = f"merge forward: {overtaken}'s change onto {job.trial.name}"
     trial = store.create_trial(tag, tree, job.trial.commit, description)
-    changed = sorted(store.diff_paths(job.trial.commit, trial.commit))
+    changed = sorted(store.changes.diff_paths(job.trial.commit, trial.commit))
     extra = {"merged_from": overtaken}
     forward = Job(trial, job.trial.commit, Proposal(description), changed, MERGE_FORWARD, extra=extra)
     return forward, f"trial {trial.name} queued: {description}"

@@ -19,7 +19,7 @@ from skylab.store.runlock import RunLock
 
 
 def queue_dir(store: TrialStore) -> Path:
-    return store.skylab_dir / "queue"
+    return store.git.skylab_dir / "queue"
 
 
 def enqueue(store: TrialStore, tag: str, commit: str) -> None:
@@ -63,7 +63,7 @@ def _tag_of(entry: Path) -> str:
 
 def on_post_commit(store: TrialStore) -> str:
     """What the hook does for HEAD; returns the line to show the committer."""
-    branch, commit = store.checked_out_branch(), store.head_commit()
+    branch, commit = store.checkout.checked_out_branch(), store.checkout.head_commit()
     if branch is None or commit is None or not branch.startswith(BRANCH_PREFIX):
         return ""
     tag = branch[len(BRANCH_PREFIX) :]
@@ -71,9 +71,9 @@ def on_post_commit(store: TrialStore) -> str:
     if commit in history.by_commit():
         return ""  # already a trial: never twice
     enqueue(store, tag, commit)
-    if not RunLock(store.git_dir).try_acquire_and_release():
+    if not RunLock(store.git.git_dir).try_acquire_and_release():
         return f"skylab: {commit[:10]} queued; the active skylab run trains it next"
-    root = store.root
+    root = store.git.root
     log = log_dir(root, tag) / f"hand-{commit[:10]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     skylab = Path(sys.executable).parent / "skylab"

@@ -28,13 +28,11 @@ from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
 from skylab.loop.decision import Decider
-from skylab.loop.handcommits import pop as pop_hand_commit
-from skylab.loop.handcommits import queued as queued_hand_commits
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, queued_line, starting_note
 from skylab.loop.judge import RECENT_SUCCESSES, expected_trial_seconds
 from skylab.loop.measuring import BUDGET_VARIABLE, SEED_VARIABLE, Measurements
 from skylab.loop.progress import Coalesced, Reporter, remaining
-from skylab.loop.proposals import DISCARDED, hand_job, proposed_job
+from skylab.loop.sources import Stop, TrialSources
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
 from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
 from skylab.store.gitstore import TrialStore
@@ -44,7 +42,6 @@ from skylab.store.runlock import RunLock
 from skylab.strategy import PendingTrial, Strategy
 
 STARTUP_ALLOWANCE = 30.0  # seconds a trial needs beyond its training budget, until history says better
-MAX_DISCARDS_IN_A_ROW = 3
 WAIT_POLL_SECONDS = 0.5  # a worker with nothing to start yet looks again this often
 
 
@@ -91,9 +88,8 @@ class Orchestrator:
         # A study's trials: `prepare(say)` commits them once the run holds the lock and has repaired
         # what a crash left; the run then trains these and nothing else.
         self._prepare = prepare
-        self.prepared: deque[Job] | None = None
         self._after_trial = Coalesced(after_trial)  # e.g. rewrite the live report
-        self.root = store.root
+        self.root = store.git.root
         self.log_dir = log_dir(self.root, tag)
         self._propose_lock = threading.Lock()  # one proposal at a time, seeing every trial in flight
         self._state = threading.Condition()  # guards the counters below; decisions happen under it
@@ -107,11 +103,12 @@ class Orchestrator:
         self._started = time.monotonic()
         self.ran_by = ran_by(store)
         self.decider = Decider(config, tag, reporter)
+        self.sources = TrialSources(config, tag, strategy, queued_only, self.decider, reporter.say)
 
     # ----- the loop --------------------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
-        with RunLock(self.store.git_dir), sigterm_as_interrupt():
+        with RunLock(self.store.git.git_dir), sigterm_as_interrupt():
             for line in self.store.repair(self.config.metric, self.config.is_better, resuming=self.tag):
                 self.reporter.say(f"repaired: {line}")
             for job in self.measurements.resume(self.store, self.tag):
@@ -124,9 +121,9 @@ class Orchestrator:
                 self.decider.settle(self.store, "leave what was not kept off the branch")
                 self.decider.continue_from_shared_best(self.store)
             else:
-                self.prepared = deque(self._prepare(self.reporter.say))
+                self.sources.prepared = deque(self._prepare(self.reporter.say))
                 self.reporter.say(
-                    queued_line(self.prepared, self.expected_trial_seconds(), len(self.runners))
+                    queued_line(self.sources.prepared, self.expected_trial_seconds(), len(self.runners))
                 )
             for name in remove_extra_worktrees(self.root, self.tag, len(self.runners)):
                 self.reporter.say(f"removed the work tree of a worker this run does not have: {name}")
@@ -153,7 +150,7 @@ class Orchestrator:
         return RunOutcome(self._done, self._reason, best)
 
     def _make_worker(self, index: int, runner: Runner) -> Worker:
-        store = self.store if index == 0 else TrialStore.open(self.store.git_dir)  # a handle per thread
+        store = self.store if index == 0 else TrialStore.open(self.store.git.git_dir)  # a handle per thread
         return Worker(index, store, TrialWorktree(self.root, self.tag, index), runner)
 
     def _interrupt(self, finished: list[threading.Event]) -> None:
@@ -228,7 +225,15 @@ class Orchestrator:
                 if self.budget is not None and self.budget - (time.monotonic() - self._started) < expected:
                     self._reason = f"the budget left is shorter than a trial (~{format_duration(expected)})"
                     return None
-                job = self._choose(worker, history, pending)
+                with self._state:
+                    hand_in_flight = bool(self._hand_in_flight)
+                    left = remaining(
+                        self.max_trials, self._claimed, self.budget, time.monotonic() - self._started
+                    )
+                job = self.sources.next(worker, history, pending, hand_in_flight, left)
+                if isinstance(job, Stop):
+                    self._reason = job.reason or self._reason
+                    return None
                 if isinstance(job, Job):
                     with self._state:
                         self._claimed += 1
@@ -237,59 +242,8 @@ class Orchestrator:
                         if job.hand_made:
                             self._hand_in_flight.add(job.trial.commit)
                     return job
-                if job == "stop":
-                    return None
             with self._state:  # "wait": another worker's result decides what comes next
                 self._state.wait(WAIT_POLL_SECONDS)
-
-    def _choose(self, worker: Worker, history: History, pending: list[tuple[PendingTrial, str]]) -> Job | str:
-        """A job, "wait" (retry when a trial finishes) or "stop"."""
-        with self._state:
-            forward = self.decider.forward.popleft() if self.decider.forward else None
-        if forward is not None:
-            return forward
-        if self.prepared is not None:
-            if self.prepared:
-                return self.prepared.popleft()
-            self._reason = "every trial it asked for was measured"
-            return "stop"
-        # Hand commits are trained one at a time, in the order they were made: each is then judged
-        # knowing whether the one below it was kept (see hand_job).
-        with self._state:
-            hand_in_flight = bool(self._hand_in_flight)
-        if hand_in_flight and queued_hand_commits(worker.store, self.tag):
-            return "wait"
-        hand = None if hand_in_flight else pop_hand_commit(worker.store, self.tag)
-        if hand is not None:
-            return hand_job(self.config, self.tag, worker, hand, history) or "wait"
-        if self.queued_only or self.strategy is None:
-            self._reason = "no queued commits left"
-            return "stop"
-        tip = self.decider.tip(worker.store)
-        tip_trial = history.by_commit().get(tip)
-        if tip_trial is None and pending:
-            return "wait"  # the starting point is being measured: proposals start from its result
-        outcome = proposed_job(
-            self.config,
-            self.strategy,
-            self.tag,
-            worker,
-            history,
-            pending,
-            tip,
-            tip_trial,
-            self.reporter.say,
-            remaining(self.max_trials, self._claimed, self.budget, time.monotonic() - self._started),
-        )
-        if outcome == DISCARDED:
-            self._discards += 1
-            if self._discards >= MAX_DISCARDS_IN_A_ROW:
-                raise SkylabError("the strategy's proposals kept changing files that are not editable")
-            return "wait"
-        self._discards = 0
-        if outcome is None:
-            return "stop"
-        return outcome
 
     # ----- training ----------------------------------------------------------------------------------
 
@@ -352,13 +306,13 @@ class Orchestrator:
 
 def ran_by(store: TrialStore) -> str:
     """Who runs these trials, for a repository shared by a team: `name@host`."""
-    return f"{store.signature().name}@{socket.gethostname()}"
+    return f"{store.git.signature().name}@{socket.gethostname()}"
 
 
 def _in_flight(store: TrialStore, job: Job) -> tuple[PendingTrial, str]:
     """How a trial in flight is shown to proposals: its name, description, values and tree."""
     started = PendingTrial(job.trial.name, job.proposal.description, job.proposal.params)
-    return started, store.tree_of(job.trial.commit) or ""
+    return started, store.git.tree_of(job.trial.commit) or ""
 
 
 def _wait_all(events: list[threading.Event]) -> None:

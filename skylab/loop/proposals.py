@@ -47,8 +47,8 @@ def proposed_job(
             tip,
             tip_trial,
             tree_dir.path,
-            worker.store.diff_against_parent,
-            partial(trial_log, worker.store.root),
+            worker.store.diffs.against_parent,
+            partial(trial_log, worker.store.git.root),
             tuple(trial for trial, _ in pending),
             remaining,
         )
@@ -69,7 +69,7 @@ def proposed_job(
     problem = problem or static_problem(config.editable_files, tree_dir.path, changed, tip_trial is None)
     if problem is None and changed:
         # The commits of history's trials: the keys of its by-commit map, which it builds once.
-        with_tree = partial(worker.store.commits_with_tree, commits=history.by_commit())
+        with_tree = partial(worker.store.git.commits_with_tree, commits=history.by_commit())
         problem = same_change(history, pending, str(tree), with_tree)
     trial = worker.store.create_trial(tag, tree, tip, proposal.description)
     name = strategy.name if strategy else "manual"
@@ -106,7 +106,7 @@ def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, hi
     if line.trial(commit) is not None:
         return None
     store = worker.store
-    found = store.commit_summary(commit)
+    found = store.git.commit_summary(commit)
     if found is None or not found[0]:
         return None
     parent, subject = found
@@ -117,12 +117,12 @@ def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, hi
         trial = store.begin_trial(tag, commit)
         description = subject or "hand-made commit"
     else:
-        tree, conflicts = store.merge_trees(parent, base, commit)
+        tree, conflicts = store.changes.merge_trees(parent, base, commit)
         names = _names(passed)
         base_trial = line.trial(base)
         base_name = base_trial.name if base_trial else base[:10]
         if tree is None:
-            tree = store.tree_of(commit)
+            tree = store.git.tree_of(commit)
             assert tree is not None
             them = "it" if len(passed) == 1 else "them"
             how = (
@@ -134,9 +134,9 @@ def hand_job(config: ExperimentConfig, tag: str, worker: Worker, commit: str, hi
         message = f"{description}\n\nHand commit {commit}, rebuilt on {base}."
         trial = store.create_trial(tag, tree, base, message)
         extra[HAND_COMMIT] = commit
-        if tree == store.tree_of(base):
+        if tree == store.git.tree_of(base):
             problem = (Status.NOOP, f"hand commit {commit[:10]} changes nothing on {base_name}")
-    changed = sorted(store.diff_paths(base, trial.commit))
+    changed = sorted(store.changes.diff_paths(base, trial.commit))
     worker.worktree.reset(trial.commit)
     problem = problem or static_problem(config.editable_files, worker.worktree.path, changed, False)
     return Job(

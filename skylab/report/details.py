@@ -26,22 +26,27 @@ def details_chunks(store: TrialStore, trials: list[Trial], chunk: int = DETAILS_
     """The packed details of `trials`, `chunk` trials to a chunk (see the module docstring); only
     chunks not built before are built now."""
     groups = [trials[start : start + chunk] for start in range(0, len(trials), chunk)]
-    commits, parents = zip(*store.diff_keys(trials), strict=True) if trials else ((), ())
-    columns = [[trial.name for trial in trials], list(commits), list(parents), store.note_versions(trials)]
+    commits, parents = zip(*store.diffs.keys(trials), strict=True) if trials else ((), ())
+    columns = [
+        [trial.name for trial in trials],
+        list(commits),
+        list(parents),
+        store.notes.note_versions(trials),
+    ]
     keys = chunk_keys(str(REPORT_DETAILS.format), columns, chunk)
 
     def build(missing: list[int]) -> list[str]:
         return _build([groups[at] for at in missing], store)
 
-    return reused_chunks(REPORT_DETAILS, store.skylab_dir, keys, build)
+    return reused_chunks(REPORT_DETAILS, store.git.skylab_dir, keys, build)
 
 
 def _build(groups: list[list[Trial]], store: TrialStore) -> list[str]:
     """The packed details of each group: the note as git holds it, the diff against the parent,
     the log tail and the reason it failed."""
     every = [trial for group in groups for trial in group]
-    diffs = iter(store.diffs_against_parents(every))
-    texts = iter(store.notes_as_written(every))
+    diffs = iter(store.diffs.against_parents(every))
+    texts = iter(store.notes.notes_as_written(every))
     chunks = []
     for group in groups:
         details = {}

@@ -36,7 +36,7 @@ def history_json(
     if not trials:
         return json_bytes([])
     best, unreadable = history.best, history.unreadable_notes
-    note_versions, in_history = store.note_versions_by_commit(), history.by_commit()
+    note_versions, in_history = store.notes.note_versions_by_commit(), history.by_commit()
 
     def version(commit: str) -> str:
         return note_versions.get(commit, "") if commit in in_history else NOT_A_TRIAL
@@ -47,7 +47,7 @@ def history_json(
         for commit in commits
     ]
     row_fields = " ".join(f.name for f in fields(HistoryRow))
-    columns = [[trial.name for trial in trials], commits, store.note_versions(trials), flags]
+    columns = [[trial.name for trial in trials], commits, store.notes.note_versions(trials), flags]
     keys = chunk_keys(f"{HISTORY_JSON.format} {row_fields}", columns, chunk)  # see HISTORY_JSON
 
     def build(missing: list[int]) -> list[JsonChunk]:
@@ -64,7 +64,7 @@ def history_json(
     def still_valid(kept: JsonChunk) -> bool:
         return all(version(parent) == was for parent, was in kept[1])
 
-    chunks = reused_chunks(HISTORY_JSON, store.skylab_dir, keys, build, still_valid, KEPT_BEYOND)
+    chunks = reused_chunks(HISTORY_JSON, store.git.skylab_dir, keys, build, still_valid, KEPT_BEYOND)
     parts = [b"["]
     for text, _parents in chunks:
         parts += (text, b",")

@@ -226,7 +226,7 @@ def _files_json(store: TrialStore, config: ExperimentConfig, trials: list[Trial]
     for trial in trials:
         files = {}
         for path in config.editable_files:
-            content = store.file_at(trial.commit, path)
+            content = store.changes.file_at(trial.commit, path)
             if content is None:
                 continue
             text = content.decode("utf-8", "replace")

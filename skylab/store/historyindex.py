@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from skylab.store.derived.notechunks import ChunkedNotes
-from skylab.store.history import History, Trial, deferred_trial
+from skylab.store.history import History, NoteInChunk, Trial
 from skylab.store.notes import TrialNote
 from skylab.store.reffiles import NO_REFS, RefLayers, ref_changes
 from skylab.store.refs import TrialRef, trial_ref
@@ -109,7 +109,7 @@ def _restored_trials(image: IndexImage, notes: Mapping[str, TrialNote]) -> list[
     return [
         Trial(tag, number, commit, notes.get(commit), has_ref)
         if (at := located(commit)) is None
-        else deferred_trial(tag, number, commit, has_ref, chunks, at)
+        else Trial(tag, number, commit, NoteInChunk(chunks, at), has_ref)
         for tag, number, commit, has_ref in zip(
             image.tags, image.numbers, image.commits, image.has_ref, strict=True
         )

@@ -1,8 +1,9 @@
 """The git repository as the store uses it: objects, refs, the notes tree, the write lock.
 
-It knows nothing of trials (that is `gitstore.TrialStore`, built on it) and is the one place that
-turns commits, trees and refs into the plain strings the rest of Skylab works with. Ref and note
-writes (`_set_ref`, `_write_notes`) are for the store package alone.
+It knows nothing of trials (that is `gitstore.TrialStore`, which holds one) and is the one place
+that turns commits, trees and refs into the plain strings the rest of Skylab works with. It writes
+nothing but the researcher's checkout (`follow_checkout`): refs and notes are written by
+`refwrites`, under the lock held here.
 """
 
 from __future__ import annotations
@@ -11,32 +12,20 @@ import fcntl
 import re
 import subprocess
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pygit2
 
-from skylab.errors import StoreError
-from skylab.store.notetree import notes_tree, notes_tree_changes, read_notes_tree
-from skylab.store.reffiles import RefExists, RefFiles, RefLayers, RefLocked, uses_files_backend, write_ref
-from skylab.store.refs import NOTES_REF, SKYLAB_REF_FOLDERS, STAGING_PREFIX
+from skylab.store.notetree import notes_tree_changes, read_notes_tree
+from skylab.store.reffiles import RefFiles, RefLayers, uses_files_backend
+from skylab.store.refs import NOTES_REF
 
 FALLBACK_SIGNATURE = ("Skylab", "skylab@localhost")
-LOOSE_REFS_TO_PACK = 1000  # loose refs under LOOSE_REF_FOLDERS beyond which refs are packed
-LOOSE_REF_FOLDERS = ("refs/skylab/", STAGING_PREFIX)  # the store's own, a remote's staged
 
 
 _NOTES_ENTRY = re.compile(r"[0-9a-f]{2}|[0-9a-f]{38,64}")  # a fan-out folder, or a note by the rest of its id
-
-
-def git_failure(stderr: str) -> str:
-    """The line of git's error output that says what went wrong: its first `fatal:` or `error:`
-    line (the last line is often advice, such as "and the repository exists.")."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    first = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
-    return (first or (lines[-1] if lines else "(no output)")).removeprefix("fatal: ").removeprefix("error: ")
 
 
 class GitRepo:
@@ -53,12 +42,13 @@ class GitRepo:
             storage: str | None = str(repo.config["extensions.refStorage"])
         except KeyError:
             storage = None
-        self._ref_files = RefFiles(self.git_dir) if uses_files_backend(storage) else None
+        # The refs' files, when the repository keeps its refs in files (see reffiles); else None.
+        self.ref_files = RefFiles(self.git_dir) if uses_files_backend(storage) else None
         try:  # git's default: reflogs for branches and notes, except in a bare repository
             logged = str(repo.config["core.logAllRefUpdates"]).lower()
         except KeyError:
             logged = "false" if repo.is_bare else "true"
-        self._log_all_refs = logged in ("true", "yes", "on", "1", "always")
+        self.logs_all_refs = logged in ("true", "yes", "on", "1", "always")
 
     @property
     def root(self) -> Path:
@@ -69,7 +59,7 @@ class GitRepo:
     def git_dir(self) -> Path:
         return Path(self.repo.path)
 
-    def git(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the git command line in this repository (for what pygit2 lacks: fetch, push, gc)."""
         workdir = self.repo.workdir or self.repo.path
         return subprocess.run(
@@ -89,6 +79,11 @@ class GitRepo:
 
     def is_commit(self, sha: str) -> bool:
         return self._commit(sha) is not None
+
+    def commit_time(self, sha: str) -> int | None:
+        """When the commit `sha` was made (seconds since the epoch); None when it is no commit here."""
+        commit = self._commit(sha)
+        return None if commit is None else int(commit.commit_time)
 
     def is_notes_commit(self, sha: str) -> bool:
         """Whether `sha` is a commit whose tree reads as a notes tree: its entries named by object
@@ -122,7 +117,7 @@ class GitRepo:
         """The direct refs under `prefix` (a folder, ending in '/'), name without prefix -> target
         commit. Read from the ref files when the repository keeps its refs in files (see
         `reffiles`), else through pygit2 (as one layer, new on every read)."""
-        found = self._ref_files.under(prefix) if self._ref_files is not None else None
+        found = self.ref_files.under(prefix) if self.ref_files is not None else None
         if found is not None:
             return found
         cut, listed = len(prefix), {}
@@ -137,13 +132,13 @@ class GitRepo:
     def ref_lines(self, prefix: str) -> tuple[str, dict[str, str]] | None:
         """The refs under `prefix` as packed-refs lines and loose refs (see `RefFiles.lines_under`);
         None when they are not kept so (another ref backend, an unsorted file)."""
-        return self._ref_files.lines_under(prefix) if self._ref_files is not None else None
+        return self.ref_files.lines_under(prefix) if self.ref_files is not None else None
 
     def seed_ref_layers(self, prefix: str, layers: RefLayers) -> None:
         """Take `layers` (a read of `prefix` saved by an earlier process) as what packed-refs
         holds there while it is unchanged (see `RefFiles.seed`)."""
-        if self._ref_files is not None:
-            self._ref_files.seed(prefix, layers)
+        if self.ref_files is not None:
+            self.ref_files.seed(prefix, layers)
 
     def remote_names(self) -> list[str]:
         return [str(name) for name in self.repo.remotes.names() if name]
@@ -164,40 +159,6 @@ class GitRepo:
             return None if found is None else str(found.peel(pygit2.Commit).id)
         except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
             return None
-
-    def _tree_diff(self, a: str, b: str, context_lines: int = 3) -> pygit2.Diff:
-        """The diff from commit `a`'s tree to commit `b`'s."""
-        new = self.repo[b].peel(pygit2.Tree)
-        return self.repo[a].peel(pygit2.Tree).diff_to_tree(new, context_lines=context_lines)
-
-    def diff_paths(self, a: str, b: str) -> set[str]:
-        """The paths that differ between two commits' trees."""
-        diff = self._tree_diff(a, b)
-        return {path for delta in diff.deltas for path in (delta.new_file.path, delta.old_file.path)}
-
-    def file_at(self, commit: str, path: str) -> bytes | None:
-        """The content of `path` in a commit's tree (None when the commit has no such file)."""
-        tree = self.repo[commit].peel(pygit2.Tree)
-        try:
-            entry = tree[path]
-        except KeyError:
-            return None
-        return entry.data if isinstance(entry, pygit2.Blob) else None
-
-    def diff_text(self, a: str, b: str, paths: list[str]) -> str:
-        """The unified diff from commit `a` to commit `b`, limited to `paths`."""
-        diff = self._tree_diff(a, b)
-        wanted = set(paths)
-        texts = []
-        for patch in diff:
-            if patch is not None and {patch.delta.new_file.path, patch.delta.old_file.path} & wanted:
-                texts.append(patch.text or "")
-        return "".join(texts)
-
-    def lines_removed(self, a: str, b: str) -> int:
-        """Net lines of text the change from commit `a` to commit `b` removes (negative: adds)."""
-        stats = self._tree_diff(a, b).stats
-        return int(stats.deletions) - int(stats.insertions)
 
     def commit_summary(self, commit: str) -> tuple[str, str] | None:
         """(first parent, "" for a root commit; first line of the message) of a commit here; None for
@@ -234,53 +195,9 @@ class GitRepo:
                 self.tree_of(commit)
         return list(self._with_tree.get(tree, ()))
 
-    def merge_trees(self, base: str, ours: str, theirs: str) -> tuple[str | None, list[str]]:
-        """The 3-way merge of two commits' trees over `base`'s: (the merged tree id, []) or, when
-        they conflict, (None, the conflicting paths). Writes no commit and no ref."""
-        base_tree, our_tree, their_tree = (
-            self.repo[c].peel(pygit2.Commit).tree for c in (base, ours, theirs)
-        )
-        return self._merge(base_tree, our_tree, their_tree)
-
-    def revert_onto(self, onto: str, changes: list[tuple[str, str]]) -> tuple[str | None, list[str]]:
-        """`onto`'s tree with each change undone, in order, by a 3-way revert (`changes`: (commit,
-        the parent it changed) pairs): (the tree id, []) or, at the first change whose revert
-        conflicts with what came after it, (None, the conflicting paths). Writes no commit or ref."""
-        tree = self.repo[onto].peel(pygit2.Commit).tree
-        for change, parent in changes:
-            change_tree, parent_tree = (self.repo[c].peel(pygit2.Commit).tree for c in (change, parent))
-            merged, conflicts = self._merge(change_tree, tree, parent_tree)
-            if merged is None:
-                return None, conflicts
-            tree = self.repo[merged].peel(pygit2.Tree)
-        return str(tree.id), []
-
-    def _merge(
-        self, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree
-    ) -> tuple[str | None, list[str]]:
-        index = self.repo.merge_trees(base, ours, theirs)
-        if index.conflicts is not None:
-            paths = {(entry or their).path for entry, _, their in index.conflicts if entry or their}
-            return None, sorted(paths)
-        return str(index.write_tree(self.repo)), []
-
     def descends_from(self, commit: str, ancestor: str) -> bool:
         """Whether `ancestor` is in `commit`'s history (and is not `commit` itself)."""
         return bool(self.repo.descendant_of(commit, ancestor))
-
-    def checked_out_branch(self) -> str | None:
-        """The full name of the branch the user's checkout is on (None when detached or unborn)."""
-        repo = self.repo
-        return None if repo.head_is_unborn or repo.head_is_detached else str(repo.head.name)
-
-    def head_commit(self) -> str | None:
-        """The commit the user's checkout is on (None while the repository has no commit)."""
-        return None if self.repo.head_is_unborn else str(self.repo.head.target)
-
-    def dirty_paths(self) -> set[str]:
-        """Paths of the user's checkout that differ from HEAD, staged or not (ignored files aside)."""
-        ignored = pygit2.enums.FileStatus.IGNORED
-        return {path for path, flags in self.repo.status().items() if flags != ignored}
 
     def first_parents(self, commit: str | None) -> Iterator[str]:
         """`commit`, then its first parent, and so on back to the root (at most 10,000 steps)."""
@@ -290,6 +207,14 @@ class GitRepo:
             yield commit
             obj = self._commit(commit)
             commit = str(obj.parent_ids[0]) if obj is not None and obj.parent_ids else None
+
+    def note_blob(self, commit: str) -> pygit2.Blob | None:
+        """The note of `commit` on the notes ref, looked up by itself; None when it has none."""
+        try:
+            blob = self.repo[self.repo.lookup_note(commit, NOTES_REF).id]
+        except (KeyError, ValueError, pygit2.GitError):  # no note, no notes ref, or no commit id
+            return None
+        return blob if isinstance(blob, pygit2.Blob) else None
 
     def notes_changed(self, old: str, new: str) -> dict[str, pygit2.Blob | None] | None:
         """The notes that differ between two notes commits: annotated commit -> its note blob in
@@ -335,115 +260,3 @@ class GitRepo:
             return self.repo.default_signature
         except (KeyError, pygit2.GitError):
             return pygit2.Signature(*FALLBACK_SIGNATURE)
-
-    def follow_checkout(self, branch: str, old: str, new: str) -> bool:
-        """`branch` moved from `old` to `new`. When the researcher's checkout is on that branch and
-        sat clean on `old` (index and files hold it, except paths the move changes), check `new`
-        out there too, so `git status` shows no change that would undo the move. Returns whether
-        it did; edits of theirs stop it."""
-        repo = self.repo
-        if repo.is_bare or repo.head_is_detached or repo.head.name != branch:
-            return False
-        repo.index.read()  # as it is on disk now
-        unchanged = repo.index.write_tree() == repo[old].peel(pygit2.Tree).id
-        if not unchanged or not self.dirty_paths() <= self.diff_paths(old, new):
-            return False
-        target = repo[new].peel(pygit2.Tree)
-        repo.checkout_tree(target, strategy=pygit2.enums.CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
-        repo.index.read_tree(target)
-        repo.index.write()
-        return True
-
-    def maintain(self, loose_refs_limit: int | None = None) -> None:
-        """Let git pack loose objects when it judges it worthwhile (`git gc --auto`), and pack refs
-        once more than `loose_refs_limit` of Skylab's lie loose.
-
-        Each trial adds a handful of loose objects and a loose ref. `gc --auto` packs refs only
-        when it packs objects, which left 47,603 of 100,000 trial refs loose in a benchmark; a load
-        reads every loose ref file, so they are packed here on a count instead. The store calls it
-        every MAINTENANCE_EVERY trials, after the trial is recorded.
-        """
-        with self.writing():
-            # In the foreground, under the store lock: `gc --auto` detaches by default, and a
-            # detached gc racing our object writes failed (a libgit2 temporary object vanished under
-            # it), left .git/gc.log, and git then skips auto gc for a day: 326,000 loose objects
-            # piled up by 55,000 trials and each write slowed down.
-            self.git("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")
-            self.pack_loose_refs(loose_refs_limit)
-
-    def pack_loose_refs(self, limit: int | None = None) -> None:
-        """`git pack-refs --all` once more than `limit` of Skylab's refs (its own, and a remote's
-        staged by a pull) lie loose: every ref listing (a load, git push, git fetch) reads each
-        loose ref file, and a first pull of 10,000 trials staged 10,000 of them."""
-        if self._ref_files is None:
-            return
-        limit = LOOSE_REFS_TO_PACK if limit is None else limit
-        loose = sum(self._ref_files.loose_count(folder) for folder in LOOSE_REF_FOLDERS)
-        if loose > limit:
-            with self.writing():
-                self.git("pack-refs", "--all")
-
-    def clear_stale_ref_locks(self) -> list[str]:
-        """Remove `.lock` files a killed writer left on Skylab's refs; they would block every update.
-
-        Every Skylab writer holds the store lock while it writes a ref, so once we hold it, a ref
-        lock file on one of our refs belongs to a process that is gone.
-        """
-        fixed = []
-        with self.writing():
-            for folder in (self.git_dir / name for name in SKYLAB_REF_FOLDERS):
-                for lock in folder.rglob("*.lock") if folder.is_dir() else []:
-                    lock.unlink()
-                    fixed.append(f"removed a stale lock {lock.relative_to(self.git_dir)}")
-        return fixed
-
-    def _set_ref(self, name: str, target: str, message: str, force: bool = True) -> None:
-        if self._ref_files is not None:  # see reffiles.write_ref: flat cost however many refs
-            sig = self.signature()
-            who = (f"{sig.name} <{sig.email}>", time.time(), sig.offset)
-            try:
-                write_ref(self._ref_files, name, target, message, who, not force, self._log_all_refs)
-            except RefExists:
-                raise StoreError(f"{name} already exists") from None
-            except RefLocked:
-                raise StoreError(f"{name} is locked by another git process ({name}.lock exists)") from None
-            except OSError as exc:
-                raise StoreError(f"cannot write {name}: {exc.strerror or exc}") from None
-            return
-        try:
-            self.repo.create_reference_direct(name, pygit2.Oid(hex=target), force, message=message)
-        except pygit2.AlreadyExistsError:
-            raise StoreError(f"{name} already exists") from None
-
-    def _create_refs(self, refs: dict[str, str], message: str) -> None:
-        """Create every ref of `refs` (name -> object id) in one `git update-ref --stdin`
-        transaction: all of them, or none when one exists already or cannot be written."""
-        self._ref_transaction("".join(f"create {name}\0{target}\0" for name, target in refs.items()), message)
-
-    def _update_refs(self, refs: dict[str, str], message: str) -> None:
-        """Point every ref of `refs` (name -> object id) at its target, whatever it held, in one
-        `git update-ref --stdin` transaction."""
-        self._ref_transaction(
-            "".join(f"update {name}\0{target}\0\0" for name, target in refs.items()), message
-        )
-
-    def _ref_transaction(self, commands: str, message: str) -> None:
-        """`git update-ref -z --stdin` with `commands`: all of them or none (a StoreError); no git
-        process for no commands."""
-        if not commands:
-            return
-        done = self.git("update-ref", "-z", "-m", message, "--stdin", stdin=commands)
-        if done.returncode != 0:
-            raise StoreError(git_failure(done.stderr))
-
-    def _write_notes(
-        self, notes: dict[str, str | pygit2.Oid], message: str, merge_parent: str | None = None
-    ) -> None:
-        """One notes commit adding or replacing `notes` (commit -> text or blob id)."""
-        parent = self.ref_target(NOTES_REF)
-        base_tree = self.repo[parent].peel(pygit2.Tree) if parent else None
-        tree = notes_tree(self.repo, base_tree, notes)
-        sig = self.signature()
-        parents = [pygit2.Oid(hex=p) for p in (parent, merge_parent) if p]
-        commit = self.repo.create_commit(None, sig, sig, message, tree, parents)
-        self._set_ref(NOTES_REF, str(commit), message)

@@ -30,7 +30,7 @@ def open_or_create(directory: Path) -> tuple[TrialStore, bool]:
 
 def ignore_locally(store: TrialStore, pattern: str) -> bool:
     """Add `pattern` to .git/info/exclude (this clone's ignore rules, never committed)."""
-    exclude = store.git_dir / "info" / "exclude"
+    exclude = store.git.git_dir / "info" / "exclude"
     exclude.parent.mkdir(exist_ok=True)
     lines = exclude.read_text().splitlines() if exclude.exists() else []
     if pattern in lines:
@@ -42,17 +42,17 @@ def ignore_locally(store: TrialStore, pattern: str) -> bool:
 
 def hooks_dir(store: TrialStore) -> Path:
     """Where git runs this repository's hooks from: core.hooksPath when set, else .git/hooks."""
-    config = store.repo.config
+    config = store.git.repo.config
     configured = config["core.hooksPath"] if "core.hooksPath" in config else None  # noqa: SIM401
     if configured:
         path = Path(configured).expanduser()
-        return path if path.is_absolute() else store.root / path
-    return store.git_dir / "hooks"
+        return path if path.is_absolute() else store.git.root / path
+    return store.git.git_dir / "hooks"
 
 
 def show_notes_in_log(store: TrialStore) -> bool:
     """Add Skylab's notes to notes.displayRef, so plain `git log` shows each trial's result."""
-    config = store.repo.config
+    config = store.git.repo.config
     current = list(config.get_multivar("notes.displayRef")) if "notes.displayRef" in config else []
     # With displayRef set, git warns "notes ref refs/notes/skylab is invalid" on every `git show`
     # and `git log` until the ref exists: it starts as an empty notes commit.
@@ -66,7 +66,7 @@ def show_notes_in_log(store: TrialStore) -> bool:
 def commit_baseline(store: TrialStore, message: str) -> tuple[str, bool]:
     """Commit every file of the work tree on HEAD (unless HEAD holds them already) and make that
     commit the baseline; return (the baseline, whether a commit was made)."""
-    repo = store.repo
+    repo = store.git.repo
     index = repo.index
     index.add_all()
     index.write()
@@ -74,7 +74,7 @@ def commit_baseline(store: TrialStore, message: str) -> tuple[str, bool]:
     unborn = repo.head_is_unborn
     committed = unborn or tree != repo.head.peel(pygit2.Commit).tree_id
     if committed:
-        sig = store.signature()
+        sig = store.git.signature()
         parents = [] if unborn else [repo.head.target]
         repo.create_commit("HEAD", sig, sig, message, tree, parents)
     head = str(repo.head.peel(pygit2.Commit).id)
@@ -85,12 +85,12 @@ def commit_baseline(store: TrialStore, message: str) -> tuple[str, bool]:
 def commit_one_file(store: TrialStore, name: str, message: str) -> str:
     """Commit the work tree's `name` on HEAD and nothing else (whatever else is staged or edited
     stays as it was), make that commit the baseline, and return it."""
-    repo = store.repo
+    repo = store.git.repo
     blob = repo.create_blob_fromworkdir(name)
     head = repo.head.peel(pygit2.Commit)
     builder = repo.TreeBuilder(head.tree)
     builder.insert(name, blob, pygit2.enums.FileMode.BLOB)
-    sig = store.signature()
+    sig = store.git.signature()
     commit = str(repo.create_commit("HEAD", sig, sig, message, builder.write(), [head.id]))
     index = repo.index
     index.read()

@@ -31,7 +31,7 @@ from skylab.store.history import History, Trial
 from skylab.store.historyindex import parse_trial_ref
 from skylab.store.notes import Status
 from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, STAGING_PREFIX, TRIALS_PREFIX
-from skylab.store.repository import git_failure
+from skylab.store.refwrites import git_failure
 from skylab.terminal import plural
 
 
@@ -83,7 +83,7 @@ def pushed_summary(refs: list[str]) -> str:
 
 
 def _git(store: TrialStore, *args: str) -> str:
-    result = store.git(*args)
+    result = store.git.run(*args)
     if result.returncode != 0:
         raise StoreError(f"git {args[0]} failed: {git_failure(result.stderr)}")
     return result.stdout + result.stderr
@@ -92,7 +92,7 @@ def _git(store: TrialStore, *args: str) -> str:
 def staging_prefix(store: TrialStore, remote: str) -> str:
     """The folder where a remote's refs are staged: `refs/skylab-remotes/<name>/` for a named
     remote, `refs/skylab-remotes/url-<hash>/` for one given by its URL."""
-    if re.fullmatch(r"[A-Za-z0-9._-]+", remote) and remote in store.remote_names():
+    if re.fullmatch(r"[A-Za-z0-9._-]+", remote) and remote in store.git.remote_names():
         key = remote
     else:
         key = "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
@@ -100,7 +100,7 @@ def staging_prefix(store: TrialStore, remote: str) -> str:
 
 
 def default_remote(store: TrialStore) -> str:
-    names = store.remote_names()
+    names = store.git.remote_names()
     if "origin" in names:
         return "origin"
     if len(names) == 1 and names[0]:
@@ -126,14 +126,14 @@ def _pull(
     staging = staging_prefix(store, remote)
     record, listed = _fetch(store, remote, staging, every_trial_ref)
     report = SyncReport()
-    their_notes = store.ref_target(staging + _tracked(NOTES_REF))
-    report.notes_added, report.note_conflicts = store.merge_notes(their_notes)
+    their_notes = store.git.ref_target(staging + _tracked(NOTES_REF))
+    report.notes_added, report.note_conflicts = store.team.merge_notes(their_notes)
     if listed is not None:  # else the record's trial refs were integrated when it was written
         _adopt_trials(store, listed, report)
-        save_record(store.skylab_dir, staging, record)
+        save_record(store.git.skylab_dir, staging, record)
         _forget_staged_trial_refs(store, staging)
-    store.pack_loose_refs()  # a first pull of N trials adopts N loose ref files
-    their_baseline = store.ref_target(staging + _tracked(BASELINE_REF))
+    store.team.pack_loose_refs()  # a first pull of N trials adopts N loose ref files
+    their_baseline = store.git.ref_target(staging + _tracked(BASELINE_REF))
     if store.baseline() is None and their_baseline:
         store.set_baseline(their_baseline)
     elif their_baseline and their_baseline != store.baseline():
@@ -141,7 +141,7 @@ def _pull(
             f"the remote's baseline {their_baseline[:10]} is not ours: are these clones of one experiment?"
         )
     _adopt_branches(store, staging, report)
-    _choose_best(store, store.ref_target(staging + _tracked(BEST_REF)), prefers, report)
+    _choose_best(store, store.git.ref_target(staging + _tracked(BEST_REF)), prefers, report)
     return report, record
 
 
@@ -163,7 +163,7 @@ def _fetch(
     )
     _refuse_what_is_not_a_commit(store, remote, staging)
     shared = _shared_refs(store, staging)
-    record = load_record(store.skylab_dir, staging)
+    record = load_record(store.git.skylab_dir, staging)
     if not every_trial_ref and record is not None and record.shared == shared:
         return record, None
     listed = _list_trial_refs(store, remote, staging)
@@ -176,15 +176,15 @@ def _refuse_what_is_not_a_commit(store: TrialStore, remote: str, staging: str) -
     namespace, so our `git fsck` stays clean, and the pull is refused, in one line."""
     bad: dict[str, str] = {}  # staged name -> the remote's name
     for folder, theirs, is_valid in (
-        ("notes/", "refs/notes/", store.is_notes_commit),
-        ("skylab/", "refs/skylab/", store.is_commit),
-        ("branches/", BRANCH_PREFIX, store.is_commit),
+        ("notes/", "refs/notes/", store.git.is_notes_commit),
+        ("skylab/", "refs/skylab/", store.git.is_commit),
+        ("branches/", BRANCH_PREFIX, store.git.is_commit),
     ):
-        for rest, target in store.refs_under(staging + folder):
+        for rest, target in store.git.refs_under(staging + folder):
             if not is_valid(target):
                 bad[staging + folder + rest] = theirs + rest
     if bad:
-        store.drop_staged_refs(list(bad))
+        store.team.drop_staged_refs(list(bad))
         shown = ", ".join(sorted(bad.values()))
         kind = "a notes commit" if all("/notes/" in name for name in bad) else "a commit"
         raise StoreError(f"{remote}'s {shown} is not {kind}: nothing was pulled (fix the remote's ref first)")
@@ -192,7 +192,7 @@ def _refuse_what_is_not_a_commit(store: TrialStore, remote: str, staging: str) -
 
 def _list_trial_refs(store: TrialStore, remote: str, staging: str) -> dict[str, str]:
     """The remote's trial refs (tag/n -> commit), with the commits of those we lack fetched."""
-    listing = store.git("ls-remote", "--refs", remote)
+    listing = store.git.run("ls-remote", "--refs", remote)
     if listing.returncode != 0:
         raise StoreError(f"git ls-remote failed: {git_failure(listing.stderr)}")
     theirs = {}
@@ -205,17 +205,17 @@ def _list_trial_refs(store: TrialStore, remote: str, staging: str) -> dict[str, 
     wanted = sorted(
         rest
         for rest, commit in theirs.items()
-        if rest not in ours and not store.has_object(commit) and parse_trial_ref(rest, commit) is not None
+        if rest not in ours and not store.git.has_object(commit) and parse_trial_ref(rest, commit) is not None
     )
     if len(wanted) > EXPLICIT_REFS_UP_TO:
         # git matches each named ref against every ref the remote lists: a first pull of 100,000
         # takes the glob into refs of its own, deleted once the objects are here.
         incoming = f"{staging}incoming/"
         _git(store, "fetch", "--no-tags", remote, f"+{TRIALS_PREFIX}*:{incoming}*")
-        store.forget_remote_refs(incoming)
+        store.team.forget_remote_refs(incoming)
     elif wanted:
         refs = "".join(f"{TRIALS_PREFIX}{rest}\n" for rest in wanted)
-        fetched = store.git("fetch", "--no-tags", "--no-write-fetch-head", "--stdin", remote, stdin=refs)
+        fetched = store.git.run("fetch", "--no-tags", "--no-write-fetch-head", "--stdin", remote, stdin=refs)
         if fetched.returncode != 0:
             raise StoreError(f"git fetch failed: {git_failure(fetched.stderr)}")
     return theirs
@@ -226,7 +226,7 @@ def _forget_staged_trial_refs(store: TrialStore, staging: str) -> None:
     record holds them now), and the refs a pull killed between fetching into them and deleting
     them left behind."""
     for folder in (f"{staging}skylab/trials/", f"{staging}incoming/"):
-        store.forget_remote_refs(folder)
+        store.team.forget_remote_refs(folder)
 
 
 def _shared_refs(store: TrialStore, staging: str | None = None) -> dict[str, str]:
@@ -236,23 +236,23 @@ def _shared_refs(store: TrialStore, staging: str | None = None) -> dict[str, str
     def where(name: str) -> str:
         return name if staging is None else staging + _tracked(name)
 
-    found = {BRANCH_PREFIX + tag: commit for tag, commit in store.refs_under(where(BRANCH_PREFIX))}
+    found = {BRANCH_PREFIX + tag: commit for tag, commit in store.git.refs_under(where(BRANCH_PREFIX))}
     for name in (NOTES_REF, BEST_REF, BASELINE_REF):
-        target = store.ref_target(where(name))
+        target = store.git.ref_target(where(name))
         if target is not None:
             found[name] = target
     return found
 
 
 def _staged(store: TrialStore, prefix: str) -> dict[str, str]:
-    return dict(store.refs_under(prefix))
+    return dict(store.git.refs_under(prefix))
 
 
 def _adopt_trials(store: TrialStore, theirs: dict[str, str], report: SyncReport) -> None:
     """Adopt the remote's trial refs (`theirs`, tag/n -> commit) we lack, except those that would
     take over another trial's commit or result, or that do not point at a commit: those are
     reported and left out."""
-    with store.writing():
+    with store.git.writing():
         ours = _staged(store, TRIALS_PREFIX)
         # Only refs we lack or that differ need a look: an incremental pull of 100,000 shared trial
         # refs must not load history or open a commit for each of them.
@@ -272,18 +272,18 @@ def _adopt_trials(store: TrialStore, theirs: dict[str, str], report: SyncReport)
                 report.trial_collisions.append(
                     f"{rest} is {local[:10]} here but {commit[:10]} there (use distinct run tags)"
                 )
-        store.adopt_trial_refs(adopted)
+        store.team.adopt_trial_refs(adopted)
         report.trials_added = len(adopted)
 
 
 def _adopt_branches(store: TrialStore, staging: str, report: SyncReport) -> None:
-    checked_out = store.checked_out_branch()
+    checked_out = store.checkout.checked_out_branch()
     for tag, theirs in _staged(store, f"{staging}branches/").items():
         name = BRANCH_PREFIX + tag
-        ours = store.ref_target(name)
-        if ours == theirs or (ours is not None and store.descends_from(ours, theirs)):
+        ours = store.git.ref_target(name)
+        if ours == theirs or (ours is not None and store.git.descends_from(ours, theirs)):
             continue
-        if ours is not None and not store.descends_from(theirs, ours):
+        if ours is not None and not store.git.descends_from(theirs, ours):
             report.branches.append(f"skylab/{tag} has diverged from the remote's: left as it is")
             continue
         if name == checked_out:
@@ -303,7 +303,7 @@ def _stray_trial_ref(store: TrialStore, name: str, commit: str, named: dict[str,
     """Why the remote's trial ref `name` -> `commit` must not be adopted ("" when it may)."""
     if parse_trial_ref(name, commit) is None:
         return "not a trial ref name (tag/number)"
-    if store.tree_of(commit) is None:
+    if store.git.tree_of(commit) is None:
         return f"points at {commit[:10]}, which is not a commit"
     if commit in named and named[commit] != name:
         return f"points at the commit of trial {named[commit]}"
@@ -359,7 +359,7 @@ def push(store: TrialStore, remote: str, prefers: Prefers) -> SyncReport:
     fetches, integrates the remote's trials and tries again. A push with nothing of ours to send
     always fetches, as it would have nothing else to do."""
     staging = staging_prefix(store, remote)
-    record = load_record(store.skylab_dir, staging)
+    record = load_record(store.git.skylab_dir, staging)
     if record is not None and record.shared == _shared_refs(store, staging):
         tried = SyncReport()
         if _push_what_differs(store, remote, staging, record, tried, first_try=True):
@@ -395,7 +395,7 @@ def _push_what_differs(
     # Our best replaces the remote's only when that is the best we last saw (and judged ours
     # against): a lease, not a forced update.
     lease = f"--force-with-lease={BEST_REF}:{record.shared.get(BEST_REF, '')}"
-    result = store.git("push", "--atomic", "--quiet", "--porcelain", lease, remote, *specs)
+    result = store.git.run("push", "--atomic", "--quiet", "--porcelain", lease, remote, *specs)
     if result.returncode == 0:
         report.pushed = sorted(differing)
         _track_pushed(store, staging, record, differing)
@@ -448,8 +448,8 @@ def _differing_trials(store: TrialStore, recorded: set[str]) -> dict[str, str]:
     """Our trial refs whose `<commit> <name>` line the record lacks: full name -> commit. Compared
     as lines of `packed-refs` where git keeps them so, unparsed: the record read and compared in
     80-110 ms at 100,000 trial refs, where parsing both into dicts took 200."""
-    read = store.ref_lines(TRIALS_PREFIX)
-    section, loose = read if read is not None else ("", store.ref_layers(TRIALS_PREFIX).merged())
+    read = store.git.ref_lines(TRIALS_PREFIX)
+    section, loose = read if read is not None else ("", store.git.ref_layers(TRIALS_PREFIX).merged())
     return unrecorded_trials(section, loose, recorded)
 
 
@@ -466,5 +466,5 @@ def _track_pushed(store: TrialStore, staging: str, record: RemoteRecord, pushed:
     move first: killed in between, the record no longer matches them, and the next sync lists."""
     trials = {name: commit for name, commit in pushed.items() if name.startswith(TRIALS_PREFIX)}
     shared = {name: commit for name, commit in pushed.items() if name not in trials}
-    store.track_remote_refs({staging + _tracked(name): commit for name, commit in shared.items()})
-    save_record(store.skylab_dir, staging, record.after_push(shared, trials))
+    store.team.track_remote_refs({staging + _tracked(name): commit for name, commit in shared.items()})
+    save_record(store.git.skylab_dir, staging, record.after_push(shared, trials))

@@ -59,17 +59,17 @@ def ablation_jobs(
     done = latest_ablations(history, trial)
     jobs, skipped = [], []
     for change in changes:
-        tree, conflicts = store.revert_onto(trial.commit, [(change.commit, change.parent)])
+        tree, conflicts = store.changes.revert_onto(trial.commit, [(change.commit, change.parent)])
         if tree is None:
             skipped.append(
                 f"{change.name}: undoing it conflicts with later changes in {', '.join(conflicts)}; skipped"
             )
             continue
-        if tree == store.tree_of(trial.commit):
+        if tree == store.git.tree_of(trial.commit):
             skipped.append(f"{change.name}: undoing it changes nothing in {trial.name}; skipped")
             continue
         earlier = done.get(change.name)
-        if earlier is not None and _finished(earlier, wanted) and store.tree_of(earlier.commit) == tree:
+        if earlier is not None and _finished(earlier, wanted) and store.git.tree_of(earlier.commit) == tree:
             skipped.append(f"{change.name}: measured without it already as {earlier.name}; reused")
             continue
         what = change.note.description if change.note else ""
@@ -159,7 +159,7 @@ def prune_job(
     by_name = {t.name: t for t in store.load().trials}
     changes = [by_name[c.change] for c in flagged if c.change in by_name]
     changes.sort(key=lambda t: t.number, reverse=True)
-    tree, conflicts = store.revert_onto(trial.commit, [(t.commit, t.parent) for t in changes])
+    tree, conflicts = store.changes.revert_onto(trial.commit, [(t.commit, t.parent) for t in changes])
     names = ", ".join(t.name for t in changes)
     if tree is None:
         return None, f"undoing {names} together conflicts in {', '.join(conflicts)}: no pruned trial"

@@ -69,7 +69,7 @@ def study_job(
     0, 1, ...) at `budget_scale` × the time budget, recorded with `extra` in its note, never kept;
     with `candidate`, judged as an ordinary trial instead (`wanted` None: as the judge says)."""
     ref: TrialRef = store.create_trial(tag, tree, parent, description)
-    changed = sorted(store.diff_paths(parent, ref.commit))
+    changed = sorted(store.changes.diff_paths(parent, ref.commit))
     proposal = Proposal(description, params_at(store, config, ref.commit))
     return Job(
         ref,
@@ -88,7 +88,7 @@ def params_at(store: TrialStore, config: ExperimentConfig, commit: str) -> dict[
     """The sweep parameters' values in `commit` (empty without a sweep, or when they do not parse)."""
     if config.sweep is None:
         return {}
-    source = store.file_at(commit, config.sweep.file)
+    source = store.changes.file_at(commit, config.sweep.file)
     try:
         return sweep_params(config, source.decode("utf-8")) if source is not None else {}
     except (SkylabError, UnicodeDecodeError):

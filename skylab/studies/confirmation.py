@@ -39,7 +39,7 @@ def confirmation_jobs(
     jobs = []
     for which in (trial, start):
         wanted = len(require_measured(which))
-        tree = store.tree_of(which.commit)
+        tree = store.git.tree_of(which.commit)
         assert tree is not None, "a trial's commit is in the repository"
         description = f"confirm: {which.name} at {scale_text(scale)}× the time budget"
         extra = {"confirms": which.name, "scale": scale_text(scale), "confirmation_of": trial.name}

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
-import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -216,6 +214,7 @@ def import_results(
     repo: RepoOption = Path("."),
 ) -> None:
     """Bring an autoresearch run in: every row of its results.tsv becomes a trial."""
+    from skylab.autoresearch.importer import default_import_tag
     from skylab.autoresearch.importer import import_results as run_import
 
     store = _open(repo)
@@ -237,14 +236,6 @@ def import_results(
     )
 
 
-def default_import_tag(branch: str | None) -> str:
-    """`autoresearch/mar5` -> `mar5`, the way autoresearch names its runs; else `imported`."""
-    name = (branch or "").removeprefix("refs/heads/")
-    if name.startswith("autoresearch/") and re.fullmatch(r"[A-Za-z0-9._-]+", name.split("/", 1)[1]):
-        return name.split("/", 1)[1]
-    return "imported"
-
-
 @app.command()
 def history(
     repo: RepoOption = Path("."),
@@ -256,48 +247,31 @@ def history(
     ] = None,
 ) -> None:
     """The trials, rebuilt from refs and notes."""
-    from skylab.autoresearch.importer import incomplete_import_line, unfinished_imports
-    from skylab.report.history_json import history_json
-    from skylab.report.history_view import history_rows, history_table, write_legacy_tsv
-    from skylab.store.collector import collector_paused
-    from skylab.store.refs import run_branch
+    _print_history(_open(repo), tag, best, as_json, export)
 
-    store = _open(repo)
-    # A command: it ends once the rows are out, so what it builds (100,000 trials: many small
-    # objects, no cycles) is frozen out of the garbage collector's sight (see collector_paused).
-    with collector_paused(freeze=True):
-        loaded = store.load()
-        if tag is not None and tag not in loaded.tags():
-            raise SkylabError(f"no run tagged '{tag}' (runs: {', '.join(loaded.tags()) or 'none yet'})")
-        if best:
-            tip = store.git.ref_target(run_branch(tag)) if tag else loaded.best
-            trials = loaded.kept_chain(tip)
-        else:
-            trials = loaded.for_tag(tag)
-        for unfinished in unfinished_imports(store):
-            if tag in (None, unfinished.tag):
-                err_console.print(f"warning: {incomplete_import_line(loaded, unfinished)}", markup=False)
-        if export is not None:
-            write_legacy_tsv(history_rows(loaded, trials), export)
-            err_console.print(f"wrote {len(trials)} trials to {export}", markup=False)
-        if as_json:  # the rows' JSON, kept between calls (see history_json)
-            sys.stdout.flush()
-            sys.stdout.buffer.write(history_json(store, loaded, trials))
-            sys.stdout.buffer.write(b"\n")
-            return
-        if export is not None:
-            return
-        rows = history_rows(loaded, trials)
-        for commit, problem in loaded.unreadable_notes.items():
-            err_console.print(f"[yellow]warning:[/] note on {commit[:10]} is unreadable: {escape(problem)}")
-        for ref, problem in loaded.stray_refs.items():
-            err_console.print(f"[yellow]warning:[/] {escape(ref)} is left out of history: {escape(problem)}")
-        if not rows:
-            what = f"run '{tag}'" if tag else "this repository"
-            console.print(f"No trials in {what} yet. Start one with `skylab run`.", markup=False)
-            return
-        title = "Kept chain" if best else "Trials"
-        console.print(history_table(rows, f"{title}{f' of {tag}' if tag else ''} ({len(rows)})"))
+
+def _print_history(
+    store: TrialStore, tag: str | None, best: bool = False, as_json: bool = False, export: Path | None = None
+) -> None:
+    from skylab.report.history_view import history_table
+    from skylab.report.listing import history_listing
+
+    listing = history_listing(store, tag, best, as_json, export)
+    for warning in listing.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if listing.exported:
+        err_console.print(listing.exported, markup=False)
+    if listing.json is not None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(listing.json + b"\n")
+        return
+    if export is not None:
+        return
+    if not listing.rows:
+        console.print(listing.empty, markup=False)
+        return
+    console.print(history_table(listing.rows, listing.title))
+    rows = listing.rows
     kept = sum(r.decision == "keep" for r in rows)
     tokens = sum(r.llm_tokens for r in rows)
     spent = f" LLM tokens used: {tokens:,}." if tokens else ""
@@ -470,23 +444,15 @@ def constants(
 ) -> None:
     """List the module-level constants of an editable file, or set some (NAME=VALUE ...)."""
     from skylab.experiment.config import load_config
-    from skylab.experiment.constants import parse_assignment, read_constants, set_constants
+    from skylab.experiment.constant_edits import constants_file, list_constants, set_constants_in
 
     config = load_config(experiment)
-    name = file or (config.sweep.file if config.sweep else config.editable_files[0])
-    if name not in config.editable_files:
-        raise SkylabError(
-            f"{name} is not an editable file of {config.name} ({', '.join(config.editable_files)})"
-        )
-    path = config.root / name
-    source = path.read_text(encoding="utf-8")
+    name = constants_file(config, file)
     if assignments:
-        values = dict(parse_assignment(a) for a in assignments)
-        path.write_text(set_constants(source, values, name), encoding="utf-8")
-        for key, value in values.items():
+        for key, value in set_constants_in(config, name, assignments).items():
             console.print(f"{name}: {key} = {value!r}", markup=False)
         return
-    for key, value in read_constants(source, name).items():
+    for key, value in list_constants(config, name).items():
         console.print(f"{key} = {value!r}", markup=False)
 
 
@@ -518,22 +484,6 @@ StudyTrial = Annotated[
 class AgentName(str, Enum):
     api = "api"
     claude_code = "claude-code"
-
-
-def default_tag(store: TrialStore | None = None) -> str:
-    """Today's date, the way the reference names its runs, who runs it, and which clone: nov25-alice-3f2a.
-
-    Trial numbers count per tag, so teammates pushing to one remote never claim the same number:
-    the clone's own id keeps two clones apart even when their `user.email` share the part before @.
-    """
-    day = time.strftime("%b%d").lower()
-    who = ""
-    if store is not None:
-        email = store.git.signature().email or ""
-        who = email.split("@")[0] if "@" in email else ""
-    who = re.sub(r"[^A-Za-z0-9._-]+", "-", who or os.environ.get("USER", "")).strip("-._")[:40]
-    parts = [day, *([who] if who else []), *([store.clone.clone_id()] if store is not None else [])]
-    return "-".join(parts)
 
 
 @app.command()
@@ -582,7 +532,13 @@ def run(
     """Search unattended: propose, commit, train for the fixed budget, keep or revert."""
     from skylab.experiment.config import load_config
     from skylab.experiment.durations import parse_duration
-    from skylab.session import SessionPlan, refuse_uncommitted_edits, run_session, with_llm_overrides
+    from skylab.session import (
+        SessionPlan,
+        default_tag,
+        refuse_uncommitted_edits,
+        run_session,
+        with_llm_overrides,
+    )
     from skylab.store.refs import check_tag
     from skylab.strategy import make_strategy
 
@@ -733,17 +689,11 @@ def demo(
     ] = 30,
 ) -> None:
     """Everything end to end on CPU: demo corpus, a CPU-sized GPT experiment, a short sweep, the report."""
-    from skylab.demo import run_demo
+    from skylab.demo import DEMO_TAG, run_demo
 
-    report_path = run_demo(_directory(directory, repo), trials, console, time_budget)
-    history(repo=report_path.parents[2], tag="demo", best=False, as_json=False, export=None)
+    store, report_path = run_demo(_directory(directory, repo), trials, console, time_budget)
+    _print_history(store, DEMO_TAG)
     console.print(f"report: {report_path}", markup=False, soft_wrap=True)
-
-
-def default_report_path(store: TrialStore, tag: str | None) -> Path:
-    from skylab.experiment.layout import report_path
-
-    return report_path(store.git.root, tag)
 
 
 @app.command()
@@ -753,16 +703,14 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None,
 ) -> None:
     """Write the self-contained HTML report of the trials (one file, no network needed to view it)."""
+    from skylab.experiment.layout import report_path
     from skylab.report.html import generate
 
     store = _open(repo)
     config = _experiment_for(store)
-    if tag is not None:
-        tags = store.load().tags()
-        if tag not in tags:
-            raise SkylabError(f"no run tagged '{tag}' (runs: {', '.join(tags) or 'none yet'})")
+    store.load().check_tag(tag)
     path = generate(
-        store, config, output or default_report_path(store, tag), tag=tag, make_folder=output is None
+        store, config, output or report_path(store.git.root, tag), tag=tag, make_folder=output is None
     )
     console.print(f"report: {path.resolve()}", markup=False, soft_wrap=True)
 

@@ -76,8 +76,9 @@ def make_demo_experiment(directory: Path, time_budget: float = DEMO_TIME_BUDGET)
 
 def run_demo(
     directory: Path | None, trials: int, console: Console, time_budget: float = DEMO_TIME_BUDGET
-) -> Path:
-    """Run the demo in `directory` (default: a new temporary one); return the report's path."""
+) -> tuple[TrialStore, Path]:
+    """Run the demo in `directory` (default: a new temporary one); return its store and the
+    report's path."""
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="skylab-demo-"))
     directory = directory.resolve()
@@ -95,5 +96,4 @@ def run_demo(
     config = load_config(directory)
     plan = SessionPlan(DEMO_TAG, "sweep", max_trials=trials)
     run_session(store, config, make_strategy("sweep", config), [LocalRunner()], plan, console)
-    report = report_path(directory, DEMO_TAG)
-    return report
+    return store, report_path(directory, DEMO_TAG)

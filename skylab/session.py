@@ -5,6 +5,8 @@ report. `skylab run` and `skylab demo` both start runs through `run_session`, so
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,3 +150,19 @@ def run_session(
         count = f"{plural(outcome.trials, 'trial')} this run in {took}"
         reporter.say(f"stopped: {outcome.stopped_because}. {count}; best {config.metric} {best}")
     return outcome
+
+
+def default_tag(store: TrialStore | None = None) -> str:
+    """Today's date, the way the reference names its runs, who runs it, and which clone: nov25-alice-3f2a.
+
+    Trial numbers count per tag, so teammates pushing to one remote never claim the same number:
+    the clone's own id keeps two clones apart even when their `user.email` share the part before @.
+    """
+    day = time.strftime("%b%d").lower()
+    who = ""
+    if store is not None:
+        email = store.git.signature().email or ""
+        who = email.split("@")[0] if "@" in email else ""
+    who = re.sub(r"[^A-Za-z0-9._-]+", "-", who or os.environ.get("USER", "")).strip("-._")[:40]
+    parts = [day, *([who] if who else []), *([store.clone.clone_id()] if store is not None else [])]
+    return "-".join(parts)

@@ -183,7 +183,7 @@ def test_a_trial_ref_at_a_tree_and_a_note_on_a_missing_commit_block_nothing(
 
 
 def test_two_clones_with_the_same_email_get_different_default_tags(team: tuple[Path, Path, Path]) -> None:
-    from skylab.cli import default_tag
+    from skylab.session import default_tag
 
     alice, bob, _ = team  # both clones use the fixture's test@example.com
     tags = {default_tag(TrialStore.open(alice)), default_tag(TrialStore.open(bob))}

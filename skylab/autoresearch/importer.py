@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -249,3 +250,11 @@ def _note(row: ResultRow, tag: str, number: int, metric: str, parent: str, start
     kept = word == "keep" and row.value is not None
     note.decision = Decision.KEEP if kept else Decision.REVERT
     return note
+
+
+def default_import_tag(branch: str | None) -> str:
+    """`autoresearch/mar5` -> `mar5`, the way autoresearch names its runs; else `imported`."""
+    name = (branch or "").removeprefix("refs/heads/")
+    if name.startswith("autoresearch/") and re.fullmatch(r"[A-Za-z0-9._-]+", name.split("/", 1)[1]):
+        return name.split("/", 1)[1]
+    return "imported"

@@ -55,7 +55,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 train() {
     local name=$1 train_py=$2 workdir log status=0
     workdir=$(mktemp -d)
-    cp "$root"/experiments/gpt-pretrain/{prepare.py,schedules.py} "$workdir"
+    cp "$root"/experiments/gpt-pretrain/{prepare.py,runtime.py,schedules.py} "$workdir"
     cp "$train_py" "$workdir/train.py"
     if [ "$name" = reference ]; then
         mv "$workdir/prepare.py" "$workdir/skylab_prepare.py"

@@ -45,7 +45,7 @@ def load_module(name: str, directory: Path = TEMPLATE) -> ModuleType:
     """A fresh import of `directory/name.py`, so module-level settings see the current environment."""
     sys.path.insert(0, str(directory))
     try:
-        for cached in ("prepare", "schedules", name):
+        for cached in ("prepare", "schedules", "runtime", name):
             sys.modules.pop(cached, None)
         spec = importlib.util.spec_from_file_location(name, directory / f"{name}.py")
         assert spec is not None and spec.loader is not None

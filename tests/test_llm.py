@@ -570,3 +570,29 @@ def test_the_report_shows_how_the_predictions_held_up(tmp_path: Path) -> None:
     assert (count, right) == (2, 1) and error == pytest.approx(0.2)
     html = render_report(data)
     assert 'id="ledger"' in html and "<td>schedule</td>" in html and "1/2" in html
+
+
+def test_frozen_files_reach_the_model_in_outline_and_whole_through_read_file(tmp_path: Path) -> None:
+    from skylab.experiment.config import load_config
+    from skylab.experiment.resources import template_dir
+    from skylab.experiment.scaffold import init_experiment
+    from skylab.store.gitstore import TrialStore
+    from skylab.strategy import ProposalContext
+    from skylab.strategy.llm_context import build_context, outline
+    from skylab.strategy.workspace import Workspace
+
+    exp = tmp_path / "gpt"
+    init_experiment(exp, template="gpt-pretrain")
+    store = TrialStore.open(exp)
+    context = ProposalContext(load_config(exp), store.load(), "t", store.start_point(), None, exp)
+    text = build_context(context, 240_000)
+    prepare = (template_dir("gpt-pretrain") / "prepare.py").read_text()
+    shown = outline("prepare.py", prepare)
+    assert "## Frozen files (read-only reference, in outline)" in text and shown in text
+    assert "def evaluate_bpb(" in shown and "MAX_SEQ_LEN = " in shown
+    assert "np.zeros(encoding.n_vocab" not in shown
+    assert len(shown) < len(prepare) / 3  # the bodies stay out...
+    assert "read_file prepare.py" in shown
+    workspace = Workspace(exp, load_config(exp), lambda trial: "")
+    assert "def evaluate_bpb(" in workspace.read_file("prepare.py", 1, 10_000)  # ...and are a call away
+    assert outline("notes.txt", "plain text\n") == "plain text\n"

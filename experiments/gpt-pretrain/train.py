@@ -2,7 +2,8 @@
 
 One file, no framework: the model, the optimizers and the loop. Every knob is a module-level literal
 constant below, so a sweep or an agent can change it by editing one line. The harness (data,
-tokenizer, evaluation, the time budget) is in prepare.py and is not edited.
+tokenizer, evaluation, the time budget) is in prepare.py, the device and attention kernels in
+runtime.py; neither is edited.
 
     python train.py                                  # one GPU, or CPU/MPS (SKYLAB_PROFILE=cpu sizes)
     torchrun --standalone --nproc_per_node=8 train.py
@@ -10,14 +11,13 @@ tokenizer, evaluation, the time budget) is in prepare.py and is not edited.
 
 import gc
 import math
-import os
 import statistics
 import time
 from contextlib import nullcontext
 
+import runtime
 import schedules
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from prepare import (
@@ -30,6 +30,7 @@ from prepare import (
     data_meta,
     evaluate_bpb,
 )
+from runtime import attend, batch_layout, sliding_window_mask
 
 # ----- model shape ---------------------------------------------------------------------------------
 DEPTH = 8  # transformer blocks
@@ -81,54 +82,6 @@ def apply_rotary(x, cos, sin):
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
-
-
-_MASKS = {}
-
-
-def sliding_window_mask(T, window, backend, device):
-    """What `attend` needs to limit each query to itself and the `window` keys before it, made once
-    per shape outside any compiled region: a block-sparse mask for FlexAttention (blocks wholly
-    outside the window are skipped, so a half-length window costs about half the work), a dense
-    boolean one for SDPA."""
-    key = (backend, T, window, str(device))
-    if key not in _MASKS:
-        if backend == "flex":
-            from torch.nn.attention.flex_attention import create_block_mask
-
-            def sliding_causal(b, h, q_idx, kv_idx):
-                return (q_idx >= kv_idx) & (q_idx - kv_idx <= window)
-
-            _MASKS[key] = create_block_mask(sliding_causal, None, None, T, T, device=device)
-        else:
-            i = torch.arange(T, device=device)
-            _MASKS[key] = (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] <= window)
-    return _MASKS[key]
-
-
-def attend(q, k, v, window, backend, mask=None):
-    """Causal attention of (B, T, H, D) tensors, each query limited to itself and the `window` keys
-    before it (FA3's window_size=(window, 0), as the reference has it). q, k and v share
-    one dtype. Full-length layers use SDPA's causal kernel on every backend but FA3."""
-    T = q.size(1)
-    if backend == "fa3":
-        import flash_attn_interface
-
-        size = (window, 0) if window < T else (-1, -1)
-        out = flash_attn_interface.flash_attn_func(q, k, v, causal=True, window_size=size)
-        return out[0] if isinstance(out, tuple) else out
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    if window >= T:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
-    if mask is None:
-        mask = sliding_window_mask(T, window, backend, q.device)
-    if backend == "flex":
-        from torch.nn.attention.flex_attention import flex_attention
-
-        out = flex_attention(q, k, v, block_mask=mask)
-    else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return out.transpose(1, 2)
 
 
 class Attention(nn.Module):
@@ -428,124 +381,51 @@ def build_optimizer(model, compiled=False):
     return optimizer
 
 
-# ----- runtime helpers -----------------------------------------------------------------------------
-
-PEAK_BF16_FLOPS = {
-    "H100": 989e12,
-    "H200": 989e12,
-    "H800": 989e12,
-    "GH200": 989e12,
-    "B200": 2250e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "A10G": 125e12,
-    "RTX 4090": 165e12,
-}
-
-
-def pick_device():
-    if DEVICE != "auto":
-        return torch.device(DEVICE)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_attention(device):
-    """FA3 on a Hopper GPU that has it; FlexAttention (block-sparse windows, compiled) on any other
-    CUDA GPU; SDPA on CPU and MPS."""
-    if ATTENTION != "auto":
-        return ATTENTION
-    if device.type != "cuda":
-        return "sdpa"
-    if torch.cuda.get_device_capability(device)[0] == 9:
-        try:
-            import flash_attn_interface  # noqa: F401  FlashAttention 3, Hopper only
-
-            return "fa3"
-        except ImportError:
-            pass
-    return "flex"
-
-
-def batch_layout(world, total=None, per_device=None, seq_len=MAX_SEQ_LEN):
-    """(sequences per micro-batch on each device, micro-batches per step, tokens per step) for
-    `world` devices. The per-device batch shrinks when DEVICE_BATCH_SIZE on every device would
-    overshoot TOTAL_BATCH_SIZE (8 x 128 x 2048 > 2^19); when the device count does not divide
-    TOTAL_BATCH_SIZE (3, 5, 6 or 7 GPUs), a step takes the nearest whole number of micro-batches."""
-    total = TOTAL_BATCH_SIZE if total is None else total
-    per_device = DEVICE_BATCH_SIZE if per_device is None else per_device
-    per_device = max(1, min(per_device, total // (seq_len * world)))
-    accumulation = max(1, round(total / (per_device * seq_len * world)))
-    return per_device, accumulation, per_device * seq_len * world * accumulation
-
-
-def peak_flops(device):
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
-
-
 def main():
     started = time.time()
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    device = pick_device()
-    if distributed:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    master = rank == 0
-    torch.manual_seed(SEED + int(os.environ.get("SKYLAB_SEED", "0")))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    rt = runtime.start(DEVICE, SEED)
     meta = data_meta()
 
     dim = math.ceil(DEPTH * ASPECT_RATIO / HEAD_DIM) * HEAD_DIM
-    backend = pick_attention(device)
-    model = GPT(DEPTH, dim, HEAD_DIM, VOCAB_SIZE, MAX_SEQ_LEN, backend).to(device)
+    backend = runtime.pick_attention(rt.device, ATTENTION)
+    model = GPT(DEPTH, dim, HEAD_DIM, VOCAB_SIZE, MAX_SEQ_LEN, backend).to(rt.device)
     model.init_weights()
-    if device.type == "cuda":
+    if rt.cuda:
         model.embeddings_to(torch.bfloat16)
-    model.attention_masks(MAX_SEQ_LEN, device)
-    compile_ = COMPILE and device.type == "cuda"
+    model.attention_masks(MAX_SEQ_LEN, rt.device)
+    compile_ = COMPILE and rt.cuda
     optimizer = build_optimizer(model, compiled=compile_)
     compiled = torch.compile(model, dynamic=False) if compile_ else model
     train_model = compiled
-    if distributed:
+    if rt.distributed:
         train_model = nn.parallel.DistributedDataParallel(
-            compiled, device_ids=[device] if device.type == "cuda" else None
+            compiled, device_ids=[rt.device] if rt.cuda else None
         )
 
-    batch_size, grad_accum, tokens_per_step = batch_layout(world)
-    if master and tokens_per_step != TOTAL_BATCH_SIZE:
-        print(f"{world} devices: {tokens_per_step:,} tokens per step (TOTAL_BATCH_SIZE {TOTAL_BATCH_SIZE:,})")
-    flops_per_step = model.flops_per_token(MAX_SEQ_LEN) * tokens_per_step
-    peak = peak_flops(device)
-    if master:
+    batch_size, grad_accum, tokens_per_step = batch_layout(
+        rt.world, TOTAL_BATCH_SIZE, DEVICE_BATCH_SIZE, MAX_SEQ_LEN
+    )
+    if rt.master and tokens_per_step != TOTAL_BATCH_SIZE:
         print(
-            f"profile {PROFILE} | data {meta['source']} | device {device} | attention {backend} | "
+            f"{rt.world} devices: {tokens_per_step:,} tokens per step (TOTAL_BATCH_SIZE {TOTAL_BATCH_SIZE:,})"
+        )
+    flops_per_step = model.flops_per_token(MAX_SEQ_LEN) * tokens_per_step
+    peak = runtime.peak_flops(rt.device)
+    if rt.master:
+        print(
+            f"profile {PROFILE} | data {meta['source']} | device {rt.device} | attention {backend} | "
             f"params {model.num_params() / 1e6:.1f}M | width {dim} | depth {DEPTH} | "
-            f"batch {batch_size}x{MAX_SEQ_LEN}x{world} | grad accumulation {grad_accum} | "
+            f"batch {batch_size}x{MAX_SEQ_LEN}x{rt.world} | grad accumulation {grad_accum} | "
             f"budget {TIME_BUDGET:g}s",
             flush=True,
         )
 
-    loader = PackedLoader("train", batch_size, MAX_SEQ_LEN, device, rank=rank, world=world)
+    loader = PackedLoader("train", batch_size, MAX_SEQ_LEN, rt.device, rank=rt.rank, world=rt.world)
     x, y = loader.next_batch()
     training_time, step, tokens_seen, smooth_loss = 0.0, 0, 0, None
     step_times = []  # seconds of each timed step
     while True:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        rt.synchronize()
         step_start = time.time()
         progress = min(training_time / TIME_BUDGET, 1.0)
         lr_scale = schedules.lr_multiplier(progress, WARMUP_RATIO, WARMDOWN_RATIO, FINAL_LR_FRAC)
@@ -557,9 +437,9 @@ def main():
 
         for micro in range(grad_accum):
             sync = nullcontext()
-            if distributed and micro < grad_accum - 1:
+            if rt.distributed and micro < grad_accum - 1:
                 sync = train_model.no_sync()
-            with sync, autocast:
+            with sync, rt.autocast():
                 loss = train_model(x, y)
             (loss / grad_accum).backward()
             x, y = loader.next_batch()
@@ -569,8 +449,7 @@ def main():
         loss_value = loss.item()
         if not math.isfinite(loss_value) or loss_value > 100:
             raise SystemExit(f"training diverged at step {step}: loss {loss_value}")
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        rt.synchronize()
         step_seconds = time.time() - step_start
         step += 1
         tokens_seen += tokens_per_step
@@ -583,13 +462,10 @@ def main():
             gc.disable()
         elif step % 5000 == 0:
             gc.collect()
-        if distributed:  # every rank follows rank 0's clock: same schedule, same last step
-            clock = torch.tensor([training_time], dtype=torch.float64, device=device)
-            dist.broadcast(clock, 0)
-            training_time = float(clock.item())
+        training_time = rt.broadcast_clock(training_time)  # every rank: same schedule, same last step
         smooth_loss = loss_value if smooth_loss is None else 0.9 * smooth_loss + 0.1 * loss_value
-        if master and (step % LOG_EVERY == 0 or step == 1):
-            mfu = 100 * flops_per_step / step_seconds / (peak * world) if peak else 0.0
+        if rt.master and (step % LOG_EVERY == 0 or step == 1):
+            mfu = 100 * flops_per_step / step_seconds / (peak * rt.world) if peak else 0.0
             print(
                 f"step {step:05d} | loss {smooth_loss:.4f} | lr {lr_scale:.3f} | "
                 f"tok/s {tokens_per_step / step_seconds:,.0f} | mfu {mfu:.1f}% | epoch {loader.epoch} | "
@@ -600,13 +476,13 @@ def main():
             break
 
     model.eval()
-    with autocast:
-        bpb = evaluate_bpb(compiled, batch_size, device)
+    with rt.autocast():
+        bpb = evaluate_bpb(compiled, batch_size, rt.device)
     timed_steps = max(step - UNTIMED_STEPS, 1)
-    mfu = 100 * flops_per_step * timed_steps / max(training_time, 1e-9) / (peak * world) if peak else 0.0
+    mfu = 100 * flops_per_step * timed_steps / max(training_time, 1e-9) / (peak * rt.world) if peak else 0.0
     median_step = statistics.median(step_times) if step_times else float("nan")
-    peak_vram = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
-    if master:
+    peak_vram = rt.peak_vram_mb()
+    if rt.master:
         print("---")
         print(f"val_bpb:          {bpb.val_bpb:.6f}")
         print(f"val_bpb_raw:      {bpb.raw_bytes_bpb:.6f}")
@@ -624,11 +500,10 @@ def main():
         print(f"data:             {meta['source']}")
         print(f"profile:          {PROFILE}")
         print(f"attention:        {backend}")
-        print(f"device:           {device.type}")
-        if device.type == "cuda":
-            print(f"gpu:              {torch.cuda.get_device_name(device)}")
-    if distributed:
-        dist.destroy_process_group()
+        print(f"device:           {rt.device.type}")
+        if rt.gpu_name():
+            print(f"gpu:              {rt.gpu_name()}")
+    rt.finish()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """What the model is told before it proposes: what a strong researcher would want on one page.
 
-The rules, the experiment file, the editable files as they stand in the current best, the frozen
-files for reference, a compact history (recent and best trials), the diffs of the last kept
-improvements and the last failures with their log tails. Sections are cut to a character budget,
-the least essential first (frozen files, then older history).
+The rules, the experiment file, the editable files as they stand in the current best, an outline
+of the frozen files (the model reads them whole with `read_file`), a compact history (recent and
+best trials), the diffs of the last kept improvements and the last failures with their log tails.
+Sections are cut to a character budget, the least essential first (frozen files, then older
+history).
 """
 
 from __future__ import annotations
+
+import ast
 
 from skylab.experiment.durations import format_duration
 from skylab.store.history import Trial
@@ -203,6 +206,45 @@ def _file_section(context: ProposalContext, names: tuple[str, ...], heading: str
     return f"## {heading}\n" + "\n".join(parts) if parts else ""
 
 
+def outline(name: str, text: str) -> str:
+    """What a researcher needs of a frozen file to edit around it: a Python file's docstring, its
+    public constants (one line each) and the signatures of its public functions and classes with
+    the first line of their docstrings; the model reads the rest with `read_file` when it needs it.
+    A file that is not Python, or does not parse, is given whole."""
+    if not name.endswith(".py"):
+        return text
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text
+    lines = text.splitlines()
+    docstring = ast.get_docstring(tree)
+    parts = [f'"""{docstring}"""'] if docstring else []
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and not t.id.startswith("_") for t in targets):
+                parts.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            body = node.body[0]
+            has_doc = isinstance(body, ast.Expr) and isinstance(body.value, ast.Constant)
+            head = lines[first - 1 : body.lineno - 1]
+            doc = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split()) if has_doc else ""
+            parts.append("\n".join(head) + (f'\n    """{doc}"""' if doc else "") + "\n    ...")
+    return "\n".join(parts) + f"\n# (an outline: `read_file {name}` for the whole file)"
+
+
+def _frozen_section(context: ProposalContext) -> str:
+    parts = []
+    for name in context.config.frozen_files:
+        path = context.workdir / name
+        if path.is_file():
+            text = outline(name, path.read_text(encoding="utf-8", errors="replace"))
+            parts.append(f"### {name}\n```\n{text}\n```")
+    return "## Frozen files (read-only reference, in outline)\n" + "\n".join(parts) if parts else ""
+
+
 def _in_flight(context: ProposalContext) -> str:
     """What other workers are training now: propose something else, not the same idea twice."""
     if not context.pending:
@@ -233,7 +275,7 @@ def build_context(context: ProposalContext, budget_chars: int) -> str:
         HISTORY,
         ("## Last kept improvements\n" + _kept_diffs(context)) if _kept_diffs(context) else "",
         (FAILURES_HEADING + _failures(context)) if _failures(context) else "",
-        _file_section(context, config.frozen_files, "Frozen files (read-only reference)"),
+        _frozen_section(context),
     ]
     text = "\n\n".join(part for part in essential if part)
     for part in optional:

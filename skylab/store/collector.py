@@ -14,7 +14,7 @@ def collector_paused(freeze: bool = False) -> Iterator[None]:
     the time to load 100,000 trials. History holds no reference cycles, so there is nothing for it
     to free there. With `freeze`, what is alive at the end is also moved out of the collector's
     sight (`gc.freeze`), which saves the pass over everything new once it is back on; for what
-    was built once and lives long (see `TrialStore.load`), since cyclic garbage made before is
+    was built once and lives long (see `HistoryLoader.load`), since cyclic garbage made before is
     frozen too."""
     was_enabled = gc.isenabled()
     gc.disable()

@@ -4,7 +4,7 @@ files beside it.
 Why: pygit2 makes a Python object for every ref it lists, so listing 100,000 trial refs took 0.6 s
 on every history load. Here `packed-refs` is parsed once per version of the file (its inode, size
 and modification time) and only the loose refs are read on each call; the store packs refs when
-loose ones pile up (`GitRepo.maintain`), so a load reads few files however long the history.
+loose ones pile up (`RefWriter.maintain`), so a load reads few files however long the history.
 
 Invariants: a loose ref overrides a packed one of the same name, as in git; a name ending in `.lock`
 is a write in progress and not a ref; symbolic refs are left out (trial refs are never symbolic).

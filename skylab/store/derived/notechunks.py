@@ -6,7 +6,7 @@ a note's chunk is unpickled on the first read of any note in it. A command that 
 (`history`, `report`) pays what it paid before, chunk by chunk.
 
 Invariants: a chunk, once made, is never changed (`NoteChunks` is immutable), so a trial that reads
-its note from a chunk later (see `history.deferred_trial`) reads the note its history was built
+its note from a chunk later (see `history.NoteInChunk`) reads the note its history was built
 with, whatever was parsed since; a key of `ChunkedNotes` is either in a chunk (`_where`) or parsed
 since the chunks were made (`_fresh`), never both.
 """

@@ -3,6 +3,12 @@ each holds, when it is thrown away and how large it may grow (see `derivedfile` 
 of them follow). To add one, declare it here and add it to DERIVED_FILES; `skylab gc` then drops
 it with the others.
 
+In memory, each store handle also keeps what it derived, all of it dropped with the handle and
+none of it ever written: commit -> tree ids (`GitRepo.tree_of`: a commit's tree never changes),
+the parsed `packed-refs` per version of the file (`reffiles.RefFiles`), the last load's notes and
+history (`loading.HistoryLoader`, brought up to date by each load) and a history's lookups
+(`History.by_commit`, for that history object alone, which never changes).
+
 What is not here is state, never dropped by `skylab gc`: the store lock, the clone's own tags
 (`clone`), the measurements of a trial in progress (`measuring/`) and an import's marker
 (`imports/`).

@@ -1,11 +1,11 @@
 """Every write of a ref or a note the store makes, in one module: the one place that changes what
 git holds (objects aside). The caller holds the store's write lock (`GitRepo.writing`).
 
-Two ways to write a ref, each where the measurement says it is needed:
-- one ref of a repository that keeps its refs in files: written here as git writes it (`write_ref`).
-  0.17 ms a write at 100,000 packed trial refs, where `git update-ref` costs 2.8 ms (a process
-  each time) and libgit2 4.5 ms (each of its writes checks the name against every ref). The loop
-  writes three or four refs a trial, and bench/history.py writes 100,000 trials.
+Two ways to write a ref, each where the measurement says it is needed (`bench/refwrites.py`):
+- one ref of a repository that keeps its refs in files: written here as git writes it (`write_ref`),
+  0.16-0.21 ms a write at 100,000 packed trial refs, where libgit2 takes 1.4-1.5 ms (it checks the
+  name against every ref) and `git update-ref` 2.3-2.8 ms (a process each). The loop writes three or
+  four refs a trial, and bench/history.py writes 100,000 trials.
 - many refs at once, all or none (an import, a pull, a push's bookkeeping), and any ref of a
   repository with another ref backend: one `git update-ref -z --stdin` transaction.
 """

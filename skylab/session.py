@@ -21,7 +21,7 @@ from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir, report_path
 from skylab.loop import Orchestrator, RunOutcome
 from skylab.loop.jobs import Job
-from skylab.loop.judge import describe, sigma_of
+from skylab.loop.judge import describe, run_sigma
 from skylab.loop.progress import Paced, Reporter, RunState, make_reporter
 from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
@@ -133,7 +133,7 @@ def run_session(
             after_trial=live_report,
             prepare=plan.prepare,
         )
-        sigma = sigma_of(t.note for t in store.load().for_tag(plan.tag))
+        sigma = run_sigma(store.load(), plan.tag, store.git.ref_target(run_branch(plan.tag)))
         decisions = describe(orchestrator.decider.rules, sigma)
         data = config.data.describe() if config.data is not None else ""
         expected = orchestrator.expected_trial_seconds()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +205,38 @@ def test_equal_but_simpler_is_kept_worse_or_more_code_is_not() -> None:
     assert measurements_wanted(worse_at_first, False, reference, 0.01, rules) == 1  # confirm = 0 here
     confirming = Rules("minimize", confirm=2, sigmas=2.0, keep_simpler=True)
     assert measurements_wanted(worse_at_first, False, reference, 0.01, confirming) == 3
+
+
+def test_the_first_measurement_is_screened_against_the_bests_own_seed_zero() -> None:
+    from skylab.loop.judge import measurements_wanted
+
+    # The best's seed 0 was its worst run: against its mean a candidate's seed 0 of 2.90 looks
+    # worse (2.90 > 2.867) and was reverted at once; seed for seed it beats 3.00, so it is confirmed.
+    best = Evidence((3.00, 2.80, 2.80), seeds=(0, 1, 2))
+    assert measurements_wanted(ok(2.90), False, best, 0.1, NOISY) == 3
+    assert measurements_wanted(ok(3.05), False, best, 0.1, NOISY) == 1  # worse than its seed 0 too
+    no_seeds = Evidence((3.00, 2.80, 2.80))  # an older note, seeds unknown: against the mean
+    assert measurements_wanted(ok(2.90), False, no_seeds, 0.1, NOISY) == 1
+    assert best.at_seed(1) == 2.80 and best.at_seed(7) is None and no_seeds.at_seed(0) is None
+
+
+def test_a_zero_bar_reads_as_one_number() -> None:
+    verdict = judge_evidence(ok(1.0), Evidence((1.0,)), Evidence((2.0,)), 2.0, 0.0, NOISY)
+    assert verdict.decision is Decision.KEEP
+    assert verdict.why == "improvement 1 > 0 (n 1 vs 1)"  # was "improvement 1 > 0 0"
+
+
+def test_the_runs_sigma_counts_the_starting_point_measured_under_another_tag(tmp_path: Path) -> None:
+    from skylab.loop.judge import run_sigma, sigma_of
+    from skylab.store.gitstore import TrialStore
+    from tests.factory import add_trial
+    from tests.loop_experiment import make_loop_experiment
+
+    store = TrialStore.open(make_loop_experiment(tmp_path / "q"))
+    start = add_trial(store, "a", 2.50, measurements=[2.40, 2.50, 2.60], keep=True)  # spread 0.1
+    add_trial(store, "b", 2.45, measurements=[2.449, 2.451], parent=start.commit, keep=False)
+    history = store.load()
+    own = sigma_of(t.note for t in history.for_tag("b"))
+    assert own == pytest.approx(math.sqrt(0.000002))  # the run's own repeats alone: tiny
+    pooled = run_sigma(history, "b", start.commit)
+    assert pooled == pytest.approx(math.sqrt((0.02 + 0.000002) / 3))  # with the start's repeats

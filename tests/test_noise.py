@@ -250,3 +250,17 @@ def test_free_workers_take_the_repeats_and_decisions_stay_consistent(tmp_path: P
     assert rows[0]["measurements"] == [11.0, 11.02, 10.98]
     assert [len(r["measurements"]) for r in rows[1:]] == [3, 3]  # each beat the best: confirmed
     assert_consistent_chain(exp)
+
+
+def test_the_screen_is_seed_for_seed_so_a_best_whose_seed_0_was_its_worst_holds_no_one_back(
+    tmp_path: Path,
+) -> None:
+    # Every commit measures seed 0 worst by 0.5 (its data order, say). X = 0.02 is truly 0.12 better:
+    # its seed 0 (11.38) loses to the best's mean (11.17) but beats the best's own seed 0 (11.5).
+    exp = make_loop_experiment(
+        tmp_path / "q", parameters="X = [0, 0.02]", decision=None, NOISE={0: [0.5, 0.0, 0.0]}
+    )
+    orchestrate(exp)
+    baseline, candidate = trials(exp)
+    assert baseline["measurements"] == [11.5, 11.0, 11.0]
+    assert candidate["measurements"] == pytest.approx([11.3804, 10.8804, 10.8804])  # confirmed, not cut

@@ -30,8 +30,8 @@ from skylab.loop.judge import (
     measured_only,
     measurements_wanted,
     rules_for,
+    run_sigma,
     setup_mismatch,
-    sigma_of,
     threshold,
 )
 from skylab.loop.progress import Reporter, Result
@@ -112,7 +112,7 @@ class Decider:
         reference = run_best(store, tip, trial.commit, RunLine(history, self.tag))
         measured = self._measured(store, job, note, history)
         evidence = Evidence(tuple(note.measurements)) if note.measurements else None
-        sigma = self.sigma(history, note.measurements)
+        sigma = self.sigma(history, tip, note.measurements)
         verdict = judge(
             measured, evidence, _evidence(reference), history.value_of(moment.best), sigma, self.rules
         )
@@ -138,7 +138,7 @@ class Decider:
         scaled as it trained), it is never kept, and no ref moves."""
 
         def measured(moment: RunMoment) -> Judged:
-            sigma = self.sigma(moment.history, note.measurements)
+            sigma = self.sigma(moment.history, moment.tip, note.measurements)
             budget = self.rules.time_budget
             rules = replace(self.rules, time_budget=None if budget is None else budget * job.budget_scale)
             evidence = Evidence(tuple(note.measurements)) if note.measurements else None
@@ -167,10 +167,11 @@ class Decider:
         kept = "; its finished measurements are kept for the next run" if partly_measured else ""
         return f"trial {job.trial.name}: interrupted{kept}", best_for_display(store)
 
-    def sigma(self, history: History, *more: list[float]) -> float | None:
-        """The run's pooled σ of one measurement: every commit of this run measured more than once
-        (and `more`, the trial being judged). Says once when all repeats so far measured the same."""
-        sigma = sigma_of((t.note for t in history.for_tag(self.tag)), *more)
+    def sigma(self, history: History, tip: str | None, *more: list[float]) -> float | None:
+        """The run's pooled σ of one measurement: every commit of this run, or of the kept chain
+        to its `tip`, measured more than once (and `more`, the trial being judged; see
+        judge.run_sigma). Says once when all repeats so far measured the same."""
+        sigma = run_sigma(history, self.tag, tip, *more)
         if sigma == 0.0 and not self.deterministic_said:
             self.deterministic_said = True
             self.reporter.say(
@@ -182,13 +183,13 @@ class Decider:
     def wanted(self, store: TrialStore, job: Job, first: TrialNote) -> int:
         """How many measurements the trial gets in all, from its first (see judge.measurements_wanted;
         a study's trial gets the number it asked for, or one once the experiment is deterministic)."""
-        history = store.load()
+        history, tip = store.load(), self.tip(store)
         if job.wanted is not None:
-            return 1 if self.sigma(history) == 0.0 else job.wanted
-        reference = run_best(store, self.tip(store), job.trial.commit, RunLine(history, self.tag))
+            return 1 if self.sigma(history, tip) == 0.0 else job.wanted
+        reference = run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
         measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason)
         return measurements_wanted(
-            measured, job.measures_start, _evidence(reference), self.sigma(history), self.rules
+            measured, job.measures_start, _evidence(reference), self.sigma(history, tip), self.rules
         )
 
     def _measured(self, store: TrialStore, job: Job, note: TrialNote, history: History) -> Measurement:
@@ -263,7 +264,8 @@ def _samples(trial: Trial | None) -> list[float]:
 
 def _evidence(trial: Trial | None) -> Evidence | None:
     samples = _samples(trial)
-    return Evidence(tuple(samples)) if samples else None
+    seeds = tuple(trial.note.seeds) if trial is not None and trial.note is not None else ()
+    return Evidence(tuple(samples), seeds if len(seeds) == len(samples) else ()) if samples else None
 
 
 Best = tuple[float | None, str, float | None]  # the best's value, its name, its standard error

@@ -47,9 +47,17 @@ class Rules:
 
 @dataclass(frozen=True)
 class Evidence:
-    """Every successful measurement of one commit, in seed order."""
+    """Every successful measurement of one commit, in seed order, with the seed of each when known
+    (`seeds` empty for older notes)."""
 
     values: tuple[float, ...]
+    seeds: tuple[int, ...] = ()
+
+    def at_seed(self, seed: int) -> float | None:
+        """The measurement made with `seed` (None when there is none, or seeds are unknown)."""
+        if len(self.seeds) != len(self.values) or seed not in self.seeds:
+            return None
+        return self.values[self.seeds.index(seed)]
 
     @property
     def n(self) -> int:
@@ -92,6 +100,16 @@ def sigma_of(notes: Iterable[TrialNote | None], *more: Sequence[float]) -> float
         n.measurements for n in notes if n is not None and len(n.measurements) > 1 and n.budget_scale == 1
     ]
     return pooled_sigma([*repeated, *more])
+
+
+def run_sigma(history: History, tag: str, tip: str | None, *more: Sequence[float]) -> float | None:
+    """The σ a run judges with: pooled over its own trials and every trial it compares against,
+    the kept chain leading to its branch's tip (`tip`), so the starting point's repeats count even
+    when they were measured under another run's tag (and `more`: a trial not yet recorded)."""
+    notes = {trial.commit: trial.note for trial in history.for_tag(tag)}
+    if tip is not None:
+        notes.update((trial.commit, trial.note) for trial in history.kept_chain(tip))
+    return sigma_of(notes.values(), *more)
 
 
 def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:
@@ -139,9 +157,14 @@ def measurements_wanted(
     first: Measurement, measures_start: bool, reference: Evidence | None, sigma: float | None, rules: Rules
 ) -> int:
     """How many measurements the trial gets in all, decided once its first is in: the starting
-    point gets `noise_samples`; a candidate whose first measurement beats the best's mean gets
-    `confirm` more, unless the experiment has shown itself deterministic (σ = 0); anything else,
-    one (a failure, or a first measurement that does not beat the best: reverted at once)."""
+    point gets `noise_samples`; a candidate whose first measurement beats the best's gets `confirm`
+    more, unless the experiment has shown itself deterministic (σ = 0); anything else, one (a
+    failure, or a first measurement that does not beat the best: reverted at once).
+
+    The first measurement runs with seed 0, so it is compared with the best's own seed-0
+    measurement when the best has one: every commit reuses seeds 0, 1, 2, and a seed's effect
+    (its data order, its initialisation) then cancels, where against the best's mean a best whose
+    seed 0 was its worst run would put every candidate behind from the start."""
     if first.status is not Status.SUCCESS or first.value is None or not math.isfinite(first.value):
         return 1
     if measures_start:
@@ -149,7 +172,9 @@ def measurements_wanted(
     if reference is None or sigma == 0.0:
         return 1
     simpler = rules.keep_simpler and first.lines_removed > 0  # equal but simpler is worth confirming
-    return 1 + rules.confirm if simpler or is_better(first.value, reference.mean, rules.direction) else 1
+    same_seed = reference.at_seed(0)
+    screen = reference.mean if same_seed is None else same_seed
+    return 1 + rules.confirm if simpler or is_better(first.value, screen, rules.direction) else 1
 
 
 def judge(
@@ -280,12 +305,11 @@ def beats(candidate: Evidence, reference: Evidence, sigma: float | None, rules: 
         return False, f"{candidate.mean:.6g} does not beat the best's mean {reference.mean:.6g} {counts}"
     bar = threshold(sigma, candidate.n, reference.n, rules)
     from_noise = bar > 0 and bar > rules.min_delta
-    name = f"{rules.sigmas:g}σ·se" if from_noise else ("min_delta" if rules.min_delta > 0 else "0")
+    name = f"{rules.sigmas:g}σ·se" if from_noise else ("min_delta" if rules.min_delta > 0 else "")
+    compared = f"{name} {bar:.4g}" if name else f"{bar:.4g}"  # "> 0", never "> 0 0"
     if gain > bar:
-        return True, f"improvement {gain:.4g} > {name} {bar:.4g} {counts}"
-    return False, f"improvement {gain:.4g} ≤ {name} {bar:.4g} {counts}" + (
-        ": within noise" if from_noise else ""
-    )
+        return True, f"improvement {gain:.4g} > {compared} {counts}"
+    return False, f"improvement {gain:.4g} ≤ {compared} {counts}" + (": within noise" if from_noise else "")
 
 
 MAX_SAME_FAILURES_IN_A_ROW = 5  # trials failing the same way in a row: the experiment, not the ideas

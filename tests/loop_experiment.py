@@ -29,6 +29,8 @@ SPAWN_CHILD = False
 DAEMON_CHILD = False
 CRASH_ABOVE = None
 CRASH_FROM_SEED = 0  # CRASH_ABOVE crashes only measurements with this SKYLAB_SEED or higher
+DIVERGE_ABOVE = None  # X above this: the loss prints nan at step 1, then training goes on AFTER_NAN s
+AFTER_NAN = 0.0
 METRIC_TEXT = ""
 HUGE_LINE = 0
 
@@ -40,9 +42,11 @@ if SPAWN_CHILD:
     subprocess.Popen(["sleep", "301.25"])  # a process that must not outlive the trial
 if DAEMON_CHILD:  # one that leaves the trial's process group too
     subprocess.Popen(["sleep", "302.75"], start_new_session=True)
+diverges = DIVERGE_ABOVE is not None and X > DIVERGE_ABOVE
 for step in range(3):
-    print(f"step {step:05d} | loss {10 - step:.4f}", flush=True)
-    time.sleep(SLEEP / 3)
+    loss = float("nan") if diverges and step == 1 else 10 - step
+    print(f"step {step:05d} | loss {loss:.4f}", flush=True)
+    time.sleep(SLEEP / 3 + (AFTER_NAN if diverges and step == 1 else 0.0))
 if HUGE_LINE:
     print("x" * HUGE_LINE, flush=True)
 if CRASH or (CRASH_ABOVE is not None and X > CRASH_ABOVE and seed >= CRASH_FROM_SEED):

@@ -19,6 +19,14 @@ from skylab.experiment.tomlfile import Table, read_settings, read_toml, setting,
 from skylab.store.notes import OTHER_KEYS, RESERVED_KEYS, Scalar
 
 CONFIG_NAME = "experiment.toml"
+# A train.py's progress line: the templates' `step 00020 | loss 3.1416 | ...` and autoresearch's
+# `step 00020 (6.7%) | loss: 3.141593 | ...`; the loss may read nan or inf. [execution]
+# progress_pattern replaces it for other scripts (a named group `loss`, optionally `step`).
+DEFAULT_PROGRESS_PATTERN = (
+    r"(?i)\bstep[:\s]+(?P<step>\d+)\b.*?"
+    r"\bloss[:=\s]+(?P<loss>[-+]?(?:nan|inf(?:inity)?|[\d.]+(?:e[-+]?\d+)?))"
+)
+
 T = TypeVar("T")
 
 Direction = Literal["minimize", "maximize"]
@@ -128,6 +136,7 @@ class DecisionConfig:
     sigmas: float = setting(2.0, "number", low=0, high=100)  # standard errors an improvement must clear
     min_delta: float = setting(0.0, "number", low=0)  # the smallest improvement that ever counts
     keep_simpler: bool = setting(True, "bool")  # a change that removes code and is within noise is kept
+    stop_diverged: bool = setting(True, "bool")  # stop a measurement once its training loss is non-finite
 
     @property
     def greedy(self) -> bool:
@@ -169,6 +178,7 @@ class ExperimentConfig:
     max_vram_gb: float | None
     max_trial_wall_time: float
     description: str = ""
+    progress_pattern: str = DEFAULT_PROGRESS_PATTERN  # a progress line: (?P<loss>...), maybe (?P<step>...)
     sweep: SweepConfig | None = None
     llm: LLMConfig = field(default_factory=LLMConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
@@ -241,6 +251,13 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
     assert execution is not None
     command = execution.string("command")
     time_budget = execution.duration("time_budget_seconds", 300.0)
+    progress = execution.string("progress_pattern", DEFAULT_PROGRESS_PATTERN)
+    try:
+        compiled = re.compile(progress)
+    except re.error as exc:
+        raise execution.error("progress_pattern", f"is not a regular expression: {exc}") from None
+    if "loss" not in compiled.groupindex:
+        raise execution.error("progress_pattern", "needs a named group (?P<loss>...) for the training loss")
     execution.finish()
 
     constraints = top.table("constraints")
@@ -289,6 +306,7 @@ def _parse(path: Path, display: str, raw: dict[str, Any]) -> ExperimentConfig:
         time_budget_seconds=float(time_budget),
         max_vram_gb=None if max_vram_gb is None else float(max_vram_gb),
         max_trial_wall_time=float(max_wall),
+        progress_pattern=progress,
         sweep=sweep,
         llm=llm,
         slurm=slurm,

@@ -12,7 +12,7 @@ from pathlib import Path
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.constants import read_constants
 from skylab.store.history import History
-from skylab.store.notes import Status
+from skylab.store.notes import FAILED, Status
 from skylab.strategy import PendingTrial, Scalar
 
 Problem = tuple[Status, str]
@@ -50,7 +50,7 @@ def same_change(
     for in_flight, in_flight_tree in pending:
         if in_flight_tree == tree:
             return Status.DUPLICATE, f"the same change as trial {in_flight.name}, in flight: not trained"
-    judged = (Status.SUCCESS, Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT)
+    judged = (Status.SUCCESS, *FAILED)
     by_commit = history.by_commit()
     earlier = [
         trial

@@ -27,6 +27,7 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
+from skylab.loop.curves import DivergenceWatch, EitherSet
 from skylab.loop.decision import Decider
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, queued_line, starting_note
 from skylab.loop.judge import RECENT_SUCCESSES, expected_trial_seconds
@@ -34,7 +35,7 @@ from skylab.loop.measuring import BUDGET_VARIABLE, SEED_VARIABLE, Measurements
 from skylab.loop.progress import Coalesced, Reporter, remaining
 from skylab.loop.sources import Stop, TrialSources
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
-from skylab.runner import Runner, RunResult, TrialRequest, TrialStopped
+from skylab.runner import Runner, RunResult, StopSignal, TrialRequest, TrialStopped
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History
 from skylab.store.notes import Status, TrialNote
@@ -264,11 +265,18 @@ class Orchestrator:
         if job.problem is not None:
             note.status, note.reason = job.problem
             return note
+        watch = DivergenceWatch(
+            self.config.progress_pattern, partial(self.reporter.line, worker=worker.index)
+        )
+        stop = EitherSet(self._stop, watch.fired) if self.config.decision.stop_diverged else self._stop
+        started = time.monotonic()
         try:
-            on_line = partial(self.reporter.line, worker=worker.index)
-            request = trial_request(self.config, job, worker, self.log_dir, on_line, self._stop)
+            request = trial_request(self.config, job, worker, self.log_dir, watch.see, stop)
             result = worker.runner.run(request)
         except (TrialStopped, KeyboardInterrupt):
+            if watch.fired.is_set() and not self._stop.is_set():  # stopped for its loss, not by you
+                record_diverged(note, watch, time.monotonic() - started)
+                return note
             self._stopped(worker, job, note)
             return None
         record_result(note, result, self.config.metric, self.root)
@@ -328,7 +336,7 @@ def trial_request(
     worker: Worker,
     logs: Path,
     on_line: Callable[[str], None],
-    stop: threading.Event,
+    stop: StopSignal,
 ) -> TrialRequest:
     """What the runner gets for one measurement of `job`: its work tree, command, limits (scaled
     with the job's budget), log file, and the environment train.py reads: the seed, the time
@@ -344,6 +352,13 @@ def trial_request(
     return TrialRequest(
         worker.worktree.path, config.command, config.metric, wall, logs / log, on_line, stop, environment
     )
+
+
+def record_diverged(note: TrialNote, watch: DivergenceWatch, wall_seconds: float) -> None:
+    """Write into `note` a measurement stopped early because its loss diverged."""
+    note.status, note.reason = Status.DIVERGED, watch.reason
+    note.log_tail = "\n".join(watch.tail)
+    note.wall_seconds = round(wall_seconds, 3)
 
 
 def record_result(note: TrialNote, result: RunResult, metric: str, root: Path) -> None:

@@ -13,11 +13,12 @@ from typing import Any
 
 from skylab.experiment.config import ExperimentConfig
 from skylab.report.history_view import HistoryRow
+from skylab.store.notes import FAILED as FAILED_STATUSES
 from skylab.store.notes import Decision, Status, budget_scale
 from skylab.strategy.sweep import distribution
 from skylab.terminal import cap_display
 
-FAILED = {Status.CRASH.value, Status.TIMEOUT.value, Status.CONSTRAINT.value, Status.INTERRUPTED.value}
+FAILED = {status.value for status in (*FAILED_STATUSES, Status.INTERRUPTED)}
 MIN_TRIALS_FOR_IMPORTANCE = 4  # fewer successful sweep trials than this say nothing about importance
 DESCRIPTION_CHARS = 160  # of a trial's description, in the chart's hover text
 REPORT_TEXT_CHARS = 2000  # of a free-text field on the page (the note keeps it whole)...

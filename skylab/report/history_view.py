@@ -111,6 +111,7 @@ def rows_as_json(rows: list[HistoryRow]) -> list[dict[str, Any]]:
 _STATUS_STYLE = {
     Status.SUCCESS.value: "green",
     Status.CRASH.value: "red",
+    Status.DIVERGED.value: "red",
     Status.TIMEOUT.value: "yellow",
     Status.INTERRUPTED.value: "magenta",
 }

@@ -3,7 +3,6 @@ never decide: the orchestrator reads their result and judges it."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,12 @@ class RunResult:
     reason: str = ""
 
 
+class StopSignal(Protocol):
+    """What a runner asks, as often as it can, to know whether to stop the trial now."""
+
+    def is_set(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class TrialRequest:
     """What a runner is asked to do: run `command` in `workdir` (a checked-out trial) for at most
@@ -41,7 +46,7 @@ class TrialRequest:
     wall_limit: float
     log_path: Path
     on_line: LineSink | None = None
-    stop: threading.Event | None = None
+    stop: StopSignal | None = None
     env: Mapping[str, str] = field(default_factory=dict)
 
 

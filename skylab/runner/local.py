@@ -14,7 +14,7 @@ from collections import deque
 import psutil
 
 from skylab.experiment.layout import group_file
-from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
+from skylab.runner import LineSink, RunResult, StopSignal, TrialRequest, TrialStopped
 from skylab.runner.common import TAIL_LINES, result_from_output, trial_environment
 
 TRIAL_MARK = "SKYLAB_TRIAL_PROCESS"  # in every trial process's environment: finds its strays at the end
@@ -79,7 +79,7 @@ class LocalRunner:
         process.wait()
 
 
-def _wait(process: subprocess.Popen[str], deadline: float, stop: threading.Event | None) -> bool:
+def _wait(process: subprocess.Popen[str], deadline: float, stop: StopSignal | None) -> bool:
     """Wait for the process until `deadline`; False on timeout. A set `stop` raises TrialStopped."""
     while True:
         try:

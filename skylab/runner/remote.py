@@ -13,7 +13,6 @@ import io
 import select
 import shlex
 import subprocess
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from skylab.errors import SkylabError
-from skylab.runner import LineSink, RunResult, TrialRequest, TrialStopped
+from skylab.runner import LineSink, RunResult, StopSignal, TrialRequest, TrialStopped
 from skylab.runner.common import TAIL_LINES, result_from_output
 from skylab.runner.remote_config import RemoteConfig
 from skylab.store.notes import Status
@@ -232,7 +231,7 @@ class RemoteRunner:
         wall_limit: float,
         log_path: Path,
         on_line: LineSink | None,
-        stop: threading.Event | None = None,
+        stop: StopSignal | None = None,
     ) -> RunResult:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)

@@ -28,10 +28,15 @@ class Status(str, Enum):
     TIMEOUT = "timeout"  # killed at the experiment's max_trial_wall_time
     INTERRUPTED = "interrupted"  # Skylab stopped (Ctrl-C, kill) before the result was recorded
     CONSTRAINT = "constraint"  # trained, but broke a constraint (max_vram_gb): reverted
+    DIVERGED = "diverged"  # stopped early: its training loss went non-finite (see loop.curves)
     NOOP = "noop"  # the proposal changed nothing: recorded, never trained
     DUPLICATE = "duplicate"  # the same change as an earlier trial: recorded, never trained
     INFRA = "infra"  # the machine failed, not the code (a lost connection): reverted, not a crash
     DISCARDED = "discarded"  # the strategy gave the proposal up (the model never finished): never trained
+
+
+# The statuses of a trial that was run and failed: what a strategy learns from and avoids.
+FAILED = (Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT, Status.DIVERGED)
 
 
 class Decision(str, Enum):

@@ -13,7 +13,7 @@ import ast
 
 from skylab.experiment.durations import format_duration
 from skylab.store.history import Trial
-from skylab.store.notes import Decision, Status
+from skylab.store.notes import FAILED, Decision, Status
 from skylab.strategy.base import ProposalContext
 from skylab.strategy.research import (
     MEMORY_CHARS,
@@ -178,11 +178,7 @@ def _kept_diffs(context: ProposalContext) -> str:
 
 
 def _failures(context: ProposalContext) -> str:
-    failed = [
-        t
-        for t in context.history.trials
-        if t.note is not None and t.note.status in (Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT)
-    ]
+    failed = [t for t in context.history.trials if t.note is not None and t.note.status in FAILED]
     parts = []
     for trial in failed[-FAILURES:]:
         note = trial.note

@@ -16,7 +16,7 @@ from typing import Any
 from skylab.errors import ConfigError
 from skylab.experiment.config import ExperimentConfig, ParameterSpace, SweepConfig, experiment_file
 from skylab.experiment.constants import read_constants, set_constants
-from skylab.store.notes import Status, TrialNote
+from skylab.store.notes import FAILED, Status, TrialNote
 from skylab.strategy.base import Proposal, ProposalContext, Scalar
 
 MAX_RANDOM_DRAWS = 10_000  # draws before random search says the space is used up
@@ -138,7 +138,7 @@ class SweepStrategy:
             asked = self._open.pop(_key(params), None)
             if note.status is Status.SUCCESS and note.value is not None and math.isfinite(note.value):
                 state, value = optuna.trial.TrialState.COMPLETE, note.value
-            elif note.status in (Status.CRASH, Status.TIMEOUT, Status.CONSTRAINT):
+            elif note.status in FAILED:
                 state, value = optuna.trial.TrialState.FAIL, None
             else:
                 state, value = optuna.trial.TrialState.PRUNED, None  # interrupted, noop: no result

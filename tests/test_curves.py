@@ -1,0 +1,102 @@
+"""Progress lines read as a measurement trains, and the one early stop: a loss that is no longer a
+number stops the measurement (status `diverged`); a loss that is only high never does."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from skylab.errors import ConfigError
+from skylab.experiment.config import DEFAULT_PROGRESS_PATTERN, load_config
+from skylab.loop.curves import DivergenceWatch, Progress, parse_progress
+from skylab.store.gitstore import TrialStore
+from skylab.store.notes import Status
+from tests.conftest import git
+from tests.loop_experiment import make_loop_experiment
+from tests.test_loop import orchestrate
+
+PATTERN = re.compile(DEFAULT_PROGRESS_PATTERN)
+
+
+@pytest.mark.parametrize(
+    ("line", "progress"),
+    [
+        ("step 00020 | loss 3.1416 | lr 1.000 | tok/s 3,049", Progress(20, 3.1416)),  # the templates'
+        (
+            "step 00020 (6.7%) | loss: 3.141593 | lrm: 1.00 | dt: 320ms",
+            Progress(20, 3.141593),
+        ),  # autoresearch
+        ("step 7 | loss nan", Progress(7, float("nan"))),
+        ("Step 7 loss=inf", Progress(7, float("inf"))),
+        ("step 7 | loss 1.5e+03", Progress(7, 1500.0)),
+        ("val_bpb: 1.2345", None),
+        ("loss 3.0 without a step", None),
+    ],
+)
+def test_progress_lines_are_read_in_the_common_formats(line: str, progress: Progress | None) -> None:
+    found = parse_progress(line, PATTERN)
+    if progress is None:
+        assert found is None
+    else:
+        assert found is not None and found.step == progress.step
+        assert repr(found.loss) == repr(progress.loss)  # nan equals itself only as text
+
+
+def test_a_non_finite_loss_fires_the_watch_and_a_high_one_never_does() -> None:
+    shown: list[str] = []
+    late_bloomer = DivergenceWatch(DEFAULT_PROGRESS_PATTERN, shown.append)
+    for step, loss in enumerate([9.0, 1e6, 5e4, 40.0, 3.0]):  # far worse early, better at the end
+        late_bloomer.see(f"step {step:05d} | loss {loss}")
+    assert not late_bloomer.fired.is_set() and len(shown) == 5  # every line still shown
+    runaway = DivergenceWatch(DEFAULT_PROGRESS_PATTERN)
+    for line in ["step 00019 | loss 4.2", "step 00020 | loss nan", "step 00021 | loss 4.0"]:
+        runaway.see(line)
+    assert runaway.fired.is_set() and runaway.reason.startswith("training loss nan at step 20")
+    assert list(runaway.tail)[-1] == "step 00021 | loss 4.0"
+
+
+def test_a_measurement_whose_loss_goes_nan_is_stopped_and_recorded_as_diverged(tmp_path: Path) -> None:
+    exp = make_loop_experiment(
+        tmp_path / "q", parameters="X = [0, 1]", wall=300, DIVERGE_ABOVE=0, AFTER_NAN=120
+    )
+    started = time.monotonic()
+    orchestrate(exp)
+    baseline, diverged = TrialStore.open(exp).load().trials
+    assert diverged.note is not None and diverged.status is Status.DIVERGED
+    assert diverged.note.reason.startswith("training loss nan at step 1")
+    assert "step 00001 | loss nan" in diverged.note.log_tail
+    assert diverged.note.wall_seconds is not None and diverged.note.wall_seconds < 60  # not its 120 s
+    assert time.monotonic() - started < 100
+    assert TrialStore.open(exp).best() == baseline.commit
+
+
+def test_stop_diverged_false_lets_it_train_to_the_end(tmp_path: Path) -> None:
+    exp = make_loop_experiment(
+        tmp_path / "q",
+        parameters="X = [0, 1]",
+        decision="stop_diverged = false",
+        DIVERGE_ABOVE=0,
+        AFTER_NAN=1,
+    )
+    orchestrate(exp)
+    _, candidate = TrialStore.open(exp).load().trials
+    assert candidate.status is Status.SUCCESS  # its script printed a metric after the nan: judged on it
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [("step (", "is not a regular expression"), (r"step (?P<step>\d+)", "needs a named group (?P<loss>")],
+)
+def test_a_bad_progress_pattern_is_refused_with_its_key(tmp_path: Path, pattern: str, problem: str) -> None:
+    exp = make_loop_experiment(tmp_path / "q")
+    toml = exp / "experiment.toml"
+    toml.write_text(
+        toml.read_text().replace("[execution]\n", f"[execution]\nprogress_pattern = '{pattern}'\n")
+    )
+    git("commit", "-qam", "pattern", cwd=exp)
+    with pytest.raises(ConfigError, match=re.escape(problem)) as raised:
+        load_config(exp)
+    assert "execution.progress_pattern" in str(raised.value)

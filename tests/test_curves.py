@@ -100,3 +100,31 @@ def test_a_bad_progress_pattern_is_refused_with_its_key(tmp_path: Path, pattern:
     with pytest.raises(ConfigError, match=re.escape(problem)) as raised:
         load_config(exp)
     assert "execution.progress_pattern" in str(raised.value)
+
+
+def test_a_curve_is_summed_up_at_its_quarters_and_stays_bounded() -> None:
+    from skylab.loop.curves import MAX_POINTS, curve_summary
+
+    assert curve_summary([]) == ""
+    assert curve_summary([10.0, 9.0, 8.0]) == "10 9 8 8"
+    assert curve_summary([float(100 - n) for n in range(100)]) == "76 51 26 1"
+    long = DivergenceWatch(DEFAULT_PROGRESS_PATTERN)
+    for step in range(10 * MAX_POINTS):
+        long.see(f"step {step} | loss {10 * MAX_POINTS - step}")
+    assert len(long.losses) < MAX_POINTS  # thinned evenly, never grown without bound
+    assert long.summary().split()[-1] == curve_summary(long.losses).split()[-1]
+
+
+def test_each_trials_curve_is_in_its_note_and_in_the_llms_context(tmp_path: Path) -> None:
+    from skylab.strategy import ProposalContext
+    from skylab.strategy.llm_context import history_section
+
+    exp = make_loop_experiment(tmp_path / "q", parameters="X = [0, 1]")
+    orchestrate(exp)
+    store = TrialStore.open(exp)
+    history = store.load()
+    assert [t.note.other.get("loss_curve") for t in history.trials if t.note] == ["10 9 8 8", "10 9 8 8"]
+    text = history_section(
+        ProposalContext(load_config(exp), history, "t", store.start_point(), None, exp), 10_000
+    )
+    assert "loss at 25/50/75/100 % of its steps 10 9 8 8" in text

@@ -27,7 +27,7 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
-from skylab.loop.curves import DivergenceWatch, EitherSet
+from skylab.loop.curves import CURVE_KEY, DivergenceWatch, EitherSet
 from skylab.loop.decision import Decider
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, queued_line, starting_note
 from skylab.loop.judge import RECENT_SUCCESSES, expected_trial_seconds
@@ -279,7 +279,7 @@ class Orchestrator:
                 return note
             self._stopped(worker, job, note)
             return None
-        record_result(note, result, self.config.metric, self.root)
+        record_result(note, result, self.config.metric, self.root, watch.summary())
         return note
 
     # ----- judging ---------------------------------------------------------------------------------
@@ -359,11 +359,13 @@ def record_diverged(note: TrialNote, watch: DivergenceWatch, wall_seconds: float
     note.status, note.reason = Status.DIVERGED, watch.reason
     note.log_tail = "\n".join(watch.tail)
     note.wall_seconds = round(wall_seconds, 3)
+    if watch.summary():
+        note.other[CURVE_KEY] = watch.summary()
 
 
-def record_result(note: TrialNote, result: RunResult, metric: str, root: Path) -> None:
+def record_result(note: TrialNote, result: RunResult, metric: str, root: Path, curve: str = "") -> None:
     """Copy what the runner measured into the trial's note (its summary without the fields the
-    note has lines of its own for)."""
+    note has lines of its own for, and its loss `curve` in one line: see curves.curve_summary)."""
     note.status, note.reason, note.log_tail = result.status, result.reason, result.log_tail
     note.value, note.peak_vram_mb = result.value, result.peak_vram_mb
     note.train_seconds, note.wall_seconds = result.train_seconds, round(result.wall_seconds, 3)
@@ -371,3 +373,5 @@ def record_result(note: TrialNote, result: RunResult, metric: str, root: Path) -
     note.summary = {k: v for k, v in result.summary.items() if k not in known}
     if result.log_path is not None:
         note.other["log"] = str(result.log_path.relative_to(root))
+    if curve:
+        note.other[CURVE_KEY] = curve

@@ -89,6 +89,7 @@ OTHER_KEYS = frozenset(
         "confirms",
         "confirmation_of",
         "scale",
+        "loss_curve",
     }
 )
 

@@ -101,6 +101,8 @@ def _row(context: ProposalContext, trial: Trial, parent: Trial | None) -> str:
     if note.peak_vram_mb:
         limit = context.config.max_vram_gb
         trained.append(f"{note.peak_vram_mb / 1024:.1f}" + (f"/{limit:g}" if limit else "") + " GB")
+    if note.other.get("loss_curve"):
+        trained.append(f"loss at 25/50/75/100 % of its steps {note.other['loss_curve']}")
     name = trial.name + (f" ({', '.join(marks)})" if marks else "")
     description = " ".join(note.description.split())[:200]
     return " | ".join([name, value, delta, status, ", ".join(trained), description])

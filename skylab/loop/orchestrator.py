@@ -195,14 +195,7 @@ class Orchestrator:
 
     def expected_trial_seconds(self, history: History | None = None) -> float:
         """A trial's wall time so far in this experiment (median of recent successes), else a guess."""
-        walls: list[float] = []  # the latest successes' first, read from history's end back
-        for t in reversed((history or self.store.load()).trials):
-            if len(walls) == RECENT_SUCCESSES:
-                break
-            if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds:
-                # a note's wall time covers all its measurements
-                walls.append(t.note.wall_seconds / max(1, len(t.note.measurements)) / t.note.budget_scale)
-        walls.reverse()
+        walls = recent_walls(history or self.store.load())
         return expected_trial_seconds(walls, self.config.time_budget_seconds, STARTUP_ALLOWANCE)
 
     # ----- choosing the next trial -------------------------------------------------------------------
@@ -310,6 +303,19 @@ class Orchestrator:
         self._after_trial()
         with self._state:
             self.decider.check_failures(job, note)
+
+
+def recent_walls(history: History) -> list[float]:
+    """The wall time of one measurement at the experiment's budget of each of the latest
+    RECENT_SUCCESSES successes, oldest first (a note's wall time covers all its measurements)."""
+    walls: list[float] = []
+    for t in reversed(history.trials):  # the latest successes first, read from history's end back
+        if len(walls) == RECENT_SUCCESSES:
+            break
+        if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds:
+            walls.append(t.note.wall_seconds / max(1, len(t.note.measurements)) / t.note.budget_scale)
+    walls.reverse()
+    return walls
 
 
 def ran_by(store: TrialStore) -> str:

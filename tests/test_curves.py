@@ -68,6 +68,7 @@ def test_a_measurement_whose_loss_goes_nan_is_stopped_and_recorded_as_diverged(t
     assert diverged.note is not None and diverged.status is Status.DIVERGED
     assert diverged.note.reason.startswith("training loss nan at step 1")
     assert "step 00001 | loss nan" in diverged.note.log_tail
+    assert (exp / diverged.note.other["log"]).is_file()  # its log, as any failed measurement's
     assert diverged.note.wall_seconds is not None and diverged.note.wall_seconds < 60  # not its 120 s
     assert time.monotonic() - started < 100
     assert TrialStore.open(exp).best() == baseline.commit

@@ -14,10 +14,12 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
-from skylab.runner import LineSink
+from skylab.runner import LineSink, RunResult
+from skylab.runner.common import TAIL_LINES
+from skylab.store.notes import Status, cap_log_tail
 
-WATCH_TAIL = 30  # lines kept for the note of a measurement stopped early
 MAX_POINTS = 2048  # progress points kept of one measurement: past that, every other one is dropped
 CURVE_AT = (0.25, 0.5, 0.75, 1.0)  # the fractions of its progress a curve summary gives the loss at
 CURVE_KEY = "loss_curve"  # the note's line with that summary
@@ -72,7 +74,7 @@ class DivergenceWatch:
         self.sink = sink
         self.fired = threading.Event()
         self.reason = ""
-        self.tail: deque[str] = deque(maxlen=WATCH_TAIL)
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # as a runner keeps, for the note
         self.losses: list[float] = []  # every progress line's loss, thinned evenly past MAX_POINTS
         self._every = 1  # keep one point in this many (doubles each time the list fills)
         self._seen = 0
@@ -95,6 +97,20 @@ class DivergenceWatch:
             if len(self.losses) >= MAX_POINTS:
                 self.losses, self._every = self.losses[::2], self._every * 2
         self._seen += 1
+
+    def result(self, wall_seconds: float, log_path: Path) -> RunResult:
+        """The measurement it stopped, as a runner reports a failed one: status `diverged`, the
+        reason, the capped tail of its output and its log."""
+        return RunResult(
+            Status.DIVERGED,
+            None,
+            None,
+            None,
+            wall_seconds,
+            log_path=log_path,
+            log_tail=cap_log_tail(list(self.tail)),
+            reason=self.reason,
+        )
 
     def summary(self) -> str:
         """The measurement's curve in one line (see `curve_summary`)."""

@@ -262,16 +262,15 @@ class Orchestrator:
             self.config.progress_pattern, partial(self.reporter.line, worker=worker.index)
         )
         stop = EitherSet(self._stop, watch.fired) if self.config.decision.stop_diverged else self._stop
+        request = trial_request(self.config, job, worker, self.log_dir, watch.see, stop)
         started = time.monotonic()
         try:
-            request = trial_request(self.config, job, worker, self.log_dir, watch.see, stop)
             result = worker.runner.run(request)
         except (TrialStopped, KeyboardInterrupt):
-            if watch.fired.is_set() and not self._stop.is_set():  # stopped for its loss, not by you
-                record_diverged(note, watch, time.monotonic() - started)
-                return note
-            self._stopped(worker, job, note)
-            return None
+            if not watch.fired.is_set() or self._stop.is_set():  # stopped by you, not for its loss
+                self._stopped(worker, job, note)
+                return None
+            result = watch.result(time.monotonic() - started, request.log_path)
         record_result(note, result, self.config.metric, self.root, watch.summary())
         return note
 
@@ -358,15 +357,6 @@ def trial_request(
     return TrialRequest(
         worker.worktree.path, config.command, config.metric, wall, logs / log, on_line, stop, environment
     )
-
-
-def record_diverged(note: TrialNote, watch: DivergenceWatch, wall_seconds: float) -> None:
-    """Write into `note` a measurement stopped early because its loss diverged."""
-    note.status, note.reason = Status.DIVERGED, watch.reason
-    note.log_tail = "\n".join(watch.tail)
-    note.wall_seconds = round(wall_seconds, 3)
-    if watch.summary():
-        note.other[CURVE_KEY] = watch.summary()
 
 
 def record_result(note: TrialNote, result: RunResult, metric: str, root: Path, curve: str = "") -> None:

@@ -172,7 +172,7 @@ def _remove(path: Path) -> int:
             freed = sum(_remove(child) for child in path.iterdir())
             path.rmdir()
             return freed
-        size = path.lstat().st_size if path.is_file() and not path.is_symlink() else 0
+        size = _size(path)
         path.unlink()
         return size
     except FileNotFoundError:

@@ -169,7 +169,7 @@ def report(
 
     store = open_store(repo)
     config = experiment_for(store)
-    store.load().check_tag(tag)
+    store.load().require_tag(tag)
     path = generate(
         store, config, output or report_path(store.git.root, tag), tag=tag, make_folder=output is None
     )

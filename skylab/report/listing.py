@@ -38,7 +38,7 @@ def history_listing(
     no cycles) is frozen out of the garbage collector's sight (see collector_paused)."""
     with collector_paused(freeze=True):
         loaded = store.load()
-        loaded.check_tag(tag)
+        loaded.require_tag(tag)
         if best:
             trials = loaded.kept_chain(store.git.ref_target(run_branch(tag)) if tag else loaded.best)
         else:

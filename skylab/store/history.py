@@ -133,7 +133,7 @@ class History:
     def tags(self) -> list[str]:
         return list(dict.fromkeys(t.tag for t in self.trials))
 
-    def check_tag(self, tag: str | None) -> None:
+    def require_tag(self, tag: str | None) -> None:
         """A StoreError naming the runs there are when no run is tagged `tag` (None: any run)."""
         tags = self.tags()
         if tag is not None and tag not in tags:

@@ -23,6 +23,7 @@ from skylab.store.history import Trial
 from skylab.store.refs import run_branch
 from skylab.studies.ablation import Contribution, ablation_jobs, check_ablation, contributions, prune_job
 from skylab.studies.confirmation import ScaleCheck, check_confirmation, confirmation_jobs, scale_checks
+from skylab.studies.fresh import FreshEstimate, check_fresh, fresh_estimate, fresh_job
 
 
 def apply_trial(store: TrialStore, config: ExperimentConfig, trial: Trial, force: bool = False) -> list[str]:
@@ -193,3 +194,21 @@ def confirm(
     plan = SessionPlan(trial.tag, "confirm", prepare=confirmations)
     outcome = run_session(store, config, None, runners, plan, console)
     return scale_checks(store.load(), trial, rules_for(config)), outcome
+
+
+def confirm_fresh(
+    store: TrialStore, config: ExperimentConfig, runners: list[Runner], trial: Trial, console: Console
+) -> tuple[FreshEstimate | None, RunOutcome]:
+    """Measure `trial` again on seeds no selection used, `[decision] fresh_samples` times (2 when
+    that is 0: asked for, so wanted); returns its selected and fresh estimates."""
+    require_own_run(store, trial)
+    check_fresh(store.load(), trial)
+    samples = config.decision.fresh_samples or 2
+
+    def fresh(say: Callable[[str], None]) -> list[Job]:
+        return [fresh_job(store, config, trial.tag, trial, samples)]
+
+    outcome = run_session(
+        store, config, None, runners, SessionPlan(trial.tag, "confirm --fresh", prepare=fresh), console
+    )
+    return fresh_estimate(store.load(), trial), outcome

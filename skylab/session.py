@@ -27,6 +27,7 @@ from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
 from skylab.store.refs import run_branch
 from skylab.strategy import Strategy
+from skylab.studies.fresh import fresh_estimate, fresh_job, needs_fresh
 from skylab.terminal import plural
 
 
@@ -134,22 +135,52 @@ def run_session(
             prepare=plan.prepare,
         )
         sigma = run_sigma(store.load(), plan.tag, store.git.ref_target(run_branch(plan.tag)))
-        decisions = describe(orchestrator.decider.rules, sigma)
+        fresh = config.decision.fresh_samples if plan.prepare is None else 0
+        decisions = describe(orchestrator.decider.rules, sigma, fresh)
         data = config.data.describe() if config.data is not None else ""
         expected = orchestrator.expected_trial_seconds()
         reporter.say(plan_line(store, plan, expected, len(runners), decisions, data))
         reporter.say(f"live report: {report}")
         outcome = orchestrator.run()
+        if plan.prepare is None and outcome.stopped_because != "interrupted":
+            measure_fresh(store, config, runners, plan.tag, outcome, reporter, live_report)
         generate(store, config, report, tag=plan.tag, live=False)
         best = "none"
         if outcome.best is not None and outcome.best.value is not None:
             note = outcome.best.note
+            estimate = fresh_estimate(store.load(), outcome.best)
             spread = f" ±{note.sem:.2g}" if note is not None and note.sem is not None else ""
-            best = f"{outcome.best.value:.6f}{spread} ({outcome.best.name})"
+            shown = f"{outcome.best.value:.6f}{spread}" if estimate is None else estimate.text(6)
+            best = f"{shown} ({outcome.best.name})"
         took = format_duration(time.monotonic() - state.started)
         count = f"{plural(outcome.trials, 'trial')} this run in {took}"
         reporter.say(f"stopped: {outcome.stopped_because}. {count}; best {config.metric} {best}")
     return outcome
+
+
+def measure_fresh(
+    store: TrialStore,
+    config: ExperimentConfig,
+    runners: list[Runner],
+    tag: str,
+    outcome: RunOutcome,
+    reporter: Reporter,
+    after_trial: Callable[[], None],
+) -> None:
+    """After a run's last trial: its best, when selected, measured `[decision] fresh_samples` times
+    on seeds no selection used (see studies.fresh), so the final line can say what it is worth."""
+    samples = config.decision.fresh_samples
+    if not needs_fresh(store.load(), outcome.best, samples) or outcome.best is None:
+        return
+    best = outcome.best
+    reporter.say(
+        f"measuring the best, {best.name}, on {plural(samples, 'fresh seed')}: its mean was selected"
+    )
+
+    def fresh(say: Callable[[str], None]) -> list[Job]:
+        return [fresh_job(store, config, tag, best, samples)]
+
+    Orchestrator(store, config, None, runners, tag, reporter, after_trial=after_trial, prepare=fresh).run()
 
 
 def default_tag(store: TrialStore | None = None) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from skylab.experiment.scaffold import init_experiment
 
 TRAIN = """\
+import math
 import os
 import subprocess
 import sys
@@ -31,6 +32,10 @@ CRASH_ABOVE = None
 CRASH_FROM_SEED = 0  # CRASH_ABOVE crashes only measurements with this SKYLAB_SEED or higher
 DIVERGE_ABOVE = None  # X above this: the loss prints nan at step 1, then training goes on AFTER_NAN s
 AFTER_NAN = 0.0
+CURVE_LINES = 0  # print this many progress lines with their training seconds instead of 3 plain ones
+CURVE_ABOVE = None  # X above this trains along CURVE: "explode" (finite, far above) or "late"
+CURVE = "explode"
+CURVE_SLEEP = 0.0  # seconds between two of its lines
 METRIC_TEXT = ""
 HUGE_LINE = 0
 
@@ -43,7 +48,19 @@ if SPAWN_CHILD:
 if DAEMON_CHILD:  # one that leaves the trial's process group too
     subprocess.Popen(["sleep", "302.75"], start_new_session=True)
 diverges = DIVERGE_ABOVE is not None and X > DIVERGE_ABOVE
-for step in range(3):
+shape = CURVE if CURVE_ABOVE is not None and X > CURVE_ABOVE else "normal"
+for step in range(1, CURVE_LINES + 1):
+    share = step / CURVE_LINES
+    loss = 3 + 7 * math.exp(-6 * share)
+    if shape == "explode":
+        loss *= 1 + 3 * share
+    if shape == "late":
+        loss += 0.6 * math.sin(math.pi * share) * (1 - share) - 0.05 * share
+    budget_seconds = float(os.environ.get("SKYLAB_TIME_BUDGET") or 1)
+    trained = f"train {share * budget_seconds:.2f}s/{budget_seconds:g}s"
+    print(f"step {step:05d} | loss {loss:.4f} | {trained}", flush=True)
+    time.sleep(CURVE_SLEEP if shape != "normal" else 0.0)
+for step in range(3 if not CURVE_LINES else 0):
     loss = float("nan") if diverges and step == 1 else 10 - step
     print(f"step {step:05d} | loss {loss:.4f}", flush=True)
     time.sleep(SLEEP / 3 + (AFTER_NAN if diverges and step == 1 else 0.0))
@@ -92,7 +109,13 @@ seed = 7
 GRID = "X = [0, 1, 2, 3]\nY = [-1, 0]"
 # One measurement per trial, kept when strictly better: most loop tests are about something else, and
 # this experiment is deterministic anyway. Pass decision=None for Skylab's defaults (no table).
-GREEDY = "noise_samples = 1\nconfirm = 0\nsigmas = 0\nkeep_simpler = false"
+GREEDY = "noise_samples = 1\nconfirm = 0\nsigmas = 0\nkeep_simpler = false\nfresh_samples = 0"
+# The rule before the staged one: every screened-in candidate measured three times, judged at 2σ·se,
+# and the best never measured on fresh seeds.
+OLD_RULE = (
+    "filter_sigmas = 0\nearly_sigmas = inf\nfutility = 0\nsigmas = 2\nconfirm = 2\npaired = false\n"
+    "fresh_samples = 0"
+)
 
 
 def make_loop_experiment(

@@ -228,4 +228,6 @@ def test_a_run_continues_from_the_imported_best(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "resuming from" in result.stdout
     rows = json.loads(run_skylab("history", "--json", "--tag", "mar5", "-C", str(repo), check=True).stdout)
-    assert len(rows) == 8 and rows[-1]["parent"] == hashes[3] and rows[-1]["params"] == {"LR": 0.06}
+    *_, trial, fresh = rows  # the new trial, then the best (selected by the imported run) on fresh seeds
+    assert len(rows) == 9 and trial["parent"] == hashes[3] and trial["params"] == {"LR": 0.06}
+    assert fresh["strategy"] == "fresh" and fresh["parent"] == hashes[3]

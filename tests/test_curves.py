@@ -3,6 +3,7 @@ number stops the measurement (status `diverged`); a loss that is only high never
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from skylab.errors import ConfigError
 from skylab.experiment.config import DEFAULT_PROGRESS_PATTERN, load_config
-from skylab.loop.curves import DivergenceWatch, Progress, parse_progress
+from skylab.loop.curves import CurveGuide, DivergenceWatch, Progress, parse_progress
 from skylab.store.gitstore import TrialStore
 from skylab.store.notes import Status
 from tests.conftest import git
@@ -129,3 +130,79 @@ def test_each_trials_curve_is_in_its_note_and_in_the_llms_context(tmp_path: Path
         ProposalContext(load_config(exp), history, "t", store.start_point(), None, exp), 10_000
     )
     assert "loss at 25/50/75/100 % of its steps 10 9 8 8" in text
+
+
+def test_progress_lines_give_their_training_seconds_when_they_print_them() -> None:
+    line = "step 00010 | loss 5.1234 | lr 1.000 | tok/s 3,049 | mfu 0.0% | epoch 1 | train 12.3s/30s"
+    assert parse_progress(line, PATTERN) == Progress(10, 5.1234, 12.3)
+    assert parse_progress("step 7 | loss 4.0", PATTERN) == Progress(7, 4.0, None)
+
+
+def test_a_curve_with_training_seconds_is_summed_up_by_time() -> None:
+    from skylab.loop.curves import curve_summary
+
+    # Ten untimed steps at 0 s (compilation), then one point a second to 8 s: the quarters are by
+    # time (2, 4, 6, 8 s), not by line.
+    seconds: list[float | None] = [*([0.0] * 10), *(float(t) for t in range(1, 9))]
+    losses = [10.0] * 10 + [float(10 - t) for t in range(1, 9)]
+    assert curve_summary(losses, seconds) == "8 6 4 2"
+    assert curve_summary(losses) == "10 10 6 2"  # by line, had the lines no time
+
+
+def guide() -> CurveGuide:
+    # The best and the start as the loop experiment's normal curve has them: 3 + 7 e^(-6 s).
+    start = tuple(3 + 7 * math.exp(-6 * share) for share in (0.25, 0.5, 0.75, 1.0))
+    return CurveGuide(start, start, 10.0)
+
+
+def test_a_loss_far_above_the_best_at_the_same_time_is_stopped_and_a_late_bloomer_never() -> None:
+    normal = [3 + 7 * math.exp(-6 * share) for share in (0.1, 0.25, 0.5, 0.75, 0.9)]
+    shares = (0.1, 0.25, 0.5, 0.75, 0.9)
+    explode = [loss * (1 + 3 * share) for loss, share in zip(normal, shares, strict=True)]
+    late = [
+        loss + 0.6 * math.sin(math.pi * share) * (1 - share) - 0.05 * share
+        for loss, share in zip(normal, shares, strict=True)
+    ]
+    verdicts = [
+        guide().verdict(Progress(None, loss, 10 * share)) for loss, share in zip(explode, shares, strict=True)
+    ]
+    assert verdicts[:2] == ["", ""]  # not before a quarter; at a quarter, 3.4 above is within 3 × 1.5
+    assert verdicts[2].startswith("training loss 8.371 at 50 % of the budget is 5.02 above the best's 3.349")
+    assert all(
+        not guide().verdict(Progress(None, loss, 10 * share))
+        for loss, share in zip(late, shares, strict=True)
+    )
+    assert not guide().verdict(Progress(None, 1e6, None))  # a line without its time: no curve rule
+
+
+def curve_experiment(directory: Path, curve: str) -> Path:
+    """The start trains the normal curve, X = 1 trains `curve`, 0.5 s a line over 20 lines."""
+    return make_loop_experiment(
+        directory,
+        parameters="X = [0, 1]",
+        wall=300,
+        CURVE=curve,
+        CURVE_LINES=20,
+        CURVE_ABOVE=0,
+        CURVE_SLEEP=0.5,
+    )
+
+
+def test_a_runaway_curve_is_stopped_as_diverged_and_a_late_bloomer_runs_to_the_end(tmp_path: Path) -> None:
+    runaway = curve_experiment(tmp_path / "r", "explode")
+    orchestrate(runaway)
+    start, stopped = TrialStore.open(runaway).load().trials
+    assert start.note is not None and start.note.other["loss_curve"] == "4.562 3.349 3.078 3.017"
+    assert stopped.status is Status.DIVERGED and stopped.note is not None
+    assert stopped.note.reason.startswith(
+        "training loss 8.371 at 50 % of the budget is 5.02 above the best's"
+    )
+    assert "step 00010 |" in stopped.note.log_tail and "step 00020 |" not in stopped.note.log_tail
+    late = curve_experiment(tmp_path / "l", "late")
+    orchestrate(late)
+    _, bloomer = TrialStore.open(late).load().trials
+    assert (
+        bloomer.status is Status.SUCCESS
+        and bloomer.note is not None
+        and bloomer.note.decision.value == "keep"
+    )

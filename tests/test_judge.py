@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from skylab.experiment.objective import is_better
-from skylab.loop.judge import Evidence, Measurement, Rules, Verdict
+from skylab.loop.evidence import Evidence, Measurement, Rules
+from skylab.loop.judge import Verdict
 from skylab.loop.judge import judge as judge_evidence
 from skylab.store.notes import Decision, Status
 
@@ -223,7 +224,7 @@ def test_the_first_measurement_is_screened_against_the_bests_own_seed_zero() -> 
 def test_a_zero_bar_reads_as_one_number() -> None:
     verdict = judge_evidence(ok(1.0), Evidence((1.0,)), Evidence((2.0,)), 2.0, 0.0, NOISY)
     assert verdict.decision is Decision.KEEP
-    assert verdict.why == "improvement 1 > 0 (n 1 vs 1)"  # was "improvement 1 > 0 0"
+    assert verdict.why == "improvement 1 > 0 (n 1 vs 1; σ 0: deterministic)"  # was "improvement 1 > 0 0"
 
 
 def test_the_runs_sigma_counts_the_starting_point_measured_under_another_tag(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from skylab.store.gitstore import TrialStore
 from tests.conftest import SKYLAB, run_skylab
-from tests.loop_experiment import GREEDY, make_loop_experiment
+from tests.loop_experiment import GREEDY, OLD_RULE, make_loop_experiment
 from tests.test_loop import orchestrate, trials, wait_for
 
 # Z has no true effect; it only picks the 'noise' each seed gets. Z = 1's first measurement happens
@@ -35,7 +35,7 @@ def test_greedy_keeps_a_lucky_no_effect_change_the_noise_rule_does_not(tmp_path:
     assert lucky["decision"] == "keep"  # one lucky measurement beat another: noise, kept
 
     careful = make_loop_experiment(
-        tmp_path / "careful", parameters="Z = [0, 1]", decision=None, NOISE=LUCKY_NOISE
+        tmp_path / "careful", parameters="Z = [0, 1]", decision=OLD_RULE, NOISE=LUCKY_NOISE
     )
     _, log = orchestrate(careful)
     baseline, lucky = trials(careful)
@@ -60,13 +60,18 @@ def test_a_real_effect_is_confirmed_and_kept(tmp_path: Path) -> None:
     )
     orchestrate(exp)
     baseline, better = trials(exp)
-    assert (
-        better["parent"] == baseline["commit"]
-        and better["decision"] == "keep"
-        and len(better["measurements"]) == 3
+    assert better["parent"] == baseline["commit"] and better["decision"] == "keep"
+    assert better["measurements"] == [6.0, 6.02]  # 250σ better after two: the third is not spent
+    assert better["value"] == pytest.approx(6.01) and better["is_best"]
+    assert notes(exp)[1].verdict.startswith("kept after 2 of 3: improvement 4.99 > 3σ·se")
+    assert not list((exp / ".git" / "skylab" / "measuring").glob("*.json"))  # nothing left half-measured
+
+    old = make_loop_experiment(
+        tmp_path / "o", parameters="X = [0, 1]", decision=OLD_RULE, NOISE={0: [0.0, 0.02, -0.02]}
     )
-    assert better["value"] == pytest.approx(6.0) and better["is_best"]
-    assert notes(exp)[1].verdict.startswith("improvement 5 > 2σ·se")
+    orchestrate(old)
+    assert len(trials(old)[1]["measurements"]) == 3
+    assert notes(old)[1].verdict.startswith("improvement 5 > 2σ·se")
 
 
 def test_a_deterministic_experiment_pays_two_repeats_of_its_start_and_no_more(tmp_path: Path) -> None:
@@ -75,7 +80,7 @@ def test_a_deterministic_experiment_pays_two_repeats_of_its_start_and_no_more(tm
     start, *candidates = notes(exp)
     assert start.measurements == [11.0, 11.0, 11.0] and start.seeds == [0, 1, 2]
     assert all(len(n.measurements) == 1 for n in candidates)  # no confirmation is spent
-    assert log.count("deterministic") == 1
+    assert log.count("the experiment is deterministic") == 1
     assert [n.decision.value for n in candidates] == [r["decision"] for r in trials(exp)[1:]]
     assert candidates[0].sigma == 0.0
 
@@ -83,7 +88,11 @@ def test_a_deterministic_experiment_pays_two_repeats_of_its_start_and_no_more(tm
 def test_maximize_with_noise_keeps_only_what_beats_it(tmp_path: Path) -> None:
     noise = {0: [0.0, 0.02, -0.02], 1: [0.015, -0.02, 0.0]}
     exp = make_loop_experiment(
-        tmp_path / "q", direction="maximize", parameters="Z = [0, 1]\nX = [0, 1]", decision=None, NOISE=noise
+        tmp_path / "q",
+        direction="maximize",
+        parameters="Z = [0, 1]\nX = [0, 1]",
+        decision=OLD_RULE,
+        NOISE=noise,
     )
     orchestrate(exp)
     rows = {(r["params"]["Z"], r["params"]["X"]): r for r in trials(exp)}
@@ -97,7 +106,7 @@ def test_a_crash_in_a_confirmation_reverts_and_says_which(tmp_path: Path) -> Non
     exp = make_loop_experiment(
         tmp_path / "q",
         parameters="X = [0, 1]",
-        decision=None,
+        decision=OLD_RULE,
         NOISE={0: [0.0, 0.02, -0.02]},
         CRASH_ABOVE=0,
         CRASH_FROM_SEED=2,
@@ -116,7 +125,7 @@ def test_kill_9_mid_confirmation_loses_no_measurement_and_repeats_none(tmp_path:
     exp = make_loop_experiment(
         tmp_path / "q",
         parameters="X = [0, 1]",
-        decision=None,
+        decision=OLD_RULE,
         NOISE={0: [0.0, 0.02, -0.02]},
         SLEEP_FROM_SEED=2,
         SLEEP_REPEATS=60.0,
@@ -220,14 +229,24 @@ def test_the_model_is_told_what_counts_as_real(store: TrialStore, experiment: Pa
     noisy_history(store)
     history = store.load()
     context = ProposalContext(load_config(experiment), history, "n", store.start_point(), None, experiment)
-    assert "varies by σ = 0.015" in rules(context) and "2 standard errors" in rules(context)
+    told = rules(context)
+    assert "varies by σ = 0.015" in told and "must beat the best's by more than 1σ (0.015)" in told
+    assert "kept early once its gain clears 3 standard errors" in told and "1.5 standard errors" in told
     assert "2.300000 ± 0.0087 (mean of 3)" in build_context(context, 200_000)
 
 
 def test_the_plan_line_states_the_rule(tmp_path: Path) -> None:
     exp = make_loop_experiment(tmp_path / "q", decision=None)
     out = run_skylab("run", "--tag", "t", "--max-trials", "1", "-C", str(exp), check=True).stdout
-    assert "decisions: start measured 3×, +2 to confirm a promising trial, kept when better by > 2σ·se" in out
+    assert (
+        "decisions: start measured 3×; a candidate up to 3×: screened out below 1σ after one, kept early "
+        "above 3σ·se, stopped below a 5 % chance, else kept when better by > 1.5σ·se, or equal and simpler; "
+        "same-seed pairs when more precise (σ unknown until a repeat); the best measured again on 2 fresh "
+        "seeds at the end" in out
+    )
+    old = make_loop_experiment(tmp_path / "o", decision=OLD_RULE)
+    out = run_skylab("run", "--tag", "t", "--max-trials", "1", "-C", str(old), check=True).stdout
+    assert "decisions: start measured 3×; a candidate up to 3×: kept when better by > 2σ·se, or equal" in out
     greedy = make_loop_experiment(tmp_path / "g")
     out = run_skylab("run", "--tag", "t", "--max-trials", "1", "-C", str(greedy), check=True).stdout
     assert "decisions: greedy: one measurement each, kept when better" in out
@@ -238,7 +257,11 @@ def test_free_workers_take_the_repeats_and_decisions_stay_consistent(tmp_path: P
     from tests.test_parallel import assert_consistent_chain
 
     exp = make_loop_experiment(
-        tmp_path / "q", parameters="X = [0, 1, 2]", decision=None, NOISE={0: [0.0, 0.02, -0.02]}, SLEEP=1.5
+        tmp_path / "q",
+        parameters="X = [0, 1, 2]",
+        decision=OLD_RULE,
+        NOISE={0: [0.0, 0.02, -0.02]},
+        SLEEP=1.5,
     )
     result = run_skylab("run", "--tag", "t", "--workers", "3", "-C", str(exp))
     assert result.returncode == 0, result.stderr
@@ -258,9 +281,27 @@ def test_the_screen_is_seed_for_seed_so_a_best_whose_seed_0_was_its_worst_holds_
     # Every commit measures seed 0 worst by 0.5 (its data order, say). X = 0.02 is truly 0.12 better:
     # its seed 0 (11.38) loses to the best's mean (11.17) but beats the best's own seed 0 (11.5).
     exp = make_loop_experiment(
-        tmp_path / "q", parameters="X = [0, 0.02]", decision=None, NOISE={0: [0.5, 0.0, 0.0]}
+        tmp_path / "q", parameters="X = [0, 0.02]", decision=OLD_RULE, NOISE={0: [0.5, 0.0, 0.0]}
     )
     orchestrate(exp)
     baseline, candidate = trials(exp)
     assert baseline["measurements"] == [11.5, 11.0, 11.0]
     assert candidate["measurements"] == pytest.approx([11.3804, 10.8804, 10.8804])  # confirmed, not cut
+
+
+def test_the_staged_rule_spends_measurements_only_where_they_can_change_the_decision(tmp_path: Path) -> None:
+    # σ ≈ 0.02 from the start's repeats. Z = 1 gains 0.015 (< 1σ) at seed 0: screened out at once.
+    # Z = 2 gains 0.05 at seed 0, then loses 0.04 at seed 1: no chance left, the third is not trained.
+    noise = {0: [0.0, 0.02, -0.02], 1: [-0.015, 0.0, 0.0], 2: [-0.05, 0.06, 0.0]}
+    exp = make_loop_experiment(tmp_path / "q", parameters="Z = [0, 1, 2]", decision=None, NOISE=noise)
+    _, log = orchestrate(exp)
+    _, screened, futile = notes(exp)
+    assert screened.measurements == [10.985] and screened.decision.value == "revert"
+    assert screened.verdict.startswith("screened out: improvement 0.015 ≤ 1σ")
+    assert futile.measurements == [10.95, 11.06] and futile.decision.value == "revert"
+    assert futile.verdict.startswith("stopped after 2 of 3: improvement -0.005 has a ")
+    logs = exp / ".skylab" / "logs" / "t"
+    assert (logs / "3.seed1.log").exists() and not (logs / "3.seed2.log").exists()  # no third started
+    assert "screened out" in log and "stopped after 2 of 3" in log
+    assert not list((exp / ".git" / "skylab" / "measuring").glob("*.json"))
+    assert TrialStore.open(exp).best() == trials(exp)[0]["commit"]

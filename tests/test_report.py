@@ -339,3 +339,43 @@ def test_a_long_table_is_paged_and_sorts_over_every_trial(
         fields = d.find_element(By.ID, "compare-fields").text
         assert "description trial 6 trial 519" in fields  # long/7 against long/520: chunks 0 and 5
         assert browser_errors(d) == []
+
+
+def test_a_trials_loss_curve_is_drawn_over_the_best_and_the_start_in_chromium(
+    store: TrialStore, experiment: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.factory import rewrite_note
+
+    curves = {"baseline": "9.1 6.2 5.4 5.1", "better": "8.5 5.9 5.0 4.8", "worse": "9.9 7.5 6.6 6.2"}
+    for description, value in (("baseline", 3.5), ("better", 3.3), ("worse", 3.6), ("no curve", 3.7)):
+        ref = add_trial(store, "c", value, description=description)
+        if description in curves:
+            note = store.note_for(ref.commit)
+            assert note is not None
+            note.other["loss_curve"] = curves[description]
+            rewrite_note(store, ref.commit, note)
+    data = build_report_data(TrialStore.open(experiment), load_config(experiment))
+    assert json.loads(data.chart_json)["curves"] == {
+        "start": ["c/1", [9.1, 6.2, 5.4, 5.1]],
+        "best": ["c/2", [8.5, 5.9, 5.0, 4.8]],
+    }
+    path = generate(TrialStore.open(experiment), load_config(experiment), tmp_path / "report.html")
+    with chromium(tmp_path / "profile") as driver:
+        d: Any = driver
+        open_report(d, path)
+        d.find_element(By.CSS_SELECTOR, 'tr[data-trial="c/3"]').click()
+        legend = shown_text(d, "details-curve-legend")
+        assert "this trial c/3: 9.9 7.5 6.6 6.2" in legend
+        assert "the best c/2: 8.5 5.9 5 4.8" in legend and "the start c/1: 9.1 6.2 5.4 5.1" in legend
+        kinds = [
+            p.get_attribute("class") for p in d.find_elements(By.CSS_SELECTOR, "#details-curve polyline")
+        ]
+        assert kinds == ["curve curve-trial", "curve curve-best", "curve curve-start"]
+        screenshot(d, "report-curves.png")
+        d.find_element(By.CSS_SELECTOR, 'tr[data-trial="c/4"]').click()  # no curve of its own: none drawn
+        WebDriverWait(d, 10).until(lambda drv: drv.find_element(By.ID, "details-title").text == "Trial c/4")
+        assert not d.find_element(By.ID, "details-curve-block").is_displayed()
+        assert browser_errors(d) == []

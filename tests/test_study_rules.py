@@ -3,7 +3,7 @@ clears the noise bar, and whether a win holds at a longer budget."""
 
 from __future__ import annotations
 
-from skylab.loop.judge import Rules
+from skylab.loop.evidence import Rules
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.studies.ablation import contributions, kept_changes

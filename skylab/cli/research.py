@@ -225,6 +225,12 @@ def confirm(
         float,
         typer.Option("--scale", "-k", callback=_check_scale, help="Times the time budget to train for."),
     ] = 4.0,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh", help="Measure the trial again on seeds never used to select it, instead of longer."
+        ),
+    ] = False,
     tag: TagOption = None,
     runner: RunnerOption = "local",
     gpus: GpusOption = None,
@@ -232,10 +238,20 @@ def confirm(
     remote_config: RemoteConfigOption = None,
     repo: RepoOption = Path("."),
 ) -> None:
-    """Does the win hold when trained longer: the trial and its run's start, at K× the budget."""
+    """Does the win hold when trained longer: the trial and its run's start, at K× the budget
+    (with --fresh: is its mean what it is worth, measured on seeds never used to select it)."""
     from skylab.results import confirm as run_confirmation
+    from skylab.results import confirm_fresh
 
     store, config, found, runners = _study(repo, trial, tag, runner, gpus, workers, remote_config)
+    if fresh:
+        estimate, fresh_outcome = confirm_fresh(store, config, runners, found, console)
+        if fresh_outcome.stopped_because == "interrupted":
+            raise typer.Exit(130)
+        if estimate is not None:
+            counts = f"(n {estimate.selected_n}, then {estimate.fresh_n} on fresh seeds)"
+            console.print(f"{found.name} ({config.metric}): {estimate.text()} {counts}", markup=False)
+        return
     checks, outcome = run_confirmation(store, config, runners, found, scale, console)
     if outcome.stopped_because == "interrupted":
         raise typer.Exit(130)

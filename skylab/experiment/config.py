@@ -19,12 +19,14 @@ from skylab.experiment.tomlfile import Table, read_settings, read_toml, setting,
 from skylab.store.notes import OTHER_KEYS, RESERVED_KEYS, Scalar
 
 CONFIG_NAME = "experiment.toml"
-# A train.py's progress line: the templates' `step 00020 | loss 3.1416 | ...` and autoresearch's
-# `step 00020 (6.7%) | loss: 3.141593 | ...`; the loss may read nan or inf. [execution]
-# progress_pattern replaces it for other scripts (a named group `loss`, optionally `step`).
+# A train.py's progress line: the templates' `step 00020 | loss 3.1416 | ... | train 12.3s/30s` and
+# autoresearch's `step 00020 (6.7%) | loss: 3.141593 | ...`; the loss may read nan or inf, and the
+# training seconds so far are read when the line has them. [execution] progress_pattern replaces it
+# for other scripts (a named group `loss`, optionally `step` and `seconds`).
 DEFAULT_PROGRESS_PATTERN = (
     r"(?i)\bstep[:\s]+(?P<step>\d+)\b.*?"
     r"\bloss[:=\s]+(?P<loss>[-+]?(?:nan|inf(?:inity)?|[\d.]+(?:e[-+]?\d+)?))"
+    r"(?:.*?\btrain[:=\s]+(?P<seconds>\d+(?:\.\d+)?)\s*s\b)?"
 )
 
 T = TypeVar("T")
@@ -128,12 +130,21 @@ MAX_MEASUREMENTS = 100  # of one trial: past that a trial costs a hundred budget
 class DecisionConfig:
     """How much evidence a keep needs ([decision] in experiment.toml).
 
-    `noise_samples = 1, confirm = 0, sigmas = 0` is the greedy rule: one measurement that beats the
-    best by any margin is kept."""
+    A candidate is measured up to 1 + confirm times and may be decided after any of them (see
+    `loop.stages`). `noise_samples = 1, confirm = 0, sigmas = 0` is the greedy rule: one
+    measurement that beats the best by any margin is kept. `filter_sigmas = 0, early_sigmas = inf,
+    futility = 0, sigmas = 2, paired = false` is the rule before the staged one."""
 
     noise_samples: int = setting(3, "int", low=1, high=MAX_MEASUREMENTS)  # of the run's starting point
-    confirm: int = setting(2, "int", low=0, high=MAX_MEASUREMENTS)  # more of a candidate that beats the best
-    sigmas: float = setting(2.0, "number", low=0, high=100)  # standard errors an improvement must clear
+    confirm: int = setting(2, "int", low=0, high=MAX_MEASUREMENTS)  # more of a screened-in candidate
+    sigmas: float = setting(1.5, "number", low=0, high=100)  # se the mean clears at the last
+    filter_sigmas: float = setting(1.0, "number", low=0, high=100)  # σ the first measurement must gain
+    early_sigmas: float = setting(3.0, "number", low=0, infinite=True)  # se that keep before the last
+    futility: float = setting(0.05, "number", low=0, high=1)  # stop below this chance of clearing the bar
+    paired: bool = setting(True, "bool")  # compare same-seed values when that is the more precise
+    fresh_samples: int = setting(
+        2, "int", low=0, high=MAX_MEASUREMENTS
+    )  # of the best, on new seeds, at the end
     min_delta: float = setting(0.0, "number", low=0)  # the smallest improvement that ever counts
     keep_simpler: bool = setting(True, "bool")  # a change that removes code and is within noise is kept
     stop_diverged: bool = setting(True, "bool")  # stop a measurement once its training loss is non-finite

@@ -54,7 +54,17 @@ class Table:
     def error(self, name: str, problem: str) -> ConfigError:
         return ConfigError(self.file, self.key(name), problem)
 
-    def get(self, name: str, kinds: tuple[type, ...], kind_name: str, default: Any = ..., /) -> Any:
+    def get(
+        self,
+        name: str,
+        kinds: tuple[type, ...],
+        kind_name: str,
+        default: Any = ...,
+        /,
+        infinite: bool = False,
+    ) -> Any:
+        """The value of `name` (`default` when absent), of one of `kinds`; a float must be finite,
+        or +inf when `infinite`."""
         self.used.add(name)
         if name not in self.data:
             if default is ...:
@@ -65,7 +75,7 @@ class Table:
             raise self.error(name, f"must be {kind_name}, not a boolean")
         if not isinstance(value, kinds):
             raise self.error(name, f"must be {kind_name}, not {type_name(value)}")
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value) and not (infinite and value == math.inf):
             raise self.error(name, f"must be a finite number, not {value}")
         return value
 
@@ -140,6 +150,7 @@ class Check:
     above: float | None = None
     choices: tuple[str, ...] = ()
     what: str = ""
+    infinite: bool = False  # a number may be inf (TOML's `inf`): "never", for a bar
 
     def read(self, table: Table, name: str, default: Any) -> Any:
         if self.kind == "string":
@@ -151,7 +162,7 @@ class Check:
             value = table.duration(name, default)
         else:
             kinds, kind_name = KINDS[self.kind]
-            value = table.get(name, kinds, kind_name, default)
+            value = table.get(name, kinds, kind_name, default, infinite=self.infinite)
         if value is None or name not in table.data:
             return value
         problem = self.problem(value)
@@ -165,8 +176,12 @@ class Check:
             quoted = [f'"{choice}"' for choice in self.choices]
             listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
             return f'must be {listed}, not "{value}"'
-        if self.kind == "number" and not math.isfinite(value):
-            return f"must be a finite number, not {value}"
+        if self.kind == "number" and not math.isfinite(value) and not (self.infinite and value == math.inf):
+            return (
+                f"must be a finite number or inf, not {value}"
+                if self.infinite
+                else f"must be a finite number, not {value}"
+            )
         too_low = self.low is not None and value < self.low
         too_high = self.high is not None and value > self.high
         if self.above is not None and value <= self.above:

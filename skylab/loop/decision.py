@@ -16,13 +16,13 @@ from functools import partial
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
+from skylab.loop.curves import CURVE_KEY, CurveGuide, parse_summary
+from skylab.loop.evidence import Evidence, Measurement
 from skylab.loop.forward import RunLine, merge_forward_job, run_best, settled_tip
 from skylab.loop.handcommits import queued
 from skylab.loop.jobs import Job
 from skylab.loop.judge import (
     NOT_FAILURES,
-    Evidence,
-    Measurement,
     Verdict,
     failure_signature,
     hopeless,
@@ -30,11 +30,14 @@ from skylab.loop.judge import (
     measured_only,
     measurements_wanted,
     rules_for,
+    run_pair_sigma,
     run_sigma,
+    same_seed_differences,
     setup_mismatch,
     threshold,
 )
 from skylab.loop.progress import Reporter, Result
+from skylab.loop.stages import Step, step
 from skylab.store.gitstore import RunMoment, TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
@@ -111,11 +114,11 @@ class Decider:
         history, tip, trial = moment.history, moment.tip, job.trial
         reference = run_best(store, tip, trial.commit, RunLine(history, self.tag))
         measured = self._measured(store, job, note, history)
-        evidence = Evidence(tuple(note.measurements)) if note.measurements else None
+        evidence = _note_evidence(note)
         sigma = self.sigma(history, tip, note.measurements)
-        verdict = judge(
-            measured, evidence, _evidence(reference), history.value_of(moment.best), sigma, self.rules
-        )
+        sigma_pair = self.sigma_pair(history, tip, note, reference)
+        best = history.value_of(moment.best)
+        verdict = judge(measured, evidence, _evidence(reference), best, sigma, self.rules, sigma_pair)
         _record_verdict(note, verdict, sigma)
         run_best_now = note.samples() if note.decision is Decision.KEEP else _samples(reference)
         bar = threshold(sigma, 1 + self.rules.confirm, max(1, len(run_best_now)), self.rules)
@@ -180,6 +183,31 @@ class Decider:
             )
         return sigma
 
+    def sigma_pair(
+        self, history: History, tip: str | None, note: TrialNote, reference: Trial | None
+    ) -> float | None:
+        """The run's σ of a same-seed difference, with the trial being judged (`note`) against
+        `reference` (see judge.run_pair_sigma)."""
+        if not self.rules.paired or reference is None or reference.note is None:
+            return None
+        return run_pair_sigma(history, self.tag, tip, same_seed_differences(note, reference.note))
+
+    def decided_early(self, store: TrialStore, job: Job, so_far: TrialNote) -> bool:
+        """Whether a candidate's measurements so far (`so_far`, combined) already decide it, so
+        the ones still queued are not trained (see stages.step: an early keep, or futility)."""
+        if not job.candidate or job.measures_start or job.wanted is not None:
+            return False
+        history, tip = store.load(), self.tip(store)
+        reference = run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
+        evidence, against = _note_evidence(so_far), _evidence(reference)
+        if evidence is None or against is None or reference is None:
+            return False
+        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
+        sigma = self.sigma(history, tip, so_far.measurements)
+        sigma_pair = self.sigma_pair(history, tip, so_far, reference)
+        verdict, _ = step(evidence, against, sigma, sigma_pair, self.rules, removed > 0)
+        return verdict is not Step.MEASURE
+
     def wanted(self, store: TrialStore, job: Job, first: TrialNote) -> int:
         """How many measurements the trial gets in all, from its first (see judge.measurements_wanted;
         a study's trial gets the number it asked for, or one once the experiment is deterministic)."""
@@ -187,16 +215,31 @@ class Decider:
         if job.wanted is not None:
             return 1 if self.sigma(history, tip) == 0.0 else job.wanted
         reference = run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
-        measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason)
+        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
+        measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason, removed)
+        sigma, sigma_pair = self.sigma(history, tip), self.sigma_pair(history, tip, first, reference)
         return measurements_wanted(
-            measured, job.measures_start, _evidence(reference), self.sigma(history, tip), self.rules
+            measured, job.measures_start, _evidence(reference), sigma, self.rules, sigma_pair
         )
 
-    def _measured(self, store: TrialStore, job: Job, note: TrialNote, history: History) -> Measurement:
-        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
-        runs = max(1, len(note.measurements))  # a note's training time covers all its measurements
-        trained = None if note.train_seconds is None else note.train_seconds / runs
-        start = next(
+    def curve_guide(self, store: TrialStore, job: Job) -> CurveGuide | None:
+        """The curves a candidate's measurement is held against (see curves.CurveGuide): the run's
+        best's and its starting point's. None for a study's or the starting point's own, or while
+        either has no curve summary."""
+        if not job.candidate or job.measures_start or job.budget_scale != 1:
+            return None
+        history, tip = store.load(), self.tip(store)
+        best = run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
+        start = self._start(history, job)
+        best_curve = parse_summary(best.note.other.get(CURVE_KEY, "")) if best and best.note else None
+        start_curve = parse_summary(start.note.other.get(CURVE_KEY, "")) if start and start.note else None
+        if best_curve is None or start_curve is None:
+            return None
+        return CurveGuide(best_curve, start_curve, self.config.time_budget_seconds)
+
+    def _start(self, history: History, job: Job) -> Trial | None:
+        """The run's starting point: its first trial that succeeded (not `job`'s own)."""
+        return next(
             (
                 t
                 for t in history.for_tag(self.tag)
@@ -204,6 +247,12 @@ class Decider:
             ),
             None,
         )
+
+    def _measured(self, store: TrialStore, job: Job, note: TrialNote, history: History) -> Measurement:
+        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
+        runs = max(1, len(note.measurements))  # a note's training time covers all its measurements
+        trained = None if note.train_seconds is None else note.train_seconds / runs
+        start = self._start(history, job)
         mismatch = (
             setup_mismatch(note.summary, start.note.summary, start.name) if start and start.note else ""
         )
@@ -260,6 +309,14 @@ class Decider:
 
 def _samples(trial: Trial | None) -> list[float]:
     return trial.note.samples() if trial is not None and trial.note is not None else []
+
+
+def _note_evidence(note: TrialNote) -> Evidence | None:
+    """A note's successful measurements with their seeds (None when it has none)."""
+    if not note.measurements:
+        return None
+    seeds = tuple(note.seeds) if len(note.seeds) == len(note.measurements) else ()
+    return Evidence(tuple(note.measurements), seeds)
 
 
 def _evidence(trial: Trial | None) -> Evidence | None:

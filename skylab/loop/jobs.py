@@ -49,7 +49,8 @@ class Job:
     source: str = ""  # a hand-made job's commit as the researcher made it (the trial's, or its origin)
     extra: dict[str, str] = field(default_factory=dict)  # more note fields, e.g. what it carries
     measures_start: bool = False  # the unchanged starting point, measured before any proposal
-    seed: int = 0  # which measurement of the trial this is: it runs with SKYLAB_SEED=seed
+    seed: int = 0  # which measurement of the trial this is: it runs with SKYLAB_SEED=seed_offset + seed
+    seed_offset: int = 0  # where its seeds start: 0, or seeds no selection used (a fresh measurement)
     candidate: bool = True  # False: measured and recorded, never kept and never the best (a study)
     budget_scale: float = 1.0  # trains for this many times the experiment's time budget
     wanted: int | None = None  # how many measurements it gets (None: as the judge says from the first)

@@ -13,59 +13,11 @@ from dataclasses import dataclass
 
 from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.objective import is_better
+from skylab.loop import stages
+from skylab.loop.evidence import Evidence, Measurement, Rules, improvement
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.terminal import plural
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """What a trial produced: its status as the runner saw it, its metric and its peak VRAM."""
-
-    status: Status
-    value: float | None
-    peak_vram_mb: float | None = None
-    reason: str = ""
-    lines_removed: int = 0  # net lines of code its change removed (negative: added)
-    train_seconds: float | None = None  # training time of one measurement, as train.py reported it
-    mismatch: str = ""  # why it is not comparable with the run's starting point (see setup_mismatch)
-
-
-@dataclass(frozen=True)
-class Rules:
-    """The experiment's decision settings (see `experiment.config.DecisionConfig`)."""
-
-    direction: str  # "minimize" or "maximize"
-    max_vram_gb: float | None = None
-    noise_samples: int = 1
-    confirm: int = 0
-    sigmas: float = 0.0
-    min_delta: float = 0.0
-    keep_simpler: bool = False  # keep a change that removes code and is within noise of the best
-    time_budget: float | None = None  # seconds of training a trial may use (5 % and 2 s of slack)
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Every successful measurement of one commit, in seed order, with the seed of each when known
-    (`seeds` empty for older notes)."""
-
-    values: tuple[float, ...]
-    seeds: tuple[int, ...] = ()
-
-    def at_seed(self, seed: int) -> float | None:
-        """The measurement made with `seed` (None when there is none, or seeds are unknown)."""
-        if len(self.seeds) != len(self.values) or seed not in self.seeds:
-            return None
-        return self.values[self.seeds.index(seed)]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return math.fsum(self.values) / len(self.values)
 
 
 @dataclass(frozen=True)
@@ -90,6 +42,10 @@ def rules_for(config: ExperimentConfig) -> Rules:
         decision.min_delta,
         decision.keep_simpler,
         config.time_budget_seconds,
+        decision.filter_sigmas,
+        decision.early_sigmas,
+        decision.futility,
+        decision.paired,
     )
 
 
@@ -112,6 +68,43 @@ def run_sigma(history: History, tag: str, tip: str | None, *more: Sequence[float
     return sigma_of(notes.values(), *more)
 
 
+MIN_PAIR_DOF = 4  # degrees of freedom of same-seed differences before σ_d is trusted (two full trials)
+
+
+def same_seed_differences(note: TrialNote, reference: TrialNote) -> list[float]:
+    """The differences of `note`'s measurements from `reference`'s made with the same seeds."""
+    if len(reference.seeds) != len(reference.measurements) or len(note.seeds) != len(note.measurements):
+        return []
+    theirs = dict(zip(reference.seeds, reference.measurements, strict=True))
+    pairs = zip(note.seeds, note.measurements, strict=True)
+    return [value - theirs[seed] for seed, value in pairs if seed in theirs]
+
+
+def run_pair_sigma(history: History, tag: str, tip: str | None, *more: Sequence[float]) -> float | None:
+    """The σ of one same-seed difference between a candidate and the best it was judged against,
+    pooled over the run's trials (and the kept chain to `tip`) measured more than once, and `more`
+    (the trial being judged). None until the recorded trials give MIN_PAIR_DOF degrees of
+    freedom: σ_d decides whether pairing is the more precise comparison, so it is never taken
+    from the trial being judged alone."""
+    trials = {trial.commit: trial for trial in history.for_tag(tag)}
+    if tip is not None:
+        trials.update((trial.commit, trial) for trial in history.kept_chain(tip))
+    by_commit = history.by_commit()
+    by_name = {trial.name: trial for trial in trials.values()}
+    groups = []
+    for trial in trials.values():
+        note = trial.note
+        if note is None or len(note.measurements) < 2 or note.budget_scale != 1:
+            continue
+        against = note.other.get("judged_against")
+        reference = by_name.get(against) if against else by_commit.get(note.parent)
+        if reference is not None and reference.note is not None:
+            groups.append(same_seed_differences(note, reference.note))
+    if sum(max(0, len(group) - 1) for group in groups) < MIN_PAIR_DOF:
+        return None
+    return pooled_sigma([*groups, *more])
+
+
 def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:
     """The pooled standard deviation of one measurement over every commit measured more than once
     (None when none was): sqrt(Σ (n_i - 1) s_i² / Σ (n_i - 1))."""
@@ -124,21 +117,22 @@ def pooled_sigma(groups: Iterable[Sequence[float]]) -> float | None:
     return None if dof == 0 else math.sqrt(squares / dof)
 
 
-def improvement(candidate: float, reference: float, direction: str) -> float:
-    """How much better `candidate` is than `reference` in the metric's direction (negative: worse)."""
-    return reference - candidate if direction == "minimize" else candidate - reference
-
-
 def threshold(sigma: float | None, n_candidate: int, n_reference: int, rules: Rules) -> float:
-    """The improvement a candidate's mean must exceed: max(min_delta, sigmas · se), with
-    se = σ · sqrt(1/n_c + 1/n_b) (just min_delta while σ is unknown)."""
+    """The improvement a candidate's mean must exceed at the last stage: max(min_delta, sigmas ·
+    se), with se = σ · sqrt(1/n_c + 1/n_b) (just min_delta while σ is unknown)."""
     if sigma is None:
         return rules.min_delta
     return max(rules.min_delta, rules.sigmas * sigma * math.sqrt(1 / n_candidate + 1 / n_reference))
 
 
-def describe(rules: Rules, sigma: float | None) -> str:
-    """The decision settings in words, for the run's plan line."""
+def describe(rules: Rules, sigma: float | None, fresh_samples: int = 0) -> str:
+    """The decision settings in words, for the run's plan line (with `fresh_samples`: what the run
+    measures after its last trial)."""
+    fresh = f"; the best measured again on {fresh_samples} fresh seeds at the end" if fresh_samples else ""
+    return _rule_in_words(rules, sigma) + fresh
+
+
+def _rule_in_words(rules: Rules, sigma: float | None) -> str:
     simpler = ", or equal and simpler" if rules.keep_simpler else ""
     if rules.noise_samples == 1 and rules.confirm == 0 and rules.sigmas == 0:
         floor = f" by more than {rules.min_delta:g}" if rules.min_delta else ""
@@ -147,19 +141,33 @@ def describe(rules: Rules, sigma: float | None) -> str:
     noise = "σ unknown until a repeat" if sigma is None else f"σ {sigma:.4g}"
     if sigma == 0.0:
         noise = "σ 0: deterministic, no confirmations"
-    return (
-        f"start measured {rules.noise_samples}×, +{rules.confirm} to confirm a promising trial, "
-        f"kept when better by > {bar}{simpler} ({noise})"
-    )
+    last = 1 + rules.confirm
+    steps = []
+    if rules.confirm and rules.filter_sigmas > 0:
+        steps.append(f"screened out below {rules.filter_sigmas:g}σ after one")
+    if last > 2 and math.isfinite(rules.early_sigmas):
+        steps.append(f"kept early above {rules.early_sigmas:g}σ·se")
+    if last > 2 and rules.futility > 0:
+        steps.append(f"stopped below a {100 * rules.futility:g} % chance")
+    steps.append(f"{'else ' if len(steps) > 0 else ''}kept when better by > {bar}{simpler}")
+    paired = "; same-seed pairs when more precise" if rules.paired else ""
+    candidate = f"a candidate up to {last}×: {', '.join(steps)}"
+    return f"start measured {rules.noise_samples}×; {candidate}{paired} ({noise})"
 
 
 def measurements_wanted(
-    first: Measurement, measures_start: bool, reference: Evidence | None, sigma: float | None, rules: Rules
+    first: Measurement,
+    measures_start: bool,
+    reference: Evidence | None,
+    sigma: float | None,
+    rules: Rules,
+    sigma_pair: float | None = None,
 ) -> int:
-    """How many measurements the trial gets in all, decided once its first is in: the starting
-    point gets `noise_samples`; a candidate whose first measurement beats the best's gets `confirm`
-    more, unless the experiment has shown itself deterministic (σ = 0); anything else, one (a
-    failure, or a first measurement that does not beat the best: reverted at once).
+    """How many measurements the trial gets at most, decided once its first is in: the starting
+    point gets `noise_samples`; a candidate that passes the screen (see stages.screen) up to
+    1 + confirm, unless the experiment has shown itself deterministic (σ = 0); anything else, one
+    (a failure, or a first measurement screened out: reverted at once). A candidate may still be
+    decided before its last (see `stages.step`).
 
     The first measurement runs with seed 0, so it is compared with the best's own seed-0
     measurement when the best has one: every commit reuses seeds 0, 1, 2, and a seed's effect
@@ -169,12 +177,11 @@ def measurements_wanted(
         return 1
     if measures_start:
         return rules.noise_samples
-    if reference is None or sigma == 0.0:
+    if reference is None or stages.last_measurement(rules, sigma) == 1:
         return 1
     simpler = rules.keep_simpler and first.lines_removed > 0  # equal but simpler is worth confirming
-    same_seed = reference.at_seed(0)
-    screen = reference.mean if same_seed is None else same_seed
-    return 1 + rules.confirm if simpler or is_better(first.value, screen, rules.direction) else 1
+    verdict, _ = stages.step(Evidence((first.value,), (0,)), reference, sigma, sigma_pair, rules, simpler)
+    return 1 + rules.confirm if verdict is stages.Step.MEASURE else 1
 
 
 def judge(
@@ -184,17 +191,20 @@ def judge(
     best: float | None,
     sigma: float | None,
     rules: Rules,
+    sigma_pair: float | None = None,
 ) -> Verdict:
     """The verdict on a trial: `candidate` is how it ended (its status, VRAM and reason; a failed
     confirmation makes it a failure), `evidence` its successful measurements, `reference` the run's
-    best when it finished (None when the run has none yet), `best` the best of all runs' mean and
-    `sigma` the run's pooled σ (None: unknown).
+    best when it finished (None when the run has none yet), `best` the best of all runs' mean,
+    `sigma` the run's pooled σ (None: unknown) and `sigma_pair` that of a same-seed difference.
 
-    A trial is kept only when it succeeded within the limits and its mean beats the reference's by
-    more than max(min_delta, sigmas · se), or (with keep_simpler) when its change removes code and its
-    mean is no worse than the reference's beyond that same margin: equal but simpler wins. The first
-    success of a run is kept as its reference. It is the new best when it is kept and its mean also
-    beats `best`, or when a simpler change replaces a reference that is the best of all runs."""
+    A trial is kept only when it succeeded within the limits and the keep rule's stage its
+    measurements reached keeps it (see `stages.step`; with all measurements in: its mean beats
+    the reference's by more than max(min_delta, sigmas · se)), or (with keep_simpler) when its
+    change removes code and its mean is no worse than the reference's beyond that same margin:
+    equal but simpler wins. The first success of a run is kept as its reference. It is the new
+    best when it is kept and its mean also beats `best`, or when a simpler change replaces a
+    reference that is the best of all runs."""
     status, reason = within_limits(candidate, rules)
     if not usable(status, evidence) or evidence is None:
         return Verdict(status, reason, Decision.REVERT, False)
@@ -203,16 +213,21 @@ def judge(
     if reference is None:
         keep, why = True, "the run's first measured result: its reference"
     else:
-        keep, why = beats(evidence, reference, sigma, rules)
-        if not keep and rules.keep_simpler and candidate.lines_removed > 0:
-            gain = improvement(evidence.mean, reference.mean, rules.direction)
-            bar = threshold(sigma, evidence.n, reference.n, rules)
-            if gain >= -bar:
+        simpler = rules.keep_simpler and candidate.lines_removed > 0
+        verdict, why = stages.step(evidence, reference, sigma, sigma_pair, rules, simpler)
+        if verdict is stages.Step.MEASURE:  # decided before its last measurement: by the last bar
+            comparison = stages.compare(evidence, reference, sigma, sigma_pair, rules)
+            verdict, why = stages.final(comparison, sigma, rules)
+        keep = verdict is stages.Step.KEEP
+        if not keep and simpler:
+            comparison = stages.compare(evidence, reference, sigma, sigma_pair, rules)
+            bar, _ = stages.final_bar(comparison, rules)
+            if comparison.gain >= -bar:
                 simpler_keep, keep = True, True
                 removed = plural(candidate.lines_removed, "line")
                 why = (
                     f"simpler ({removed} fewer) and within noise of the best: "
-                    f"improvement {gain:.4g} ≥ -{bar:.4g} (n {evidence.n} vs {reference.n})"
+                    f"improvement {comparison.gain:.4g} ≥ -{bar:.4g} {comparison.counts()}"
                 )
     replaces_reference_best = simpler_keep and reference is not None and reference.mean == best
     new_best = keep and (is_better(evidence.mean, best, rules.direction) or replaces_reference_best)
@@ -298,18 +313,14 @@ def _tie_order(trial: Trial, measurements: int) -> tuple[int, str, str]:
 
 
 def beats(candidate: Evidence, reference: Evidence, sigma: float | None, rules: Rules) -> tuple[bool, str]:
-    """Whether the candidate's mean beats the reference's beyond the bar, and the numbers, in words."""
-    gain = improvement(candidate.mean, reference.mean, rules.direction)
-    counts = f"(n {candidate.n} vs {reference.n})"
-    if candidate.n == 1 and gain <= 0:
+    """Whether the candidate's mean beats the reference's beyond the last stage's bar (unpaired),
+    and the numbers, in words."""
+    if candidate.n == 1 and improvement(candidate.mean, reference.mean, rules.direction) <= 0:
+        counts = f"(n {candidate.n} vs {reference.n})"
         return False, f"{candidate.mean:.6g} does not beat the best's mean {reference.mean:.6g} {counts}"
-    bar = threshold(sigma, candidate.n, reference.n, rules)
-    from_noise = bar > 0 and bar > rules.min_delta
-    name = f"{rules.sigmas:g}σ·se" if from_noise else ("min_delta" if rules.min_delta > 0 else "")
-    compared = f"{name} {bar:.4g}" if name else f"{bar:.4g}"  # "> 0", never "> 0 0"
-    if gain > bar:
-        return True, f"improvement {gain:.4g} > {compared} {counts}"
-    return False, f"improvement {gain:.4g} ≤ {compared} {counts}" + (": within noise" if from_noise else "")
+    unpaired = stages.compare(candidate, reference, sigma, None, rules)
+    verdict, why = stages.final(unpaired, sigma, rules)
+    return verdict is stages.Step.KEEP, why
 
 
 MAX_SAME_FAILURES_IN_A_ROW = 5  # trials failing the same way in a row: the experiment, not the ideas

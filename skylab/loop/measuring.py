@@ -1,8 +1,9 @@
 """Several measurements of one trial: their seeds, the repeats still to run, and the one note they
 make together when the trial is judged.
 
-The k-th measurement of a commit runs with SKYLAB_SEED=k, so measurement 0 is today's single run and
-a repeat differs only by its seed. Each finished measurement is saved through the store before
+The k-th measurement of a commit runs with SKYLAB_SEED=k (k plus the job's seed offset, for a
+measurement on fresh seeds), so measurement 0 is today's single run and a repeat differs only by
+its seed. Each finished measurement is saved through the store before
 anything else happens, so a crash loses none, and a resumed run runs only the ones still missing.
 Any free worker may run a repeat; the orchestrator judges the trial once all are in.
 """
@@ -50,14 +51,15 @@ def first_failure(notes: dict[int, TrialNote]) -> int | None:
     return next((seed for seed, note in sorted(notes.items()) if not succeeded(note)), None)
 
 
-def combined_note(notes: dict[int, TrialNote]) -> TrialNote:
-    """The trial's note from all its measurements: the mean as its value, every successful value in
-    seed order with its seed, the compute of all of them (VRAM: the peak); a repeat that failed makes
-    the trial a failure and says which one and why. Pure."""
+def combined_note(notes: dict[int, TrialNote], seed_offset: int = 0) -> TrialNote:
+    """The trial's note from all its measurements (k -> its k-th, run with SKYLAB_SEED =
+    seed_offset + k): the mean as its value, every successful value in order with its seed, the
+    compute of all of them (VRAM: the peak); a repeat that failed makes the trial a failure and
+    says which one and why. Pure."""
     ordered = sorted(notes.items())
     note = dataclasses.replace(ordered[0][1], other=dict(ordered[0][1].other))
     good = [(seed, n) for seed, n in ordered if succeeded(n)]
-    note.seeds = [seed for seed, _ in good]
+    note.seeds = [seed_offset + seed for seed, _ in good]
     note.measurements = [n.value for _, n in good if n.value is not None]
     if note.measurements:
         note.value = math.fsum(note.measurements) / len(note.measurements)
@@ -72,7 +74,8 @@ def combined_note(notes: dict[int, TrialNote]) -> TrialNote:
         failure = notes[seed]
         note.status, note.log_tail = failure.status, failure.log_tail
         note.reason = (
-            f"its repeat with {SEED_VARIABLE}={seed} ended in {failure.status.value}: {failure.reason}"
+            f"its repeat with {SEED_VARIABLE}={seed_offset + seed} ended in {failure.status.value}: "
+            f"{failure.reason}"
         )
         if "log" in failure.other:
             note.other["failed_log"] = failure.other["log"]
@@ -88,25 +91,33 @@ class Measurements:
         self.queue: deque[Job] = deque()
 
     def record(
-        self, store: TrialStore, job: Job, note: TrialNote, wanted: Callable[[TrialNote], int]
+        self,
+        store: TrialStore,
+        job: Job,
+        note: TrialNote,
+        wanted: Callable[[TrialNote], int],
+        decided: Callable[[TrialNote], bool] = lambda _: False,
     ) -> TrialNote | None:
         """Add the measurement `note` of `job`; the trial's combined note once it is complete, else
         None (and the repeats it still needs are queued). `wanted` says, from the first measurement,
-        how many the trial gets in all. A measurement of a trial already judged is dropped."""
+        how many the trial gets at most; `decided`, from the combined note of a later one, whether
+        those so far already decide it (its queued repeats are then dropped). A measurement of a
+        trial already judged is dropped."""
         commit = job.trial.commit
         trial = self.trials.get(commit)
         if trial is None:
             if job.seed != 0:
-                return None  # its trial was judged meanwhile (another repeat failed)
+                return None  # its trial was judged meanwhile (another repeat failed, or it was decided)
             trial = self.trials[commit] = MeasuredTrial(job, wanted(note))
             self.queue.extend(dataclasses.replace(job, seed=seed) for seed in range(1, trial.wanted))
         trial.notes[job.seed] = note
-        if not trial.complete():
+        so_far = combined_note(trial.notes, job.seed_offset)
+        if not trial.complete() and not (len(trial.notes) > 1 and decided(so_far)):
             store.partial.save(commit, _record(trial))
             return None
         del self.trials[commit]
         self.queue = deque(j for j in self.queue if j.trial.commit != commit)
-        return combined_note(trial.notes)
+        return so_far
 
     def resume(self, store: TrialStore, tag: str) -> list[Job]:
         """The partly measured trials of `tag` a stopped run left, taken up again: their missing
@@ -141,6 +152,7 @@ def _record(trial: MeasuredTrial) -> dict[str, Any]:
             "candidate": job.candidate,
             "budget_scale": job.budget_scale,
             "wanted": job.wanted,
+            "seed_offset": job.seed_offset,
         },
         "wanted": trial.wanted,
         "notes": {str(seed): note.format() for seed, note in trial.notes.items()},
@@ -165,6 +177,7 @@ def _restore(record: dict[str, Any] | None) -> MeasuredTrial | None:
             candidate=bool(saved.get("candidate", True)),
             budget_scale=float(saved.get("budget_scale", 1.0)),
             wanted=None if saved.get("wanted") is None else int(saved["wanted"]),
+            seed_offset=int(saved.get("seed_offset", 0)),
         )
         notes = {int(seed): TrialNote.parse(text) for seed, text in record["notes"].items()}
         return MeasuredTrial(job, int(record["wanted"]), notes)

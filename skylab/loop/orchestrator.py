@@ -249,7 +249,8 @@ class Orchestrator:
             job.proposal.params = dict(current_params(self.config, worker.worktree.path))
         shared = len(self.runners) > 1
         note = starting_note(job, self.config.metric, self.ran_by, str(worker.index) if shared else None)
-        repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={job.seed})" if job.seed else ""
+        seed = job.seed_offset + job.seed
+        repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={seed})" if job.seed else ""
         expected = self.expected_trial_seconds() * job.budget_scale
         self.reporter.trial_started(trial.name + repeat, job.proposal.description, expected, worker.index)
         if not job.seed:
@@ -259,7 +260,9 @@ class Orchestrator:
             note.status, note.reason = job.problem
             return note
         watch = DivergenceWatch(
-            self.config.progress_pattern, partial(self.reporter.line, worker=worker.index)
+            self.config.progress_pattern,
+            partial(self.reporter.line, worker=worker.index),
+            self.decider.curve_guide(worker.store, job),
         )
         stop = EitherSet(self._stop, watch.fired) if self.config.decision.stop_diverged else self._stop
         request = trial_request(self.config, job, worker, self.log_dir, watch.see, stop)
@@ -290,7 +293,8 @@ class Orchestrator:
         run's best now (one decision at a time)."""
         with self._state:
             wanted = partial(self.decider.wanted, worker.store, job)
-            note = self.measurements.record(worker.store, job, measured, wanted)
+            decided = partial(self.decider.decided_early, worker.store, job)
+            note = self.measurements.record(worker.store, job, measured, wanted, decided)
             if note is None:
                 self._state.notify_all()  # its repeats are queued: a waiting worker may take one
                 return
@@ -349,7 +353,7 @@ def trial_request(
     trial = job.trial
     log = f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"
     environment = {
-        SEED_VARIABLE: str(job.seed),
+        SEED_VARIABLE: str(job.seed_offset + job.seed),
         BUDGET_VARIABLE: f"{config.time_budget_seconds * job.budget_scale:g}",
         **(config.data.environment() if config.data is not None else {}),
     }

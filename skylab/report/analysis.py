@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from skylab.experiment.config import ExperimentConfig
+from skylab.loop.curves import CURVE_KEY, parse_summary
 from skylab.report.history_view import HistoryRow
 from skylab.store.notes import FAILED as FAILED_STATUSES
 from skylab.store.notes import Decision, Status, budget_scale
@@ -81,7 +82,21 @@ def chart_data(rows: list[HistoryRow], config: ExperimentConfig, sigma: float | 
         "range": [low, high],
         "best": best,
         "sigma": sigma,
+        "curves": reference_curves(rows),
     }
+
+
+def reference_curves(rows: list[HistoryRow]) -> dict[str, list[Any]]:
+    """The curves a trial's own is drawn over in its details: the best's and the starting point's
+    (name -> [trial, loss at CURVE_AT of the budget]), each when its note has a curve summary."""
+    usable = [r for r in rows if r.status == Status.SUCCESS.value and r.value is not None]
+    best = next((r for r in usable if r.is_best), None)
+    curves: dict[str, list[Any]] = {}
+    for name, row in (("start", usable[0] if usable else None), ("best", best)):
+        curve = parse_summary(row.other.get(CURVE_KEY, "")) if row is not None else None
+        if row is not None and curve is not None:
+            curves[name] = [row.trial, list(curve)]
+    return curves
 
 
 def _hover(row: HistoryRow) -> str:

@@ -34,15 +34,16 @@ from skylab.report.analysis import (
 )
 from skylab.report.details import DETAILS_CHUNK, details_chunks
 from skylab.report.embed import packed, script_json
-from skylab.report.history_view import HistoryRow, history_rows
+from skylab.report.history_view import HistoryRow, fresh_of_best, history_rows
 from skylab.store.collector import collector_paused
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial, read_deferred_notes
 from skylab.store.notes import Decision, Status
 from skylab.strategy.research import ledger
 from skylab.studies.ablation import Contribution, contributions
-from skylab.studies.common import ABLATION, CONFIRM, studied_trial
+from skylab.studies.common import ABLATION, CONFIRM, FRESH, studied_trial
 from skylab.studies.confirmation import ScaleCheck, scale_checks
+from skylab.studies.fresh import FreshEstimate
 
 FILLED_LISTS = 5000  # more trials, and the compare lists are filled when first used
 COMPARE_TRIALS = 500  # up to this many trials, the report carries their files for comparing any two
@@ -65,6 +66,7 @@ class Headline:
     best_n: int = 1  # measurements behind the best
     z: float | None = None  # the improvement over the baseline in standard errors (None: σ unknown)
     within_noise: bool = False  # z does not clear the experiment's `sigmas`
+    fresh: str = ""  # the best's selected mean beside its mean on fresh seeds (see studies.fresh)
 
 
 @dataclass
@@ -113,7 +115,7 @@ def build_report_data(
         tag=tag,
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         live=live,
-        headline=_headline(trials, searched, config),
+        headline=_headline(searched, config, fresh_of_best(rows)),
         chart_json=script_json(chart_data(searched, config, latest_sigma(searched))),
         rows_json=script_json(table_rows(rows, params, same)),
         rows=rows,
@@ -133,14 +135,14 @@ def build_report_data(
     )
 
 
-STUDIES = (ABLATION, CONFIRM)
+STUDIES = (ABLATION, CONFIRM, FRESH)
 
 
 def _studied(trials: list[Trial]) -> dict[str, list[Trial]]:
     """The trials each kind of study was about (its notes' `ablation_of` / `confirmation_of`), in
     the order they were first studied."""
     by_name = {t.name: t for t in trials}
-    found: dict[str, dict[str, Trial]] = {ABLATION: {}, CONFIRM: {}}
+    found: dict[str, dict[str, Trial]] = {kind: {} for kind in STUDIES}
     for trial in trials:
         about = studied_trial(trial.note)
         if trial.note is not None and about in by_name:
@@ -153,7 +155,9 @@ def latest_sigma(rows: list[HistoryRow]) -> float | None:
     return next((r.sigma for r in reversed(rows) if r.sigma is not None), None)
 
 
-def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentConfig) -> Headline:
+def _headline(rows: list[HistoryRow], config: ExperimentConfig, fresh: FreshEstimate | None) -> Headline:
+    """The report's cards. With `fresh` (the best measured on fresh seeds), the gain over the
+    baseline in standard errors is the fresh mean's: the selected one overstates it."""
     measured = [r for r in rows if r.value is not None and r.status == Status.SUCCESS.value]
     # The best is what was kept, never a lucky measurement the judge reverted: the best of all runs
     # when it is among these trials, else the best kept one.
@@ -171,9 +175,14 @@ def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentCon
     tokens = sum(r.llm_tokens for r in rows)
     z = None
     sigma = latest_sigma(rows)
-    if improvement is not None and best_row is not None and sigma and measured:
-        spread = math.sqrt(1 / max(1, len(best_row.measurements)) + 1 / max(1, len(measured[0].measurements)))
-        z = improvement / (sigma * spread)
+    fresh = fresh if fresh is not None and best_row is not None and fresh.trial == best_row.trial else None
+    if improvement is not None and best_row is not None and sigma and measured and baseline is not None:
+        gain, n_best = improvement, len(best_row.measurements)
+        if fresh is not None:
+            gain = baseline - fresh.fresh if config.direction == "minimize" else fresh.fresh - baseline
+            n_best = fresh.fresh_n
+        spread = math.sqrt(1 / max(1, n_best) + 1 / max(1, len(measured[0].measurements)))
+        z = gain / (sigma * spread)
     return Headline(
         best=best,
         best_trial=best_row.trial if best_row else "",
@@ -190,6 +199,7 @@ def _headline(trials: list[Trial], rows: list[HistoryRow], config: ExperimentCon
         best_n=len(best_row.measurements) if best_row is not None else 1,
         z=z,
         within_noise=z is not None and z <= config.decision.sigmas,
+        fresh=fresh.text() if fresh is not None else "",
     )
 
 

@@ -10,6 +10,7 @@ history).
 from __future__ import annotations
 
 import ast
+import math
 
 from skylab.experiment.durations import format_duration
 from skylab.store.history import Trial
@@ -69,10 +70,19 @@ def _noise_rule(context: ProposalContext) -> str:
         if sigma == 0.0
         else ""
     )
+    bar = f" ({decision.filter_sigmas * sigma:.4g})" if sigma else ""
+    screen = f"by more than {decision.filter_sigmas:g}σ{bar}" if decision.filter_sigmas > 0 else "at all"
+    early = (
+        f" (kept early once its gain clears {decision.early_sigmas:g} standard errors, stopped once it "
+        "can no longer clear the bar)"
+        if decision.confirm > 1 and math.isfinite(decision.early_sigmas)
+        else ""
+    )
     return (
-        f"{measured}A trial whose first measurement beats the best is measured {decision.confirm} more "
-        f"times; it is kept only when its mean beats the best's mean by more than {decision.sigmas:g} "
-        f"standard errors{f' and by at least {decision.min_delta:g}' if decision.min_delta else ''}. "
+        f"{measured}A trial's first measurement must beat the best's {screen}, or it is reverted at once; "
+        f"one that does is measured up to {decision.confirm} more times{early} and kept only when its "
+        f"mean beats the best's by more than {decision.sigmas:g} standard errors"
+        f"{f' and by at least {decision.min_delta:g}' if decision.min_delta else ''}. "
         "Changes smaller than the noise cannot be kept, so prefer ideas with a clear expected effect.\n"
     )
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
+from skylab.loop.evidence import Rules
 from skylab.loop.jobs import Job
-from skylab.loop.judge import Rules, sigma_of
+from skylab.loop.judge import sigma_of
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Status

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.loop.checks import sweep_params
+from skylab.loop.evidence import Evidence, Rules, improvement
 from skylab.loop.jobs import Job
-from skylab.loop.judge import Evidence, Rules, improvement, threshold
+from skylab.loop.judge import threshold
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Scalar, Status, TrialNote
@@ -20,7 +21,8 @@ from skylab.strategy import Proposal
 ABLATION = "ablation"  # the strategy name of an ablation trial
 PRUNE = "prune"  # ... of the candidate built without the changes that did not matter
 CONFIRM = "confirm"  # ... of a confirmation trial
-STUDIED = {ABLATION: "ablation_of", CONFIRM: "confirmation_of"}  # the note line naming what it studies
+FRESH = "fresh"  # ... of the best measured again on fresh seeds
+STUDIED = {ABLATION: "ablation_of", CONFIRM: "confirmation_of", FRESH: "fresh_of"}  # what it studies
 
 
 def studied_trial(note: TrialNote | None) -> str:

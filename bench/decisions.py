@@ -231,8 +231,10 @@ def run_replicate(job: Replicate) -> Outcome:
 class Tally:
     outcomes: list[Outcome] = field(default_factory=list)
 
-    def count(self, effects: list[dict[int, float]], test: Callable[[float], bool]) -> tuple[int, int]:
-        """(kept, proposed) over the replicates' candidates whose effect passes `test`."""
+    def count(
+        self, effects: list[dict[int, Candidate]], test: Callable[[Candidate], bool]
+    ) -> tuple[int, int]:
+        """(kept, proposed) over the replicates' candidates that pass `test`."""
         kept = proposed = 0
         for replicate, outcome in enumerate(self.outcomes):
             for k, was_kept in outcome.kept.items():
@@ -242,8 +244,9 @@ class Tally:
         return kept, proposed
 
 
-def in_bin(effect: float, low: float, high: float) -> bool:
+def in_bin(candidate: Candidate, low: float, high: float) -> bool:
     """Whether a helpful effect is in [low, high) (exactly `low` when the two are equal)."""
+    effect = candidate.effect
     return effect == low if low == high else effect > 0 and low <= effect < high
 
 
@@ -295,7 +298,7 @@ def main() -> None:
         proposals(args.mix, args.nulls, sizes, args.compute, random.Random(f"{seed}/{r}"))
         for r in range(args.replicates)
     ]
-    effects = [{c.number: c.effect for c in stream} for stream in streams]
+    effects = [{c.number: c for c in stream} for stream in streams]
     totals = {name: Tally() for name in policies}
     with tempfile.TemporaryDirectory(prefix="skylab-decisions-") as scratch:
         jobs = [
@@ -327,7 +330,7 @@ def print_table(
     sizes: list[float],
     policies: list[str],
     totals: dict[str, Tally],
-    effects: list[dict[int, float]],
+    effects: list[dict[int, Candidate]],
     seed: int,
     seconds: float,
 ) -> None:
@@ -341,6 +344,7 @@ def print_table(
         "policy",
         "false keeps",
         "harmful keeps",
+        *(["simpler kept"] if args.mix == "simpler" else []),
         *by_size,
         "proposals",
         "measurements",
@@ -359,8 +363,9 @@ def print_table(
         measurements = statistics.fmean(o.measurements for o in tally.outcomes)
         cells = [
             f"`{name}`",
-            wilson(*tally.count(effects, lambda e: e == 0)),
-            wilson(*tally.count(effects, lambda e: e < 0)),
+            wilson(*tally.count(effects, lambda c: c.effect == 0 and not c.removes_line)),
+            wilson(*tally.count(effects, lambda c: c.effect < 0)),
+            *([wilson(*tally.count(effects, lambda c: c.removes_line))] if args.mix == "simpler" else []),
             *[f"{k}/{n}" for k, n in kept],
             f"{statistics.fmean(o.proposals for o in tally.outcomes):.1f}",
             f"{measurements:.1f}",

@@ -4,7 +4,7 @@ late bloomer?
 A synthetic train.py prints a progress line (`step N | loss x | train Ts/Bs`) every STEP seconds
 for its time budget, then its metric. Each proposal is one of four kinds:
 - normal: the loss falls as 3 + 7·e^(-6·share); the metric is the baseline's plus a small effect;
-- nan: the loss prints nan from a random point between 5 % and 30 % of the budget (a learning rate
+- nan: the loss prints nan from a random point of the budget (`--nan-at`: 5–30 %; a learning rate
   too high, an overflow), and the script trains on to the end and prints a meaningless metric, as a
   real one that does not check its loss would;
 - exploding: the loss stays finite but climbs away from the normal curve (×(1 + 3·share));
@@ -16,7 +16,8 @@ with `stop_diverged = true` and `= false`, and the bench prints the wall time of
 share saved, how the diverging trials ended, and whether every late bloomer ran to its end and
 was kept.
 
-    python bench/divergence.py [--proposals 20] [--diverging 0.2] [--late 0.2] [--budget 3] [--seed 0]
+    python bench/divergence.py [--proposals 20] [--diverging 0.2] [--late 0.2] [--budget 3]
+        [--nan-at 0.05,0.3] [--seed 0]
 """
 
 from __future__ import annotations
@@ -137,17 +138,19 @@ def main() -> None:
     parser.add_argument("--diverging", type=float, default=0.2)
     parser.add_argument("--late", type=float, default=0.2)
     parser.add_argument("--budget", type=float, default=3.0, help="seconds of training per trial")
+    parser.add_argument("--nan-at", default="0.05,0.3", help="the range a nan run's loss goes nan in")
     parser.add_argument("--seed", type=int, default=None, help="default: drawn, and printed")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     rng = random.Random(seed)
+    low, high = (float(x) for x in args.nan_at.split(","))
     n_diverging, n_late = round(args.proposals * args.diverging), round(args.proposals * args.late)
     kinds = ["nan"] * (n_diverging // 2) + ["exploding"] * (n_diverging - n_diverging // 2)
     kinds += ["late"] * n_late
     kinds += ["normal"] * (args.proposals - len(kinds))
     rng.shuffle(kinds)
     changes: list[dict[str, Scalar]] = [
-        {"KIND": kind, "EFFECT": round(rng.uniform(-1, 1), 3), "NAN_AT": round(rng.uniform(0.05, 0.3), 3)}
+        {"KIND": kind, "EFFECT": round(rng.uniform(-1, 1), 3), "NAN_AT": round(rng.uniform(low, high), 3)}
         for kind in kinds
     ]
     results = {}
@@ -169,7 +172,7 @@ def main() -> None:
         )
     print(
         f"{args.proposals} proposals ({n_diverging} diverging: half nan, half exploding; {n_late} late "
-        f"bloomers), {args.budget:g} s budget, seed {seed}"
+        f"bloomers), nan from {100 * low:g}–{100 * high:g} % of the {args.budget:g} s budget, seed {seed}"
     )
 
 

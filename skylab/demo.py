@@ -6,8 +6,10 @@ short sweep through the real loop and local runner, then shows the history and w
 
 The baseline leaves one clearly mistuned constant (MATRIX_LR, 8x too low) and the sweep tries its
 fix, then a small change on top: with the default decision settings the newcomer sees the starting
-point measured three times, the fix confirmed and kept, and the small change judged against the
-noise (rejected at once, or confirmed and found within noise), each with its reason.
+point measured three times, the fix kept (early, after two measurements, when its gain is clear),
+the small change judged against the noise (screened out at once, or stopped once it can no longer
+clear the bar, or measured in full), and the best measured again on fresh seeds, each with its
+reason.
 """
 
 from __future__ import annotations

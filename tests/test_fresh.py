@@ -52,9 +52,9 @@ def test_no_fresh_measurement_when_turned_off_or_when_nothing_was_selected(tmp_p
     assert [t.note.strategy for t in TrialStore.open(off).load().trials if t.note] == ["sweep", "sweep"]
     worse = make_loop_experiment(tmp_path / "w", parameters="X = [0, -1]", decision=None, NOISE=NOISE)
     out = run_skylab("run", "--tag", "t", "-C", str(worse), check=True).stdout
-    assert (
-        "measuring the best" not in out and "fresh seeds" not in out
-    )  # the best is the start: never selected, its mean is unbiased
+    # The best is the start: never selected, so its mean is unbiased and nothing is measured again.
+    assert "measuring the best" not in out and "on fresh seeds (" not in out
+    assert [t.note.strategy for t in TrialStore.open(worse).load().trials if t.note] == ["sweep", "sweep"]
 
 
 def test_confirm_fresh_measures_any_trial_on_demand(tmp_path: Path) -> None:

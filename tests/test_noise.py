@@ -305,3 +305,24 @@ def test_the_staged_rule_spends_measurements_only_where_they_can_change_the_deci
     assert "screened out" in log and "stopped after 2 of 3" in log
     assert not list((exp / ".git" / "skylab" / "measuring").glob("*.json"))
     assert TrialStore.open(exp).best() == trials(exp)[0]["commit"]
+
+
+@pytest.mark.slow
+def test_with_free_workers_a_trial_decided_early_drops_the_repeat_still_training(tmp_path: Path) -> None:
+    from tests.test_parallel import assert_consistent_chain
+
+    exp = make_loop_experiment(
+        tmp_path / "q",
+        parameters="X = [0, 1, 2]",
+        decision="fresh_samples = 0",
+        NOISE={0: [0.0, 0.02, -0.02]},
+        SLEEP=1.5,
+    )
+    result = run_skylab("run", "--tag", "t", "--workers", "3", "-C", str(exp))
+    assert result.returncode == 0, result.stderr
+    rows = trials(exp)
+    # Both candidates' repeats trained side by side; the first one in decided each (kept after two).
+    assert [len(r["measurements"]) for r in rows[1:]] == [2, 2]
+    assert all(n.verdict.startswith("kept after 2 of 3") for n in notes(exp)[1:])
+    assert_consistent_chain(exp)
+    assert not list((exp / ".git" / "skylab" / "measuring").glob("*.json"))

@@ -159,9 +159,13 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_runs_the_real_loop_end_to_end(demo_report: Path) -> None:
     directory = demo_report.parents[2]
     rows = json.loads(run_skylab("history", "--json", "-C", str(directory), check=True).stdout)
-    assert len(rows) == 3 and all(r["status"] == "success" for r in rows)
+    searched = [r for r in rows if r["strategy"] != "fresh"]
+    fresh = [r for r in rows if r["strategy"] == "fresh"]
+    assert len(searched) == 3 and all(r["status"] == "success" for r in rows)
     assert rows[0]["description"].startswith("baseline") and rows[0]["decision"] == "keep"
     assert all(r["params"] for r in rows)
+    selected = any(r["decision"] == "keep" for r in searched[1:])  # then measured on fresh seeds
+    assert [len(r["measurements"]) for r in fresh] == ([2] if selected else [])
     train = (directory / "train.py").read_text()
     assert "\nDEPTH = 4" in train  # the CPU-sized constants are the committed baseline
     assert (

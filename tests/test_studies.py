@@ -14,7 +14,7 @@ import pytest
 from skylab.store.gitstore import TrialStore
 from skylab.strategy import Proposal, ProposalContext
 from tests.conftest import SKYLAB, run_skylab
-from tests.loop_experiment import make_loop_experiment
+from tests.loop_experiment import OLD_RULE, make_loop_experiment
 from tests.test_loop import orchestrate, trials, wait_for
 
 # Greedy, and equal-but-simpler is a keep: what --prune's candidate is judged by.
@@ -158,7 +158,7 @@ def test_a_study_killed_mid_measurement_is_finished_by_the_next_run_and_never_ke
     exp = make_loop_experiment(
         tmp_path / "q",
         parameters="X = [0, 1]",
-        decision=None,
+        decision=OLD_RULE,
         NOISE={0: [0.0, 0.02, -0.02]},
         SLEEP_FROM_SEED=2,
         SLEEP_REPEATS=60.0,

@@ -150,9 +150,9 @@ class DivergenceWatch:
         progress = parse_progress(line, self.pattern)
         if progress is not None:
             self._keep(progress)
-            why = "" if self.fired.is_set() else divergence(progress)
-            if not why and not self.fired.is_set() and self.guide is not None:
-                why = self.guide.verdict(progress)
+            why = ""
+            if not self.fired.is_set():
+                why = divergence(progress) or (self.guide.verdict(progress) if self.guide else "")
             if why:
                 self.reason = why
                 self.fired.set()

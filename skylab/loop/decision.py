@@ -144,7 +144,7 @@ class Decider:
             sigma = self.sigma(moment.history, moment.tip, note.measurements)
             budget = self.rules.time_budget
             rules = replace(self.rules, time_budget=None if budget is None else budget * job.budget_scale)
-            evidence = Evidence(tuple(note.measurements)) if note.measurements else None
+            evidence = _note_evidence(note)
             why = f"{job.strategy}: measured for a study, never a candidate for the best"
             verdict = measured_only(
                 self._measured(store, job, note, moment.history), evidence, sigma, rules, why
@@ -197,25 +197,23 @@ class Decider:
         the ones still queued are not trained (see stages.step: an early keep, or futility)."""
         if not job.candidate or job.measures_start or job.wanted is not None:
             return False
-        history, tip = store.load(), self.tip(store)
-        reference = run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
+        history, tip, reference = self._run_best_now(store, job)
         evidence, against = _note_evidence(so_far), _evidence(reference)
         if evidence is None or against is None or reference is None:
             return False
-        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
         sigma = self.sigma(history, tip, so_far.measurements)
         sigma_pair = self.sigma_pair(history, tip, so_far, reference)
-        verdict, _ = step(evidence, against, sigma, sigma_pair, self.rules, removed > 0)
+        simpler = self._lines_removed(store, job) > 0
+        verdict, _ = step(evidence, against, sigma, sigma_pair, self.rules, simpler)
         return verdict is not Step.MEASURE
 
     def wanted(self, store: TrialStore, job: Job, first: TrialNote) -> int:
         """How many measurements the trial gets in all, from its first (see judge.measurements_wanted;
         a study's trial gets the number it asked for, or one once the experiment is deterministic)."""
-        history, tip = store.load(), self.tip(store)
         if job.wanted is not None:
-            return 1 if self.sigma(history, tip) == 0.0 else job.wanted
-        reference = run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
-        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
+            return 1 if self.sigma(store.load(), self.tip(store)) == 0.0 else job.wanted
+        history, tip, reference = self._run_best_now(store, job)
+        removed = self._lines_removed(store, job)
         measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason, removed)
         sigma, sigma_pair = self.sigma(history, tip), self.sigma_pair(history, tip, first, reference)
         return measurements_wanted(
@@ -228,31 +226,28 @@ class Decider:
         either has no curve summary."""
         if not job.candidate or job.measures_start or job.budget_scale != 1:
             return None
-        history, tip = store.load(), self.tip(store)
-        best = run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
-        start = self._start(history, job)
+        history, _, best = self._run_best_now(store, job)
+        start = _run_start(history, self.tag, job)
         best_curve = parse_summary(best.note.other.get(CURVE_KEY, "")) if best and best.note else None
         start_curve = parse_summary(start.note.other.get(CURVE_KEY, "")) if start and start.note else None
         if best_curve is None or start_curve is None:
             return None
         return CurveGuide(best_curve, start_curve, self.config.time_budget_seconds)
 
-    def _start(self, history: History, job: Job) -> Trial | None:
-        """The run's starting point: its first trial that succeeded (not `job`'s own)."""
-        return next(
-            (
-                t
-                for t in history.for_tag(self.tag)
-                if t.note is not None and t.note.status is Status.SUCCESS and t.commit != job.trial.commit
-            ),
-            None,
-        )
+    def _run_best_now(self, store: TrialStore, job: Job) -> tuple[History, str, Trial | None]:
+        """The history as it is now, the run branch's tip, and the run's best `job` is judged against."""
+        history, tip = store.load(), self.tip(store)
+        return history, tip, run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
+
+    def _lines_removed(self, store: TrialStore, job: Job) -> int:
+        """Net lines of code `job`'s change removed (0 unless keep_simpler asks: it costs a diff)."""
+        return store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
 
     def _measured(self, store: TrialStore, job: Job, note: TrialNote, history: History) -> Measurement:
-        removed = store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
+        removed = self._lines_removed(store, job)
         runs = max(1, len(note.measurements))  # a note's training time covers all its measurements
         trained = None if note.train_seconds is None else note.train_seconds / runs
-        start = self._start(history, job)
+        start = _run_start(history, self.tag, job)
         mismatch = (
             setup_mismatch(note.summary, start.note.summary, start.name) if start and start.note else ""
         )
@@ -307,22 +302,37 @@ class Decider:
             self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
 
 
+def _run_start(history: History, tag: str, job: Job) -> Trial | None:
+    """Run `tag`'s starting point: its first trial that succeeded (not `job`'s own)."""
+    return next(
+        (
+            t
+            for t in history.for_tag(tag)
+            if t.note is not None and t.note.status is Status.SUCCESS and t.commit != job.trial.commit
+        ),
+        None,
+    )
+
+
 def _samples(trial: Trial | None) -> list[float]:
     return trial.note.samples() if trial is not None and trial.note is not None else []
 
 
+def _evidence_of(values: list[float], seeds: list[int]) -> Evidence | None:
+    """`values` with their seeds when there is one for each (None when there are no values)."""
+    if not values:
+        return None
+    return Evidence(tuple(values), tuple(seeds) if len(seeds) == len(values) else ())
+
+
 def _note_evidence(note: TrialNote) -> Evidence | None:
     """A note's successful measurements with their seeds (None when it has none)."""
-    if not note.measurements:
-        return None
-    seeds = tuple(note.seeds) if len(note.seeds) == len(note.measurements) else ()
-    return Evidence(tuple(note.measurements), seeds)
+    return _evidence_of(note.measurements, note.seeds)
 
 
 def _evidence(trial: Trial | None) -> Evidence | None:
-    samples = _samples(trial)
-    seeds = tuple(trial.note.seeds) if trial is not None and trial.note is not None else ()
-    return Evidence(tuple(samples), seeds if len(seeds) == len(samples) else ()) if samples else None
+    """A recorded trial's measurements (one value for a note from before repeats) with their seeds."""
+    return _evidence_of(_samples(trial), trial.note.seeds if trial is not None and trial.note else [])
 
 
 Best = tuple[float | None, str, float | None]  # the best's value, its name, its standard error

@@ -55,6 +55,11 @@ class Job:
     budget_scale: float = 1.0  # trains for this many times the experiment's time budget
     wanted: int | None = None  # how many measurements it gets (None: as the judge says from the first)
 
+    @property
+    def run_seed(self) -> int:
+        """The SKYLAB_SEED this measurement runs with."""
+        return self.seed_offset + self.seed
+
 
 def starting_note(job: Job, metric: str, ran_by: str, worker: str | None) -> TrialNote:
     """The note of a trial about to train: reverted until the judge says otherwise, with who ran

@@ -62,10 +62,16 @@ def run_sigma(history: History, tag: str, tip: str | None, *more: Sequence[float
     """The σ a run judges with: pooled over its own trials and every trial it compares against,
     the kept chain leading to its branch's tip (`tip`), so the starting point's repeats count even
     when they were measured under another run's tag (and `more`: a trial not yet recorded)."""
-    notes = {trial.commit: trial.note for trial in history.for_tag(tag)}
+    return sigma_of((trial.note for trial in compared_trials(history, tag, tip)), *more)
+
+
+def compared_trials(history: History, tag: str, tip: str | None) -> list[Trial]:
+    """The trials a run's noise is estimated from: its own and the kept chain leading to its
+    branch's tip (`tip`), each once."""
+    trials = {trial.commit: trial for trial in history.for_tag(tag)}
     if tip is not None:
-        notes.update((trial.commit, trial.note) for trial in history.kept_chain(tip))
-    return sigma_of(notes.values(), *more)
+        trials.update((trial.commit, trial) for trial in history.kept_chain(tip))
+    return list(trials.values())
 
 
 MIN_PAIR_DOF = 4  # degrees of freedom of same-seed differences before σ_d is trusted (two full trials)
@@ -86,13 +92,11 @@ def run_pair_sigma(history: History, tag: str, tip: str | None, *more: Sequence[
     (the trial being judged). None until the recorded trials give MIN_PAIR_DOF degrees of
     freedom: σ_d decides whether pairing is the more precise comparison, so it is never taken
     from the trial being judged alone."""
-    trials = {trial.commit: trial for trial in history.for_tag(tag)}
-    if tip is not None:
-        trials.update((trial.commit, trial) for trial in history.kept_chain(tip))
+    trials = compared_trials(history, tag, tip)
     by_commit = history.by_commit()
-    by_name = {trial.name: trial for trial in trials.values()}
+    by_name = {trial.name: trial for trial in trials}
     groups = []
-    for trial in trials.values():
+    for trial in trials:
         note = trial.note
         if note is None or len(note.measurements) < 2 or note.budget_scale != 1:
             continue

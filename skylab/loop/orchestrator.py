@@ -249,8 +249,7 @@ class Orchestrator:
             job.proposal.params = dict(current_params(self.config, worker.worktree.path))
         shared = len(self.runners) > 1
         note = starting_note(job, self.config.metric, self.ran_by, str(worker.index) if shared else None)
-        seed = job.seed_offset + job.seed
-        repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={seed})" if job.seed else ""
+        repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={job.run_seed})" if job.seed else ""
         expected = self.expected_trial_seconds() * job.budget_scale
         self.reporter.trial_started(trial.name + repeat, job.proposal.description, expected, worker.index)
         if not job.seed:
@@ -259,12 +258,12 @@ class Orchestrator:
         if job.problem is not None:
             note.status, note.reason = job.problem
             return note
+        stops = self.config.decision.stop_diverged
+        guide = self.decider.curve_guide(worker.store, job) if stops else None  # nothing to stop otherwise
         watch = DivergenceWatch(
-            self.config.progress_pattern,
-            partial(self.reporter.line, worker=worker.index),
-            self.decider.curve_guide(worker.store, job),
+            self.config.progress_pattern, partial(self.reporter.line, worker=worker.index), guide
         )
-        stop = EitherSet(self._stop, watch.fired) if self.config.decision.stop_diverged else self._stop
+        stop = EitherSet(self._stop, watch.fired) if stops else self._stop
         request = trial_request(self.config, job, worker, self.log_dir, watch.see, stop)
         started = time.monotonic()
         try:
@@ -353,7 +352,7 @@ def trial_request(
     trial = job.trial
     log = f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"
     environment = {
-        SEED_VARIABLE: str(job.seed_offset + job.seed),
+        SEED_VARIABLE: str(job.run_seed),
         BUDGET_VARIABLE: f"{config.time_budget_seconds * job.budget_scale:g}",
         **(config.data.environment() if config.data is not None else {}),
     }

@@ -211,4 +211,4 @@ def confirm_fresh(
     outcome = run_session(
         store, config, None, runners, SessionPlan(trial.tag, "confirm --fresh", prepare=fresh), console
     )
-    return fresh_estimate(store.load(), trial), outcome
+    return fresh_estimate(store.load().trials, trial), outcome

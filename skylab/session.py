@@ -148,7 +148,7 @@ def run_session(
         best = "none"
         if outcome.best is not None and outcome.best.value is not None:
             note = outcome.best.note
-            estimate = fresh_estimate(store.load(), outcome.best)
+            estimate = fresh_estimate(store.load().trials, outcome.best)
             spread = f" ±{note.sem:.2g}" if note is not None and note.sem is not None else ""
             shown = f"{outcome.best.value:.6f}{spread}" if estimate is None else estimate.text(6)
             best = f"{shown} ({outcome.best.name})"

@@ -42,7 +42,7 @@ def history(
 def print_history(
     store: TrialStore, tag: str | None, best: bool = False, as_json: bool = False, export: Path | None = None
 ) -> None:
-    from skylab.report.history_view import fresh_of_best, history_table
+    from skylab.report.history_view import history_table
     from skylab.report.listing import history_listing
 
     listing = history_listing(store, tag, best, as_json, export)
@@ -65,7 +65,7 @@ def print_history(
     tokens = sum(r.llm_tokens for r in rows)
     spent = f" LLM tokens used: {tokens:,}." if tokens else ""
     console.print(f"{len(rows)} trials, {kept} kept.{spent} ★ marks the best.")
-    fresh = fresh_of_best(rows)
+    fresh = listing.fresh
     if fresh is not None:
         console.print(f"best {fresh.trial}: {fresh.text()} ({fresh.measured_by})", markup=False)
 

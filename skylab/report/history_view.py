@@ -11,8 +11,6 @@ from rich.text import Text
 
 from skylab.store.history import History, Trial
 from skylab.store.notes import Status
-from skylab.studies.common import FRESH
-from skylab.studies.fresh import FreshEstimate
 from skylab.terminal import cap_display, escape_controls
 
 
@@ -96,26 +94,6 @@ def history_rows(history: History, trials: list[Trial]) -> list[HistoryRow]:
             )
         )
     return rows
-
-
-def fresh_of_best(rows: list[HistoryRow]) -> FreshEstimate | None:
-    """The best's selected mean beside its latest measurement on fresh seeds, when these rows hold
-    both (see studies.fresh); the standard errors use the σ the fresh trial was recorded with."""
-    best = next((r for r in rows if r.is_best and r.measurements), None)
-    if best is None:
-        return None
-    fresh = [
-        r
-        for r in rows
-        if r.strategy == FRESH
-        and r.other.get("fresh_of") == best.trial
-        and r.status == "success"
-        and r.measurements
-    ]
-    if not fresh:
-        return None
-    latest = fresh[-1]
-    return FreshEstimate.of(best.trial, best.measurements, latest.measurements, latest.sigma, latest.trial)
 
 
 def _tokens(other: dict[str, str]) -> int:

@@ -34,7 +34,8 @@ from skylab.report.analysis import (
 )
 from skylab.report.details import DETAILS_CHUNK, details_chunks
 from skylab.report.embed import packed, script_json
-from skylab.report.history_view import HistoryRow, fresh_of_best, history_rows
+from skylab.report.history_view import HistoryRow, history_rows
+from skylab.report.listing import fresh_of_best
 from skylab.store.collector import collector_paused
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial, read_deferred_notes
@@ -115,7 +116,7 @@ def build_report_data(
         tag=tag,
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         live=live,
-        headline=_headline(searched, config, fresh_of_best(rows)),
+        headline=_headline(searched, config, fresh_of_best(history, trials)),
         chart_json=script_json(chart_data(searched, config, latest_sigma(searched))),
         rows_json=script_json(table_rows(rows, params, same)),
         rows=rows,

@@ -11,7 +11,9 @@ from skylab.report.history_json import history_json
 from skylab.report.history_view import HistoryRow, history_rows, write_legacy_tsv
 from skylab.store.collector import collector_paused
 from skylab.store.gitstore import TrialStore
+from skylab.store.history import History, Trial
 from skylab.store.refs import run_branch
+from skylab.studies.fresh import FreshEstimate, fresh_estimate
 
 
 @dataclass
@@ -26,6 +28,7 @@ class HistoryListing:
     warnings: list[str] = field(default_factory=list)
     exported: str = ""
     empty: str = ""
+    fresh: FreshEstimate | None = None  # the best's selected and fresh means, when both are listed
 
 
 def history_listing(
@@ -63,7 +66,17 @@ def history_listing(
             f"note on {c[:10]} is unreadable: {why}" for c, why in loaded.unreadable_notes.items()
         ]
         listing.warnings += [f"{ref} is left out of history: {why}" for ref, why in loaded.stray_refs.items()]
+        listing.fresh = fresh_of_best(loaded, trials)
         listing.title += f" ({len(listing.rows)})"
         what = f"run '{tag}'" if tag else "this repository"
         listing.empty = f"No trials in {what} yet. Start one with `skylab run`."
         return listing
+
+
+def fresh_of_best(history: History, trials: list[Trial]) -> FreshEstimate | None:
+    """The best's selected mean beside its latest measurement on fresh seeds, when `trials` hold
+    both (see studies.fresh)."""
+    best = history.by_commit().get(history.best or "")
+    if best is None or all(t.commit != best.commit for t in trials):
+        return None
+    return fresh_estimate(trials, best)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import MAX_MEASUREMENTS, ExperimentConfig
 from skylab.loop.jobs import Job
-from skylab.loop.judge import sigma_of
 from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.studies.common import FRESH, measured, require_measured, run_start, study_job
@@ -90,7 +90,7 @@ def needs_fresh(history: History, trial: Trial | None, samples: int) -> bool:
         return False
     if run_start(history, trial)[0].commit == trial.commit:
         return False  # a run's starting point was measured before anything was selected
-    estimate = fresh_estimate(history, trial)
+    estimate = fresh_estimate(history.trials, trial)
     return estimate is None or estimate.fresh_n < samples
 
 
@@ -104,17 +104,17 @@ def check_fresh(history: History, trial: Trial) -> None:
         )
 
 
-def fresh_estimate(history: History, trial: Trial) -> FreshEstimate | None:
-    """The latest fresh measurement of `trial` beside its selected mean (None: none succeeded).
-    Both standard errors use σ pooled over the run's repeated commits (the fresh ones included)."""
+def fresh_estimate(trials: Iterable[Trial], trial: Trial) -> FreshEstimate | None:
+    """The latest fresh measurement of `trial` among `trials`, beside its selected mean (None:
+    none succeeded). Both standard errors use the σ the fresh trial was recorded with: the run's
+    pooled σ, its own measurements included."""
     selected = measured(trial)
     latest = None
-    for candidate in history.trials:
+    for candidate in trials:
         note = candidate.note
         studies_it = note is not None and note.strategy == FRESH and note.other.get("fresh_of") == trial.name
         if studies_it and measured(candidate):
             latest = candidate
-    if latest is None or not selected:
+    if latest is None or latest.note is None or not selected:
         return None
-    runs = {t.commit: t.note for tag in {trial.tag, latest.tag} for t in history.for_tag(tag)}
-    return FreshEstimate.of(trial.name, selected, measured(latest), sigma_of(runs.values()), latest.name)
+    return FreshEstimate.of(trial.name, selected, measured(latest), latest.note.sigma, latest.name)

@@ -218,13 +218,12 @@ def judge(
         keep, why = True, "the run's first measured result: its reference"
     else:
         simpler = rules.keep_simpler and candidate.lines_removed > 0
+        comparison = stages.compare(evidence, reference, sigma, sigma_pair, rules)
         verdict, why = stages.step(evidence, reference, sigma, sigma_pair, rules, simpler)
         if verdict is stages.Step.MEASURE:  # decided before its last measurement: by the last bar
-            comparison = stages.compare(evidence, reference, sigma, sigma_pair, rules)
             verdict, why = stages.final(comparison, sigma, rules)
         keep = verdict is stages.Step.KEEP
         if not keep and simpler:
-            comparison = stages.compare(evidence, reference, sigma, sigma_pair, rules)
             bar, _ = stages.final_bar(comparison, rules)
             if comparison.gain >= -bar:
                 simpler_keep, keep = True, True

@@ -20,7 +20,8 @@ Mixes (`--mix`):
 Noise (`--noise`): `gauss` (σ = SIGMA, drawn afresh per seed and commit), `heavy` (Student t with 3
 degrees of freedom, scaled to σ), `seeded` (most of σ is the seed's own effect, the same on every
 commit: what pairing cancels), `drift` (a slow wave over the run's measurements shifts the metric by
-up to 1.5σ and multiplies the noise by 0.5–1.5: a machine whose load changes).
+up to 1.5σ, multiplies the noise by 0.5–1.5 and the throughput train.py prints by 0.85–1.15: a
+machine whose load changes). Throughput also jitters by 1 % from one measurement to the next.
 
     python bench/decisions.py [--mix long] [--noise gauss] [--replicates 20] [--compute 200]
         [--policies greedy,old,defaults] [--seed 0] [--jobs 2]
@@ -54,6 +55,7 @@ from bench import synthetic_experiment  # noqa: E402
 from skylab.experiment.config import load_config  # noqa: E402
 from skylab.experiment.constants import set_constants  # noqa: E402
 from skylab.loop import Orchestrator  # noqa: E402
+from skylab.loop.interleave import PAIRED_MEASUREMENTS, number_list  # noqa: E402
 from skylab.loop.progress import Reporter, RunState  # noqa: E402
 from skylab.runner.local import LocalRunner  # noqa: E402
 from skylab.store.gitstore import TrialStore  # noqa: E402
@@ -64,9 +66,14 @@ SIGMA = 0.01
 BASELINE = 3.0
 POLICIES = {
     "greedy": "noise_samples = 1\nconfirm = 0\nsigmas = 0\nkeep_simpler = false",
-    "old": "filter_sigmas = 0\nearly_sigmas = inf\nfutility = 0\nsigmas = 2\nconfirm = 2\npaired = false",
+    "old": (
+        "filter_sigmas = 0\nearly_sigmas = inf\nfutility = 0\nsigmas = 2\nconfirm = 2\npaired = false\n"
+        'interleave = "never"'
+    ),
     "defaults": "",
     "unpaired": "paired = false",
+    "never": 'interleave = "never"',
+    "always": 'interleave = "always"',
     "confirm = 1": "confirm = 1",
 }
 TRAIN = """\
@@ -100,9 +107,14 @@ if NOISE == "drift":
         clock.write(".")
     wave = math.sin(2 * math.pi * t / 60)
     noise = noise * (1 + 0.5 * math.cos(2 * math.pi * t / 60)) + 1.5 * SIGMA * wave
+    speed = 1 - 0.15 * wave  # the load that slows training is what makes the metric worse
+else:
+    speed = 1.0
+speed *= 1 + 0.01 * random.Random(f"{{REPLICATE}}/{{seed}}/{{on}}/speed").gauss(0, 1)  # jitter
 effect = sum(EFFECTS.get(k, 0.0) for k in on) + sum(REMOVABLE.get(k, 0.0) for k in on)
 print("---")
 print(f"val_bpb: {{{baseline} - SIGMA * effect + noise:.8f}}")
+print(f"tok_per_sec: {{1000 * speed:.1f}}")
 """
 
 
@@ -165,7 +177,12 @@ class Scripted:
 
 
 def spent(store: TrialStore) -> int:
-    return sum(max(1, len(t.note.measurements)) for t in store.load().trials if t.note is not None)
+    """Measurements the run trained: every trial's own, and the best's measured beside them."""
+    return sum(
+        max(1, len(t.note.measurements)) + len(number_list(t.note.other, PAIRED_MEASUREMENTS))
+        for t in store.load().trials
+        if t.note is not None
+    )
 
 
 @dataclass

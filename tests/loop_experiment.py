@@ -32,15 +32,32 @@ CRASH_ABOVE = None
 CRASH_FROM_SEED = 0  # CRASH_ABOVE crashes only measurements with this SKYLAB_SEED or higher
 DIVERGE_ABOVE = None  # X above this: the loss prints nan at step 1, then training goes on AFTER_NAN s
 AFTER_NAN = 0.0
+EXIT_ON_NAN = False  # exit with status 1 right after printing the nan line, as the template does
 CURVE_LINES = 0  # print this many progress lines with their training seconds instead of 3 plain ones
 CURVE_ABOVE = None  # X above this trains along CURVE: "explode" (finite, far above) or "late"
 CURVE = "explode"
 CURVE_SLEEP = 0.0  # seconds between two of its lines
 METRIC_TEXT = ""
 HUGE_LINE = 0
+CLOCK = ""  # a file: each measurement appends "X Y Z SKYLAB_SEED" to it, in the order they ran
+MACHINE = None  # [(from, shift, speed), ...]: from the from-th measurement in CLOCK on, the machine
+# moves the metric by shift and trains at speed (tok_per_sec 1000 · speed, printed when CLOCK is set)
+CRASH_AT = ()  # the measurements in CLOCK's order that crash, whatever their code
 
 seed = int(os.environ.get("SKYLAB_SEED", "0"))
 noise = NOISE[Z][seed % len(NOISE[Z])] if NOISE else 0.0
+shift, speed = 0.0, 1.0
+if CLOCK:
+    with open(CLOCK, "a+") as clock:
+        clock.seek(0)
+        index = len(clock.read().splitlines())
+        clock.write(f"{X} {Y} {Z} {seed}\\n")
+    for start, moved, rate in MACHINE or []:
+        if index >= start:
+            shift, speed = moved, rate
+    if index in CRASH_AT:
+        print("the machine failed this one", file=sys.stderr)
+        sys.exit(1)
 if seed >= SLEEP_FROM_SEED and X > 0 and not os.environ.get("SKIP_REPEAT_SLEEP"):
     time.sleep(SLEEP_REPEATS)
 if SPAWN_CHILD:
@@ -63,6 +80,8 @@ for step in range(1, CURVE_LINES + 1):
 for step in range(3 if not CURVE_LINES else 0):
     loss = float("nan") if diverges and step == 1 else 10 - step
     print(f"step {step:05d} | loss {loss:.4f}", flush=True)
+    if diverges and EXIT_ON_NAN and step == 1:
+        sys.exit(1)
     time.sleep(SLEEP / 3 + (AFTER_NAN if diverges and step == 1 else 0.0))
 if HUGE_LINE:
     print("x" * HUGE_LINE, flush=True)
@@ -72,13 +91,16 @@ if CRASH or (CRASH_ABOVE is not None and X > CRASH_ABOVE and seed >= CRASH_FROM_
 budget = float(os.environ.get("SKYLAB_TIME_BUDGET") or SLEEP)
 fading = PER_BUDGET_SECOND * X * budget
 print("---")
-print(f"val_bpb:          {METRIC_TEXT or format((X - 3) ** 2 + (Y + 1) ** 2 + 1 + noise + fading, '.6f')}")
+value = (X - 3) ** 2 + (Y + 1) ** 2 + 1 + noise + fading + shift
+print(f"val_bpb:          {METRIC_TEXT or format(value, '.6f')}")
 print(f"training_seconds: {SLEEP if OVER_BUDGET else min(SLEEP, budget):.1f}")
 if DATA or os.environ.get("SKYLAB_DATA"):  # what it trained on: the declared data, unless overridden
     print(f"data:             {DATA or os.environ['SKYLAB_DATA']}")
 print(f"peak_vram_mb:     {VRAM_MB:.1f}")
 print("mfu_percent:      12.5")
 print("steps:            3")
+if CLOCK:
+    print(f"tok_per_sec:      {1000 * speed:.0f}")
 """
 
 CONFIG = """\
@@ -111,10 +133,10 @@ GRID = "X = [0, 1, 2, 3]\nY = [-1, 0]"
 # this experiment is deterministic anyway. Pass decision=None for Skylab's defaults (no table).
 GREEDY = "noise_samples = 1\nconfirm = 0\nsigmas = 0\nkeep_simpler = false\nfresh_samples = 0"
 # The rule before the staged one: every screened-in candidate measured three times, judged at 2σ·se,
-# and the best never measured on fresh seeds.
+# the best never measured beside it nor on fresh seeds.
 OLD_RULE = (
     "filter_sigmas = 0\nearly_sigmas = inf\nfutility = 0\nsigmas = 2\nconfirm = 2\npaired = false\n"
-    "fresh_samples = 0"
+    'fresh_samples = 0\ninterleave = "never"'
 )
 
 

@@ -232,6 +232,7 @@ def test_the_model_is_told_what_counts_as_real(store: TrialStore, experiment: Pa
     told = rules(context)
     assert "varies by σ = 0.015" in told and "must beat the best's by more than 1σ (0.015)" in told
     assert "kept early once its gain clears 3 standard errors" in told and "1.5 standard errors" in told
+    assert "The best is measured again when a trial's throughput differs from the best's" in told
     assert "2.300000 ± 0.0087 (mean of 3)" in build_context(context, 200_000)
 
 
@@ -241,8 +242,8 @@ def test_the_plan_line_states_the_rule(tmp_path: Path) -> None:
     assert (
         "decisions: start measured 3×; a candidate up to 3×: screened out below 1σ after one, kept early "
         "above 3σ·se, stopped below a 5 % chance, else kept when better by > 1.5σ·se, or equal and simpler; "
-        "same-seed pairs when more precise (σ unknown until a repeat); the best measured again on 2 fresh "
-        "seeds at the end" in out
+        "same-seed pairs when more precise; the best measured beside it when throughput moves > 10 % "
+        "(σ unknown until a repeat); the best measured again on 2 fresh seeds at the end" in out
     )
     old = make_loop_experiment(tmp_path / "o", decision=OLD_RULE)
     out = run_skylab("run", "--tag", "t", "--max-trials", "1", "-C", str(old), check=True).stdout

@@ -447,7 +447,9 @@ def main():
         model.zero_grad(set_to_none=True)
 
         loss_value = loss.item()
-        if not math.isfinite(loss_value) or loss_value > 100:
+        if not math.isfinite(loss_value) or loss_value > 100:  # printed first: Skylab records `diverged`
+            trained = f"train {training_time:.1f}s/{TIME_BUDGET:g}s"
+            print(f"step {step + 1:05d} | loss {loss_value:.4f} | {trained}", flush=True)
             raise SystemExit(f"training diverged at step {step}: loss {loss_value}")
         rt.synchronize()
         step_seconds = time.time() - step_start

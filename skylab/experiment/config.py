@@ -133,7 +133,8 @@ class DecisionConfig:
     A candidate is measured up to 1 + confirm times and may be decided after any of them (see
     `loop.stages`). `noise_samples = 1, confirm = 0, sigmas = 0` is the greedy rule: one
     measurement that beats the best by any margin is kept. `filter_sigmas = 0, early_sigmas = inf,
-    futility = 0, sigmas = 2, paired = false` is the rule before the staged one."""
+    futility = 0, sigmas = 2, paired = false, interleave = "never"` is the rule before the staged
+    one."""
 
     noise_samples: int = setting(3, "int", low=1, high=MAX_MEASUREMENTS)  # of the run's starting point
     confirm: int = setting(2, "int", low=0, high=MAX_MEASUREMENTS)  # more of a screened-in candidate
@@ -142,6 +143,9 @@ class DecisionConfig:
     early_sigmas: float = setting(3.0, "number", low=0, infinite=True)  # se that keep before the last
     futility: float = setting(0.05, "number", low=0, high=1)  # stop below this chance of clearing the bar
     paired: bool = setting(True, "bool")  # compare same-seed values when that is the more precise
+    # when the best is measured again beside a candidate (see loop.interleave): auto, always, never
+    interleave: Literal["auto", "always", "never"] = setting("auto", choices=("auto", "always", "never"))
+    throughput_tolerance: float = setting(0.10, "number", low=0, high=10)  # before a pair is uneven
     fresh_samples: int = setting(
         2, "int", low=0, high=MAX_MEASUREMENTS
     )  # of the best, on new seeds, at the end

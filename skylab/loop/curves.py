@@ -23,11 +23,14 @@ from pathlib import Path
 
 from skylab.runner import LineSink, RunResult
 from skylab.runner.common import TAIL_LINES
+from skylab.store.curvenotes import encode_points, thin
 from skylab.store.notes import Status, cap_log_tail
 
 MAX_POINTS = 2048  # progress points kept of one measurement: past that, every other one is dropped
 CURVE_AT = (0.25, 0.5, 0.75, 1.0)  # the fractions of its progress a curve summary gives the loss at
 CURVE_KEY = "loss_curve"  # the note's line with that summary
+POINTS_KEY = "curve_points"  # one measurement's curve, until its trial is recorded (see curvenotes)
+CURVES_KEY = "curves"  # every measurement's, by seed, on the trial's note until the store takes them
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class DivergenceWatch:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)  # as a runner keeps, for the note
         self.losses: list[float] = []  # every progress line's loss, thinned evenly past MAX_POINTS
         self.seconds: list[float | None] = []  # the training seconds of each, when its line said
+        self.steps: list[int | None] = []  # and its step, when its line said
         self._every = 1  # keep one point in this many (doubles each time the list fills)
         self._seen = 0
 
@@ -163,8 +167,10 @@ class DivergenceWatch:
         if self._seen % self._every == 0:
             self.losses.append(progress.loss)
             self.seconds.append(progress.seconds)
+            self.steps.append(progress.step)
             if len(self.losses) >= MAX_POINTS:
                 self.losses, self.seconds, self._every = self.losses[::2], self.seconds[::2], self._every * 2
+                self.steps = self.steps[::2]
         self._seen += 1
 
     def result(self, wall_seconds: float, log_path: Path) -> RunResult:
@@ -184,6 +190,12 @@ class DivergenceWatch:
     def summary(self) -> str:
         """The measurement's curve in one line (see `curve_summary`)."""
         return curve_summary(self.losses, self.seconds)
+
+    def points(self) -> str:
+        """The measurement's curve, thinned to CURVE_POINTS, encoded for the curves note ("" when it
+        printed no progress)."""
+        points = list(zip(self.steps, self.losses, self.seconds, strict=True))
+        return encode_points(thin(points)) if points else ""
 
 
 class EitherSet:

@@ -20,6 +20,7 @@ from skylab.loop.curves import CURVE_KEY, CurveGuide, parse_summary
 from skylab.loop.evidence import Evidence, Measurement
 from skylab.loop.forward import RunLine, merge_forward_job, run_best, settled_tip
 from skylab.loop.handcommits import queued
+from skylab.loop.interleave import PAIRED_FLAG, pair_differences, paired_evidence, reference_evidence
 from skylab.loop.jobs import Job
 from skylab.loop.judge import (
     NOT_FAILURES,
@@ -28,7 +29,6 @@ from skylab.loop.judge import (
     hopeless,
     judge,
     measured_only,
-    measurements_wanted,
     rules_for,
     run_pair_sigma,
     run_sigma,
@@ -37,7 +37,6 @@ from skylab.loop.judge import (
     threshold,
 )
 from skylab.loop.progress import Reporter, Result
-from skylab.loop.stages import Step, step
 from skylab.store.gitstore import RunMoment, TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
@@ -114,12 +113,17 @@ class Decider:
         history, tip, trial = moment.history, moment.tip, job.trial
         reference = run_best(store, tip, trial.commit, RunLine(history, self.tag))
         measured = self._measured(store, job, note, history)
-        evidence = _note_evidence(note)
+        evidence = note_evidence(note)
         sigma = self.sigma(history, tip, note.measurements)
         sigma_pair = self.sigma_pair(history, tip, note, reference)
         best = history.value_of(moment.best)
-        verdict = judge(measured, evidence, _evidence(reference), best, sigma, self.rules, sigma_pair)
+        against = reference_evidence(note, reference, history.for_tag(self.tag))
+        verdict = judge(measured, evidence, against, best, sigma, self.rules, sigma_pair)
         _record_verdict(note, verdict, sigma)
+        if reference is not None and paired_evidence(note, reference.name) is not None and note.verdict:
+            note.verdict += f"; {reference.name} measured beside it"
+        if note.other.get(PAIRED_FLAG) and note.verdict:
+            note.verdict += f"; {note.other[PAIRED_FLAG]}"
         run_best_now = note.samples() if note.decision is Decision.KEEP else _samples(reference)
         bar = threshold(sigma, 1 + self.rules.confirm, max(1, len(run_best_now)), self.rules)
         self.reporter.noise(sigma, bar)
@@ -144,7 +148,7 @@ class Decider:
             sigma = self.sigma(moment.history, moment.tip, note.measurements)
             budget = self.rules.time_budget
             rules = replace(self.rules, time_budget=None if budget is None else budget * job.budget_scale)
-            evidence = _note_evidence(note)
+            evidence = note_evidence(note)
             why = f"{job.strategy}: measured for a study, never a candidate for the best"
             verdict = measured_only(
                 self._measured(store, job, note, moment.history), evidence, sigma, rules, why
@@ -190,43 +194,17 @@ class Decider:
         `reference` (see judge.run_pair_sigma)."""
         if not self.rules.paired or reference is None or reference.note is None:
             return None
-        return run_pair_sigma(history, self.tag, tip, same_seed_differences(note, reference.note))
-
-    def decided_early(self, store: TrialStore, job: Job, so_far: TrialNote) -> bool:
-        """Whether a candidate's measurements so far (`so_far`, combined) already decide it, so
-        the ones still queued are not trained (see stages.step: an early keep, or futility)."""
-        if not job.candidate or job.measures_start or job.wanted is not None:
-            return False
-        history, tip, reference = self._run_best_now(store, job)
-        evidence, against = _note_evidence(so_far), _evidence(reference)
-        if evidence is None or against is None or reference is None:
-            return False
-        sigma = self.sigma(history, tip, so_far.measurements)
-        sigma_pair = self.sigma_pair(history, tip, so_far, reference)
-        simpler = self._lines_removed(store, job) > 0
-        verdict, _ = step(evidence, against, sigma, sigma_pair, self.rules, simpler)
-        return verdict is not Step.MEASURE
-
-    def wanted(self, store: TrialStore, job: Job, first: TrialNote) -> int:
-        """How many measurements the trial gets in all, from its first (see judge.measurements_wanted;
-        a study's trial gets the number it asked for, or one once the experiment is deterministic)."""
-        if job.wanted is not None:
-            return 1 if self.sigma(store.load(), self.tip(store)) == 0.0 else job.wanted
-        history, tip, reference = self._run_best_now(store, job)
-        removed = self._lines_removed(store, job)
-        measured = Measurement(first.status, first.value, first.peak_vram_mb, first.reason, removed)
-        sigma, sigma_pair = self.sigma(history, tip), self.sigma_pair(history, tip, first, reference)
-        return measurements_wanted(
-            measured, job.measures_start, _evidence(reference), sigma, self.rules, sigma_pair
-        )
+        beside = pair_differences(note) if paired_evidence(note, reference.name) is not None else None
+        differences = beside if beside is not None else same_seed_differences(note, reference.note)
+        return run_pair_sigma(history, self.tag, tip, differences)
 
     def curve_guide(self, store: TrialStore, job: Job) -> CurveGuide | None:
         """The curves a candidate's measurement is held against (see curves.CurveGuide): the run's
         best's and its starting point's. None for a study's or the starting point's own, or while
         either has no curve summary."""
-        if not job.candidate or job.measures_start or job.budget_scale != 1:
+        if not job.candidate or job.measures_start or job.budget_scale != 1 or job.beside is not None:
             return None
-        history, _, best = self._run_best_now(store, job)
+        history, _, best = self.run_best_now(store, job)
         start = _run_start(history, self.tag, job)
         best_curve = parse_summary(best.note.other.get(CURVE_KEY, "")) if best and best.note else None
         start_curve = parse_summary(start.note.other.get(CURVE_KEY, "")) if start and start.note else None
@@ -234,17 +212,17 @@ class Decider:
             return None
         return CurveGuide(best_curve, start_curve, self.config.time_budget_seconds)
 
-    def _run_best_now(self, store: TrialStore, job: Job) -> tuple[History, str, Trial | None]:
+    def run_best_now(self, store: TrialStore, job: Job) -> tuple[History, str, Trial | None]:
         """The history as it is now, the run branch's tip, and the run's best `job` is judged against."""
         history, tip = store.load(), self.tip(store)
         return history, tip, run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
 
-    def _lines_removed(self, store: TrialStore, job: Job) -> int:
+    def lines_removed(self, store: TrialStore, job: Job) -> int:
         """Net lines of code `job`'s change removed (0 unless keep_simpler asks: it costs a diff)."""
         return store.changes.lines_removed(job.parent, job.trial.commit) if self.rules.keep_simpler else 0
 
     def _measured(self, store: TrialStore, job: Job, note: TrialNote, history: History) -> Measurement:
-        removed = self._lines_removed(store, job)
+        removed = self.lines_removed(store, job)
         runs = max(1, len(note.measurements))  # a note's training time covers all its measurements
         trained = None if note.train_seconds is None else note.train_seconds / runs
         start = _run_start(history, self.tag, job)
@@ -325,14 +303,9 @@ def _evidence_of(values: list[float], seeds: list[int]) -> Evidence | None:
     return Evidence(tuple(values), tuple(seeds) if len(seeds) == len(values) else ())
 
 
-def _note_evidence(note: TrialNote) -> Evidence | None:
+def note_evidence(note: TrialNote) -> Evidence | None:
     """A note's successful measurements with their seeds (None when it has none)."""
     return _evidence_of(note.measurements, note.seeds)
-
-
-def _evidence(trial: Trial | None) -> Evidence | None:
-    """A recorded trial's measurements (one value for a note from before repeats) with their seeds."""
-    return _evidence_of(_samples(trial), trial.note.seeds if trial is not None and trial.note else [])
 
 
 Best = tuple[float | None, str, float | None]  # the best's value, its name, its standard error

@@ -42,6 +42,8 @@ class Rules:
     early_sigmas: float = math.inf
     futility: float = 0.0
     paired: bool = False
+    interleave: str = "never"  # when the best is measured beside a candidate (see loop.interleave)
+    throughput_tolerance: float = 0.10
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ class Evidence:
     seeds: tuple[int, ...] = ()
 
     def at_seed(self, seed: int) -> float | None:
-        """The measurement made with `seed` (None when there is none, or seeds are unknown)."""
+        """The latest measurement made with `seed` (None when there is none, or seeds are unknown):
+        a best measured again beside a later candidate is what it is now."""
         if len(self.seeds) != len(self.values) or seed not in self.seeds:
             return None
-        return self.values[self.seeds.index(seed)]
+        return self.values[len(self.seeds) - 1 - self.seeds[::-1].index(seed)]
 
     @property
     def n(self) -> int:

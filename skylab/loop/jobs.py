@@ -6,6 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from skylab.experiment.durations import format_duration
+from skylab.loop.interleave import Beside
 from skylab.loop.worktree import TrialWorktree
 from skylab.runner import Runner
 from skylab.store.gitstore import TrialStore
@@ -54,6 +55,12 @@ class Job:
     candidate: bool = True  # False: measured and recorded, never kept and never the best (a study)
     budget_scale: float = 1.0  # trains for this many times the experiment's time budget
     wanted: int | None = None  # how many measurements it gets (None: as the judge says from the first)
+    beside: Beside | None = None  # set: this measures that best again beside the trial, not the trial
+
+    @property
+    def checkout(self) -> str:
+        """The commit this measurement trains: the trial's, or the best's measured beside it."""
+        return self.trial.commit if self.beside is None else self.beside.commit
 
     @property
     def run_seed(self) -> int:

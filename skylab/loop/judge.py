@@ -15,6 +15,7 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.objective import is_better
 from skylab.loop import stages
 from skylab.loop.evidence import Evidence, Measurement, Rules, improvement
+from skylab.loop.interleave import PAIRED_MEASUREMENTS, PAIRED_WITH, number_list, pair_differences
 from skylab.store.history import History, Trial
 from skylab.store.notes import Decision, Status, TrialNote
 from skylab.terminal import plural
@@ -46,15 +47,22 @@ def rules_for(config: ExperimentConfig) -> Rules:
         decision.early_sigmas,
         decision.futility,
         decision.paired,
+        decision.interleave,
+        decision.throughput_tolerance,
     )
 
 
 def sigma_of(notes: Iterable[TrialNote | None], *more: Sequence[float]) -> float | None:
-    """The pooled σ over every note with more than one measurement at the experiment's budget, and
-    the measurements in `more` (a trial not yet recorded; see `pooled_sigma`)."""
-    repeated = [
-        n.measurements for n in notes if n is not None and len(n.measurements) > 1 and n.budget_scale == 1
-    ]
+    """The pooled σ over every note with more than one measurement at the experiment's budget (and
+    the best's measurements beside it, see loop.interleave), and the measurements in `more` (a
+    trial not yet recorded; see `pooled_sigma`)."""
+    repeated: list[Sequence[float]] = []
+    for n in notes:
+        if n is None or n.budget_scale != 1:
+            continue
+        repeated.append(n.measurements)
+        if PAIRED_WITH in n.other:  # the best measured beside it: repeats of the best's commit
+            repeated.append(number_list(n.other, PAIRED_MEASUREMENTS))
     return pooled_sigma([*repeated, *more])
 
 
@@ -99,6 +107,10 @@ def run_pair_sigma(history: History, tag: str, tip: str | None, *more: Sequence[
     for trial in trials:
         note = trial.note
         if note is None or len(note.measurements) < 2 or note.budget_scale != 1:
+            continue
+        beside = pair_differences(note)
+        if beside is not None:  # the best measured beside it: its pairs are the differences
+            groups.append(beside)
             continue
         against = note.other.get("judged_against")
         reference = by_name.get(against) if against else by_commit.get(note.parent)
@@ -155,8 +167,13 @@ def _rule_in_words(rules: Rules, sigma: float | None) -> str:
         steps.append(f"stopped below a {100 * rules.futility:g} % chance")
     steps.append(f"{'else ' if len(steps) > 0 else ''}kept when better by > {bar}{simpler}")
     paired = "; same-seed pairs when more precise" if rules.paired else ""
+    tolerance = f"{100 * rules.throughput_tolerance:g} %"
+    beside = {
+        "auto": f"; the best measured beside it when throughput moves > {tolerance}",
+        "always": "; the best measured beside every screened-in candidate",
+    }.get(rules.interleave, "")
     candidate = f"a candidate up to {last}×: {', '.join(steps)}"
-    return f"start measured {rules.noise_samples}×; {candidate}{paired} ({noise})"
+    return f"start measured {rules.noise_samples}×; {candidate}{paired}{beside} ({noise})"
 
 
 def measurements_wanted(

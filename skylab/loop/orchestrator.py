@@ -27,11 +27,13 @@ from skylab.experiment.config import ExperimentConfig
 from skylab.experiment.durations import format_duration
 from skylab.experiment.layout import log_dir
 from skylab.loop.checks import current_params
-from skylab.loop.curves import CURVE_KEY, DivergenceWatch, EitherSet
+from skylab.loop.curves import CURVE_KEY, POINTS_KEY, DivergenceWatch, EitherSet
 from skylab.loop.decision import Decider
+from skylab.loop.interleave import PAIRED_MEASUREMENTS, number_list
 from skylab.loop.jobs import MERGE_FORWARD, Job, RunOutcome, Worker, queued_line, starting_note
 from skylab.loop.judge import RECENT_SUCCESSES, expected_trial_seconds
-from skylab.loop.measuring import BUDGET_VARIABLE, SEED_VARIABLE, Measurements
+from skylab.loop.measuring import BUDGET_VARIABLE, SEED_VARIABLE, Measurements, announcement, take_curves
+from skylab.loop.planning import TrialPlan
 from skylab.loop.progress import Coalesced, Reporter, remaining
 from skylab.loop.sources import Stop, TrialSources
 from skylab.loop.worktree import TrialWorktree, remove_extra_worktrees
@@ -243,16 +245,14 @@ class Orchestrator:
 
     def _execute(self, worker: Worker, job: Job) -> TrialNote | None:
         """Train the job's commit (unless it has a problem); None when the run was stopped meanwhile."""
-        trial = job.trial
-        worker.worktree.reset(trial.commit)
-        if job.strategy == MERGE_FORWARD:
+        worker.worktree.reset(job.checkout)
+        if job.strategy == MERGE_FORWARD and job.beside is None:
             job.proposal.params = dict(current_params(self.config, worker.worktree.path))
         shared = len(self.runners) > 1
         note = starting_note(job, self.config.metric, self.ran_by, str(worker.index) if shared else None)
-        repeat = f" (repeat {job.seed}, {SEED_VARIABLE}={job.run_seed})" if job.seed else ""
         expected = self.expected_trial_seconds() * job.budget_scale
-        self.reporter.trial_started(trial.name + repeat, job.proposal.description, expected, worker.index)
-        if not job.seed:
+        self.reporter.trial_started(*announcement(job), expected, worker.index)
+        if not job.seed and job.beside is None:
             usage = job.proposal.usage
             self.reporter.add_tokens(usage.get("tokens_in", 0) + usage.get("tokens_out", 0))
         if job.problem is not None:
@@ -273,7 +273,9 @@ class Orchestrator:
                 self._stopped(worker, job, note)
                 return None
             result = watch.result(time.monotonic() - started, request.log_path)
-        record_result(note, result, self.config.metric, self.root, watch.summary())
+        if watch.fired.is_set() and result.status is not Status.SUCCESS:  # it exited on its own loss
+            result = watch.result(result.wall_seconds, request.log_path)
+        record_result(note, result, self.config.metric, self.root, watch.summary(), watch.points())
         return note
 
     # ----- judging ---------------------------------------------------------------------------------
@@ -291,12 +293,12 @@ class Orchestrator:
         """Record one measurement; once the trial has all it needs, judge and record it against the
         run's best now (one decision at a time)."""
         with self._state:
-            wanted = partial(self.decider.wanted, worker.store, job)
-            decided = partial(self.decider.decided_early, worker.store, job)
-            note = self.measurements.record(worker.store, job, measured, wanted, decided)
+            plan = TrialPlan(self.decider, worker.store, job)
+            note = self.measurements.record(worker.store, job, measured, plan)
             if note is None:
                 self._state.notify_all()  # its repeats are queued: a waiting worker may take one
                 return
+            worker.store.curves.save(job.trial, take_curves(note))
             self.decider.decide(worker.store, job, note)
             self._pending.pop(job.trial.commit, None)
             self._hand_in_flight.discard(job.trial.commit)
@@ -315,7 +317,8 @@ def recent_walls(history: History) -> list[float]:
         if len(walls) == RECENT_SUCCESSES:
             break
         if t.note and t.note.status is Status.SUCCESS and t.note.wall_seconds:
-            walls.append(t.note.wall_seconds / max(1, len(t.note.measurements)) / t.note.budget_scale)
+            runs = len(t.note.measurements) + len(number_list(t.note.other, PAIRED_MEASUREMENTS))
+            walls.append(t.note.wall_seconds / max(1, runs) / t.note.budget_scale)
     walls.reverse()
     return walls
 
@@ -350,7 +353,8 @@ def trial_request(
     with the job's budget), log file, and the environment train.py reads: the seed, the time
     budget and the experiment's data."""
     trial = job.trial
-    log = f"{trial.number}.log" if not job.seed else f"{trial.number}.seed{job.seed}.log"
+    kind = "" if job.beside is None else ".beside"
+    log = f"{trial.number}{kind}.log" if not job.seed else f"{trial.number}{kind}.seed{job.seed}.log"
     environment = {
         SEED_VARIABLE: str(job.run_seed),
         BUDGET_VARIABLE: f"{config.time_budget_seconds * job.budget_scale:g}",
@@ -362,7 +366,9 @@ def trial_request(
     )
 
 
-def record_result(note: TrialNote, result: RunResult, metric: str, root: Path, curve: str = "") -> None:
+def record_result(
+    note: TrialNote, result: RunResult, metric: str, root: Path, curve: str = "", points: str = ""
+) -> None:
     """Copy what the runner measured into the trial's note (its summary without the fields the
     note has lines of its own for, and its loss `curve` in one line: see curves.curve_summary)."""
     note.status, note.reason, note.log_tail = result.status, result.reason, result.log_tail
@@ -374,3 +380,5 @@ def record_result(note: TrialNote, result: RunResult, metric: str, root: Path, c
         note.other["log"] = str(result.log_path.relative_to(root))
     if curve:
         note.other[CURVE_KEY] = curve
+    if points:
+        note.other[POINTS_KEY] = points

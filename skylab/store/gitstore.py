@@ -26,6 +26,7 @@ from skylab.errors import StoreError
 from skylab.store.changes import Changes
 from skylab.store.checkout import Checkout
 from skylab.store.clone import CloneFiles
+from skylab.store.curvestore import CurveStore
 from skylab.store.history import History, Trial, find_trial
 from skylab.store.historyindex import parse_trial_ref
 from skylab.store.loading import HistoryLoader
@@ -102,6 +103,7 @@ class TrialStore:
         self.notes = HistoryLoader(self.git)  # loads history; the notes as of the last load
         self.diffs = TrialDiffs(self.git, self.notes)
         self.team = TeamRefs(self.git, self._refs)  # a teammate's refs and notes (see sync)
+        self.curves = CurveStore(self.git, self._refs)  # the trials' learning curves
         self._last_number: dict[str, int] = {}  # per tag, so numbering a trial is not a full ref scan
 
     @classmethod

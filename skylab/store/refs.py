@@ -5,6 +5,7 @@
     refs/skylab/best               the best trial of all runs, per the metric's direction
     refs/skylab/baseline           the commit `skylab init` made the starting point
     refs/notes/skylab              one note per trial commit, in a 2-hex-character fan-out tree
+    refs/notes/skylab-curves       the learning curves of a trial's measurements (see curvenotes)
     refs/skylab-remotes/<remote>/  a remote's shared refs as last fetched or pushed (its trial refs
                                    are recorded in .git/skylab/remotes/: see `sync`)
 
@@ -21,6 +22,7 @@ import pygit2
 from skylab.errors import StoreError
 
 NOTES_REF = "refs/notes/skylab"
+CURVES_REF = "refs/notes/skylab-curves"  # pushed with NOTES_REF: sync's patterns name "skylab*"
 BEST_REF = "refs/skylab/best"
 BASELINE_REF = "refs/skylab/baseline"
 TRIALS_PREFIX = "refs/skylab/trials/"

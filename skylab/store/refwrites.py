@@ -145,18 +145,22 @@ class RefWriter:
             raise StoreError(git_failure(done.stderr))
 
     def write_notes(
-        self, notes: dict[str, str | pygit2.Oid], message: str, merge_parent: str | None = None
+        self,
+        notes: dict[str, str | pygit2.Oid],
+        message: str,
+        merge_parent: str | None = None,
+        ref: str = NOTES_REF,
     ) -> None:
         """One notes commit adding or replacing `notes` (commit -> text or blob id) on the notes
-        ref, with `merge_parent` as its second parent when given."""
+        ref (`ref`: another one, the curves'), with `merge_parent` as its second parent when given."""
         repo = self.git.repo
-        parent = self.git.ref_target(NOTES_REF)
+        parent = self.git.ref_target(ref)
         base_tree = repo[parent].peel(pygit2.Tree) if parent else None
         tree = notes_tree(repo, base_tree, notes)
         sig = self.git.signature()
         parents = [pygit2.Oid(hex=p) for p in (parent, merge_parent) if p]
         commit = repo.create_commit(None, sig, sig, message, tree, parents)
-        self.set_ref(NOTES_REF, str(commit), message)
+        self.set_ref(ref, str(commit), message)
 
     def clear_stale_ref_locks(self) -> list[str]:
         """Remove `.lock` files a killed writer left on Skylab's refs; they would block every update.

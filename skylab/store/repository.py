@@ -208,10 +208,10 @@ class GitRepo:
             obj = self._commit(commit)
             commit = str(obj.parent_ids[0]) if obj is not None and obj.parent_ids else None
 
-    def note_blob(self, commit: str) -> pygit2.Blob | None:
-        """The note of `commit` on the notes ref, looked up by itself; None when it has none."""
+    def note_blob(self, commit: str, ref: str = NOTES_REF) -> pygit2.Blob | None:
+        """The note of `commit` on the notes ref (or `ref`), looked up by itself; None when it has none."""
         try:
-            blob = self.repo[self.repo.lookup_note(commit, NOTES_REF).id]
+            blob = self.repo[self.repo.lookup_note(commit, ref).id]
         except (KeyError, ValueError, pygit2.GitError):  # no note, no notes ref, or no commit id
             return None
         return blob if isinstance(blob, pygit2.Blob) else None

@@ -30,7 +30,15 @@ from skylab.store.gitstore import TrialStore
 from skylab.store.history import History, Trial
 from skylab.store.historyindex import parse_trial_ref
 from skylab.store.notes import Status
-from skylab.store.refs import BASELINE_REF, BEST_REF, BRANCH_PREFIX, NOTES_REF, STAGING_PREFIX, TRIALS_PREFIX
+from skylab.store.refs import (
+    BASELINE_REF,
+    BEST_REF,
+    BRANCH_PREFIX,
+    CURVES_REF,
+    NOTES_REF,
+    STAGING_PREFIX,
+    TRIALS_PREFIX,
+)
 from skylab.store.refwrites import git_failure
 from skylab.terminal import plural
 
@@ -128,6 +136,8 @@ def _pull(
     report = SyncReport()
     their_notes = store.git.ref_target(staging + _tracked(NOTES_REF))
     report.notes_added, report.note_conflicts = store.team.merge_notes(their_notes)
+    # Curves are written once per trial: one of ours is never replaced, and there is nothing to say.
+    store.team.merge_notes(store.git.ref_target(staging + _tracked(CURVES_REF)), CURVES_REF)
     if listed is not None:  # else the record's trial refs were integrated when it was written
         _adopt_trials(store, listed, report)
         save_record(store.git.skylab_dir, staging, record)
@@ -237,7 +247,7 @@ def _shared_refs(store: TrialStore, staging: str | None = None) -> dict[str, str
         return name if staging is None else staging + _tracked(name)
 
     found = {BRANCH_PREFIX + tag: commit for tag, commit in store.git.refs_under(where(BRANCH_PREFIX))}
-    for name in (NOTES_REF, BEST_REF, BASELINE_REF):
+    for name in (NOTES_REF, CURVES_REF, BEST_REF, BASELINE_REF):
         target = store.git.ref_target(where(name))
         if target is not None:
             found[name] = target

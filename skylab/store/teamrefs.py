@@ -44,8 +44,9 @@ class TeamRefs:
         with self.git.writing():
             self.refs.delete_refs(names, "skylab: sync")
 
-    def merge_notes(self, other: str | None) -> tuple[int, list[str]]:
-        """Bring in the notes of another notes commit (a teammate's); return (added, conflicts).
+    def merge_notes(self, other: str | None, ref: str = NOTES_REF) -> tuple[int, list[str]]:
+        """Bring in the notes of another notes commit (a teammate's) on `ref` (the trials' notes,
+        or their curves); return (added, conflicts).
 
         Note by note, never by fast-forward: a note we have is never removed or replaced by the
         teammate's version, even when their notes history descends from ours (they may have
@@ -55,17 +56,17 @@ class TeamRefs:
         fast-forwards the remote.
         """
         with self.git.writing():
-            local = self.git.ref_target(NOTES_REF)
+            local = self.git.ref_target(ref)
             if other is None or other == local:
                 return 0, []
             if local is not None and self.git.descends_from(local, other):
                 return 0, []
             theirs = self.git.read_notes(other)
             if local is None:
-                self.refs.set_ref(NOTES_REF, other, "skylab: notes from the remote")
+                self.refs.set_ref(ref, other, "skylab: notes from the remote")
                 return len(theirs), []
             take, conflicts = notes_to_take(self.git.read_notes(local), theirs)
-            self.refs.write_notes(dict(take), f"skylab: merge {len(take)} notes", merge_parent=other)
+            self.refs.write_notes(dict(take), f"skylab: merge {len(take)} notes", other, ref)
             return len(take), conflicts
 
     def pack_loose_refs(self) -> None:

@@ -83,7 +83,23 @@ def _noise_rule(context: ProposalContext) -> str:
         f"one that does is measured up to {decision.confirm} more times{early} and kept only when its "
         f"mean beats the best's by more than {decision.sigmas:g} standard errors"
         f"{f' and by at least {decision.min_delta:g}' if decision.min_delta else ''}. "
+        f"{_beside(decision.interleave)}"
         "Changes smaller than the noise cannot be kept, so prefer ideas with a clear expected effect.\n"
+    )
+
+
+def _beside(interleave: str) -> str:
+    """The pairing rule in one sentence ("" when off): why a slower or faster machine gains nothing."""
+    if interleave == "never":
+        return ""
+    when = (
+        "when a trial's throughput differs from the best's"
+        if interleave == "auto"
+        else "beside every trial that passes the first measurement"
+    )
+    return (
+        f"The best is measured again {when}, seed for seed, and the two are compared on those pairs, "
+        "so a change in the machine's speed neither helps nor hurts a trial. "
     )
 
 

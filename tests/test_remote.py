@@ -44,8 +44,16 @@ def history(exp: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def remote_processes(server: SSHServer, pattern: str) -> str:
-    """What `ps` on the remote host shows matching `pattern` (asked over SSH, as a user would)."""
+def remote_processes(server: SSHServer, root: Path, pattern: str = "") -> str:
+    """The processes on the remote host working in `root` (this test's remote work folder) whose
+    command line contains `pattern`, one `pid args` line each (asked over SSH, as a user would).
+    Only this test's own: a process of anyone else on the machine never matches, whatever it runs."""
+    folder = shlex.quote(str(root))
+    script = (
+        'for d in /proc/[0-9]*; do c=$(readlink "$d/cwd" 2>/dev/null) || continue; '
+        f'case "$c" in {folder}*) echo "${{d#/proc/}} $(tr "\\0" " " < "$d/cmdline" 2>/dev/null)";; '
+        "esac; done"
+    )
     command = [
         "ssh",
         "-p",
@@ -57,10 +65,10 @@ def remote_processes(server: SSHServer, pattern: str) -> str:
         "-o",
         f"UserKnownHostsFile={server.known_hosts}",
         f"{server.user}@127.0.0.1",
-        "ps -eo pid,args",
+        script,
     ]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return "\n".join(line for line in out.splitlines() if pattern in line and "ps -eo" not in line)
+    return "\n".join(line for line in out.splitlines() if pattern in line)
 
 
 def test_trial_over_ssh_end_to_end(tmp_path: Path, sshd: SSHServer) -> None:
@@ -92,8 +100,7 @@ def test_timeout_leaves_no_remote_process(tmp_path: Path, sshd: SSHServer) -> No
     (row,) = history(exp)
     assert row["status"] == "timeout"
     time.sleep(0.5)
-    assert remote_processes(sshd, "sleep 301.25") == ""
-    assert remote_processes(sshd, str(tmp_path / "remote-work")) == ""
+    assert remote_processes(sshd, tmp_path / "remote-work") == ""  # nothing left: not even the sleep
 
 
 @pytest.mark.slow
@@ -118,7 +125,7 @@ def test_dropped_connection_is_an_infra_failure_and_the_loop_goes_on(tmp_path: P
     note = rows[0]
     assert note["decision"] == "revert"
     time.sleep(0.5)
-    assert remote_processes(sshd, "train.py") == ""  # the orphan was killed after reconnecting
+    assert remote_processes(sshd, tmp_path / "remote-work", "train.py") == ""  # the orphan was killed
 
 
 def test_torchrun_for_several_gpus() -> None:
@@ -227,13 +234,13 @@ def test_ctrl_c_kills_the_remote_process_group(tmp_path: Path, sshd: SSHServer) 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (log.exists() and "step 00000" in log.read_text()):
         time.sleep(0.05)
-    assert remote_processes(sshd, "sleep 301.25") != ""
+    assert remote_processes(sshd, tmp_path / "remote-work", "sleep 301.25") != ""
     run.send_signal(signal.SIGINT)
     run.wait(timeout=60)
     assert run.returncode == 130
     assert [r["status"] for r in history(exp)] == ["interrupted"]
     time.sleep(0.5)
-    assert remote_processes(sshd, "sleep 301.25") == "" and remote_processes(sshd, "train.py") == ""
+    assert remote_processes(sshd, tmp_path / "remote-work") == ""  # neither train.py nor its child
 
 
 def test_prepare_runs_once_on_the_remote_host(tmp_path: Path, sshd: SSHServer) -> None:

@@ -67,10 +67,17 @@ def test_what_the_checkout_runs_and_for_how_long(tmp_path: Path) -> None:
     assert time_budget("import os\nTIME_BUDGET = int(os.environ['B'])\n") == 300  # not a literal
     assert time_budget("X = (\n") == 300 and time_budget("") == 300
     (tmp_path / "uv.lock").write_text("")
-    assert run_command(tmp_path) == "uv run train.py"
+    with_uv, without_uv = (lambda name: f"/opt/bin/{name}"), (lambda name: None)
+    assert run_command(tmp_path, with_uv) == "uv run train.py"
+    # A uv project on a machine without uv (`/bin/sh: 1: uv: not found` was the starting point's
+    # "crash"): its own virtual environment, else plain python.
+    assert run_command(tmp_path, without_uv) == "python train.py"
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("")
+    assert run_command(tmp_path, without_uv) == ".venv/bin/python train.py"
     (tmp_path / "uv.lock").unlink()
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
-    assert run_command(tmp_path) == "python train.py"
+    assert run_command(tmp_path, with_uv) == "python train.py"
 
 
 def autoresearch_run(tmp_path: Path) -> tuple[Path, list[str]]:

@@ -1,12 +1,15 @@
 """`skylab init` in an autoresearch checkout: train.py and prepare.py, no experiment.toml. The
 experiment.toml it gets says what the checkout already does: train.py is edited, prepare.py is
 frozen, val_bpb is minimised, the command runs the way the checkout runs (`uv run train.py` in a uv
-project), and the time budget is prepare.py's TIME_BUDGET when that is a literal number.
+project, when this machine has uv), and the time budget is prepare.py's TIME_BUDGET when that is
+a literal number.
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_BUDGET = 300  # seconds: the reference's, when prepare.py does not say
@@ -40,10 +43,15 @@ def time_budget(prepare_source: str) -> int | float:
     return DEFAULT_BUDGET
 
 
-def run_command(directory: Path) -> str:
-    """How the checkout runs train.py: through uv in a uv project, else plain python."""
-    if (directory / "uv.lock").is_file() or _declares_uv(directory / "pyproject.toml"):
+def run_command(directory: Path, which: Callable[[str], str | None] = shutil.which) -> str:
+    """How the checkout runs train.py: through uv in a uv project when `uv` is on PATH (`which`
+    finds it); a uv project on a machine without uv runs its own `.venv/bin/python` when it has
+    one, else plain python, as does any other checkout."""
+    uv_project = (directory / "uv.lock").is_file() or _declares_uv(directory / "pyproject.toml")
+    if uv_project and which("uv") is not None:
         return "uv run train.py"
+    if uv_project and (directory / ".venv" / "bin" / "python").is_file():
+        return ".venv/bin/python train.py"
     return "python train.py"
 
 

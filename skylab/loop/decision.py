@@ -111,12 +111,12 @@ class Decider:
         """The verdict on `job` against the run as it is at `moment`, written into `note`; what to
         record and what follows from it. Writes nothing (the store records it)."""
         history, tip, trial = moment.history, moment.tip, job.trial
-        reference = run_best(store, tip, trial.commit, RunLine(history, self.tag))
+        reference = run_best(store, tip, trial.commit, RunLine(history, self.tag), self.config.metric)
         measured = self._measured(store, job, note, history)
         evidence = note_evidence(note)
         sigma = self.sigma(history, tip, note.measurements)
         sigma_pair = self.sigma_pair(history, tip, note, reference)
-        best = history.value_of(moment.best)
+        best = _value_in(history, moment.best, self.config.metric)
         against = reference_evidence(note, reference, history.for_tag(self.tag))
         verdict = judge(measured, evidence, against, best, sigma, self.rules, sigma_pair)
         _record_verdict(note, verdict, sigma)
@@ -178,7 +178,7 @@ class Decider:
         """The run's pooled σ of one measurement: every commit of this run, or of the kept chain
         to its `tip`, measured more than once (and `more`, the trial being judged; see
         judge.run_sigma). Says once when all repeats so far measured the same."""
-        sigma = run_sigma(history, self.tag, tip, *more)
+        sigma = run_sigma(history, self.tag, tip, *more, metric=self.config.metric)
         if sigma == 0.0 and not self.deterministic_said:
             self.deterministic_said = True
             self.reporter.say(
@@ -196,7 +196,7 @@ class Decider:
             return None
         beside = pair_differences(note) if paired_evidence(note, reference.name) is not None else None
         differences = beside if beside is not None else same_seed_differences(note, reference.note)
-        return run_pair_sigma(history, self.tag, tip, differences)
+        return run_pair_sigma(history, self.tag, tip, differences, metric=self.config.metric)
 
     def curve_guide(self, store: TrialStore, job: Job) -> CurveGuide | None:
         """The curves a candidate's measurement is held against (see curves.CurveGuide): the run's
@@ -215,7 +215,8 @@ class Decider:
     def run_best_now(self, store: TrialStore, job: Job) -> tuple[History, str, Trial | None]:
         """The history as it is now, the run branch's tip, and the run's best `job` is judged against."""
         history, tip = store.load(), self.tip(store)
-        return history, tip, run_best(store, tip, job.trial.commit, RunLine(history, self.tag))
+        line = RunLine(history, self.tag)
+        return history, tip, run_best(store, tip, job.trial.commit, line, self.config.metric)
 
     def lines_removed(self, store: TrialStore, job: Job) -> int:
         """Net lines of code `job`'s change removed (0 unless keep_simpler asks: it costs a diff)."""
@@ -252,9 +253,11 @@ class Decider:
             return
         history = store.load()
         best_trial = history.by_commit().get(best)
-        tip_trial = run_best(store, tip, "", RunLine(history, self.tag))
+        tip_trial = run_best(store, tip, "", RunLine(history, self.tag), self.config.metric)
         if best_trial is None or best_trial.value is None or tip_trial is None:
             return
+        if best_trial.note is None or best_trial.note.metric != self.config.metric:
+            return  # the best of all measured another metric: no number of it compares with ours
         if self.config.is_better(best_trial.value, tip_trial.value):
             store.move_run_branch(self.tag, best, f"continue from the best, {best_trial.name}")
             self.follow_in_checkout(store, tip, best)
@@ -278,6 +281,15 @@ class Decider:
         """The run branch moved from `old` to `new`: a checkout of it that sat clean moves along."""
         if store.follow_checkout(run_branch(self.tag), old, new):
             self.reporter.say(f"your checkout of skylab/{self.tag} followed the branch to {new[:10]}")
+
+
+def _value_in(history: History, commit: str | None, metric: str) -> float | None:
+    """The value of trial `commit` when it measured `metric` (None: no trial, no value, or a note
+    of another metric, which no value of `metric` is compared with)."""
+    trial = history.by_commit().get(commit or "")
+    if trial is None or trial.note is None or trial.note.metric != metric:
+        return None
+    return trial.value
 
 
 def _run_start(history: History, tag: str, job: Job) -> Trial | None:

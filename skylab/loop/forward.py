@@ -37,10 +37,13 @@ class RunLine:
         return self._sources.get(commit)
 
 
-def run_best(store: TrialStore, tip: str, excluding: str, line: RunLine) -> Trial | None:
+def run_best(
+    store: TrialStore, tip: str, excluding: str, line: RunLine, metric: str | None = None
+) -> Trial | None:
     """The run's best now: the newest kept, measured success on the run branch from `tip` back,
-    other than `excluding` (the trial being judged). A trial that was not kept (a hand commit
-    below one not yet judged) is never what a trial is judged against."""
+    other than `excluding` (the trial being judged), and with `metric` its note's metric when
+    given. A trial that was not kept (a hand commit below one not yet judged) is never what a
+    trial is judged against, nor one that measured another metric (experiment.toml's changed)."""
     for commit in store.git.first_parents(tip):
         known = line.trial(commit)
         if (
@@ -49,6 +52,7 @@ def run_best(store: TrialStore, tip: str, excluding: str, line: RunLine) -> Tria
             and known.kept
             and known.status is Status.SUCCESS
             and known.value is not None
+            and (metric is None or (known.note is not None and known.note.metric == metric))
         ):
             return known
     return None

@@ -66,20 +66,24 @@ def sigma_of(notes: Iterable[TrialNote | None], *more: Sequence[float]) -> float
     return pooled_sigma([*repeated, *more])
 
 
-def run_sigma(history: History, tag: str, tip: str | None, *more: Sequence[float]) -> float | None:
+def run_sigma(
+    history: History, tag: str, tip: str | None, *more: Sequence[float], metric: str | None = None
+) -> float | None:
     """The σ a run judges with: pooled over its own trials and every trial it compares against,
     the kept chain leading to its branch's tip (`tip`), so the starting point's repeats count even
     when they were measured under another run's tag (and `more`: a trial not yet recorded)."""
-    return sigma_of((trial.note for trial in compared_trials(history, tag, tip)), *more)
+    return sigma_of((trial.note for trial in compared_trials(history, tag, tip, metric)), *more)
 
 
-def compared_trials(history: History, tag: str, tip: str | None) -> list[Trial]:
+def compared_trials(history: History, tag: str, tip: str | None, metric: str | None = None) -> list[Trial]:
     """The trials a run's noise is estimated from: its own and the kept chain leading to its
-    branch's tip (`tip`), each once."""
+    branch's tip (`tip`), each once; with `metric`, only those that measured it."""
     trials = {trial.commit: trial for trial in history.for_tag(tag)}
     if tip is not None:
         trials.update((trial.commit, trial) for trial in history.kept_chain(tip))
-    return list(trials.values())
+    if metric is None:
+        return list(trials.values())
+    return [t for t in trials.values() if t.note is not None and t.note.metric == metric]
 
 
 MIN_PAIR_DOF = 4  # degrees of freedom of same-seed differences before σ_d is trusted (two full trials)
@@ -94,13 +98,15 @@ def same_seed_differences(note: TrialNote, reference: TrialNote) -> list[float]:
     return [value - theirs[seed] for seed, value in pairs if seed in theirs]
 
 
-def run_pair_sigma(history: History, tag: str, tip: str | None, *more: Sequence[float]) -> float | None:
+def run_pair_sigma(
+    history: History, tag: str, tip: str | None, *more: Sequence[float], metric: str | None = None
+) -> float | None:
     """The σ of one same-seed difference between a candidate and the best it was judged against,
     pooled over the run's trials (and the kept chain to `tip`) measured more than once, and `more`
     (the trial being judged). None until the recorded trials give MIN_PAIR_DOF degrees of
     freedom: σ_d decides whether pairing is the more precise comparison, so it is never taken
     from the trial being judged alone."""
-    trials = compared_trials(history, tag, tip)
+    trials = compared_trials(history, tag, tip, metric)
     by_commit = history.by_commit()
     by_name = {trial.name: trial for trial in trials}
     groups = []

@@ -38,8 +38,6 @@ PAIRED_BECAUSE = "paired_because"  # why the best was re-measured: screened in, 
 PAIRED_FLAG = "paired_flag"  # a pair judged although its throughput was uneven, or pairing given up
 THROUGHPUT = "throughput"  # of each successful measurement, as `throughput` reads it
 
-MODES = ("auto", "always", "never")
-
 
 @dataclass(frozen=True)
 class Beside:

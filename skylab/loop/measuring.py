@@ -268,18 +268,8 @@ class Measurements:
             return True
         if trial.unpartnered():
             return False  # a pair is judged only once both its measurements are in
-        so_far = trial.combined()
-        if trial.beside is None:
-            wanted = trial.wanted or plan.wanted(so_far)
-            beside = None if trial.gave_up else plan.beside(so_far, wanted > 1)
-            if beside is not None:  # how many it gets is decided again, against the best now
-                trial.beside = beside
-                self._requeue(trial, front=True)
-                return False
-            if trial.wanted == 0:
-                trial.wanted = wanted
-                self._requeue(trial, front=False)
-        again = [seed for seed in trial.uneven(plan.tolerance) if seed not in trial.measured_again]
+        uneven = trial.uneven(plan.tolerance)
+        again = [seed for seed in uneven if seed not in trial.measured_again]
         if again:  # measured while the machine changed under it: once more, first
             for seed in again:
                 trial.dropped_wall += (trial.notes.pop(seed).wall_seconds or 0.0) + (
@@ -289,14 +279,24 @@ class Measurements:
                 trial.measured_again.append(seed)
             self._requeue(trial, front=True)
             return False
-        uneven = trial.uneven(plan.tolerance)
         if uneven:
             seeds = ", ".join(str(trial.job.seed_offset + seed) for seed in uneven)
             trial.flag = f"throughput uneven in the pair of seed {seeds}, measured twice: judged as it is"
-        if trial.wanted == 0:
-            trial.wanted = plan.wanted(trial.combined())
-            self._requeue(trial, front=trial.beside is not None)
-        return trial.complete() or (len(trial.notes) > 1 and plan.decided(trial.combined()))
+        so_far = trial.combined()
+        if trial.beside is None:  # no pairs yet, so nothing above was uneven
+            wanted = trial.wanted or plan.wanted(so_far)
+            beside = None if trial.gave_up else plan.beside(so_far, wanted > 1)
+            if beside is not None:  # how many it gets is decided again, against the best now
+                trial.beside = beside
+                self._requeue(trial, front=True)
+                return False
+            if trial.wanted == 0:
+                trial.wanted = wanted
+                self._requeue(trial, front=False)
+        if trial.wanted == 0:  # paired from the first: decided on the pair
+            trial.wanted = plan.wanted(so_far)
+            self._requeue(trial, front=True)
+        return trial.complete() or (len(trial.notes) > 1 and plan.decided(so_far))
 
     def _requeue(self, trial: MeasuredTrial, front: bool) -> None:
         """Put what `trial` still needs in the queue, in its order (at the front: a pair's two

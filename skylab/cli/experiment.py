@@ -133,8 +133,8 @@ def constants(
     config = load_config(experiment)
     name = constants_file(config, file)
     if assignments:
-        for key, value in set_constants_in(config, name, assignments).items():
-            console.print(f"{name}: {key} = {value!r}", markup=False)
+        for key, text in set_constants_in(config, name, assignments).items():
+            console.print(f"{name}: {key} = {text}", markup=False)
         return
     for key, value in list_constants(config, name).items():
         console.print(f"{key} = {value!r}", markup=False)

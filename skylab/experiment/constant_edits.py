@@ -7,7 +7,7 @@ from typing import Any
 
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig, experiment_file
-from skylab.experiment.constants import parse_assignment, read_constants, set_constants
+from skylab.experiment.constants import parse_assignment, read_constants, set_constant_texts
 
 
 def constants_file(config: ExperimentConfig, file: str | None) -> str:
@@ -26,9 +26,12 @@ def list_constants(config: ExperimentConfig, name: str) -> dict[str, Any]:
     return read_constants((config.root / name).read_text(encoding="utf-8"), name)
 
 
-def set_constants_in(config: ExperimentConfig, name: str, assignments: list[str]) -> dict[str, Any]:
-    """Set `NAME=VALUE` assignments in the editable file `name`; the values set, by name."""
-    values = dict(parse_assignment(a) for a in assignments)
+def set_constants_in(config: ExperimentConfig, name: str, assignments: list[str]) -> dict[str, str]:
+    """Set `NAME=VALUE` assignments in the editable file `name`, each value keeping its constant's
+    type (see constants.typed_text; one refused: nothing is written); the source text written,
+    by name."""
+    texts = dict(parse_assignment(a) for a in assignments)
     path = experiment_file(config.root, name)
-    path.write_text(set_constants(path.read_text(encoding="utf-8"), values, name), encoding="utf-8")
-    return values
+    source, written = set_constant_texts(path.read_text(encoding="utf-8"), texts, name)
+    path.write_text(source, encoding="utf-8")
+    return written

@@ -188,7 +188,7 @@ def test_real_files_vary_columns_line_ends_comments_and_statuses(tmp_path: Path)
     result = run_skylab(
         "import", str(tsv), "--tag", "fork", "--metric", "val_loss", "-C", str(repo), check=True
     )
-    assert "line 6: unknown status 'skipped': kept as given, never as a keep" in result.stderr
+    assert "unknown status 'skipped' on line 6: imported as a discard" in result.stderr
     trials = TrialStore.open(repo).load().for_tag("fork")
     first, second, third = (t.note for t in trials)
     assert first is not None and first.value == 2.1 and first.metric == "val_loss"

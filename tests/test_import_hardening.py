@@ -208,10 +208,72 @@ def test_a_results_file_that_grew_adds_its_new_rows(experiment: Path, tmp_path: 
     before = history(experiment)
     rows_file(tsv, [*rows, ("bada551", 1.5, "keep"), ("0ddba11", 1.9, "discard")])  # the run went on
     out = run_skylab("import", str(tsv), "--tag", "ar", "-C", str(experiment), check=True).stdout
-    assert "imported 5 rows into run ar (3 of them there from before)" in out
+    assert "imported 5 rows into run ar (3 of them there from before): 3 kept, 2 reverted, 0 with" in out
     after = history(experiment)
     assert [r["commit"] for r in after[:3]] == [r["commit"] for r in before]
     assert [r["value"] for r in after] == [3.0, 2.5, 2.0, 1.5, 1.9] and after[3]["is_best"]
     rows_file(tsv, [("deadbee", 3.0, "keep"), ("feedbac", 9.0, "keep")])  # not what was imported
     refused = run_skylab("import", str(tsv), "--tag", "ar", "-C", str(experiment))
     assert refused.returncode == 2 and "run ar already has 5 trials" in refused.stderr
+
+
+def test_a_forks_status_words_and_placeholder_rows_import_as_they_mean(
+    experiment: Path, tmp_path: Path
+) -> None:
+    tsv = tmp_path / "fork.tsv"
+    tsv.write_text(
+        HEADER
+        + "a1b2c3d\t3.000000\t40.1\tbaseline\tthe baseline\n"
+        + "b2c3d4e\t0.000000\t0.0\tdiscard\taborted at step 20\n"
+        + "c3d4e5f\t2.900000\t40.2\ttentative\tlooked good once\n"
+        + "d4e5f6a\t2.800000\t40.3\tbest\tbetter\n"
+        + "e5f6a7b\t2.700000\t40.3\tmaybe\tone\n"
+        + "f6a7b8c\t2.750000\t40.3\tmaybe\ttwo\n"
+    )
+    result = run_skylab("import", str(tsv), "--tag", "fork", "-C", str(experiment), check=True)
+    assert result.stderr.count("unknown status 'maybe'") == 1, result.stderr
+    assert "unknown status 'maybe' on lines 6, 7: imported as a discard" in result.stderr
+    assert ": 2 kept, 3 reverted, 1 with no value" in result.stdout and "best fork/4" in result.stdout
+    rows = history(experiment, "--tag", "fork")
+    assert [(r["status"], r["decision"]) for r in rows] == [
+        ("success", "keep"),
+        ("crash", "revert"),
+        ("success", "revert"),
+        ("success", "keep"),
+        ("success", "revert"),
+        ("success", "revert"),
+    ]
+    assert rows[1]["value"] is None  # 0.000000 with 0.0 GB: no value, whatever its status says
+    assert git("rev-parse", "skylab/fork", cwd=experiment).strip() == rows[3]["commit"]
+
+    mapped = run_skylab(
+        "import", str(tsv), "--tag", "fork2", "--status", "tentative=keep", "--status", "MAYBE=crash",
+        "-C", str(experiment), check=True,
+    )  # fmt: skip
+    assert "unknown status" not in mapped.stderr and ": 3 kept, 0 reverted, 3 with no value" in mapped.stdout
+    bad = run_skylab("import", str(tsv), "--tag", "fork3", "--status", "maybe=great", "-C", str(experiment))
+    assert bad.returncode == 2 and "expected WORD=keep, WORD=discard or WORD=crash" in bad.stderr
+
+
+def test_skip_bad_rows_imports_the_rest_and_lists_each_skipped_line(experiment: Path, tmp_path: Path) -> None:
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text(
+        HEADER
+        + "a1b2c3d\t3.000000\t40.1\tkeep\tfine\n"
+        + "b2c3d4e\t2.9\tkeep\tone field short\n"
+        + "not-a-hash\t2.8\t40.0\tkeep\tbad hash\n"
+        + "c3d4e5f\t2.7x\t40.0\tkeep\tbad number\n"
+        + "d4e5f6a\t2.600000\t40.3\tkeep\tfine too\n"
+    )
+    refused = run_skylab("import", str(tsv), "--tag", "r", "-C", str(experiment))
+    assert refused.returncode == 2 and "line 3: 4 fields, but the header has 5" in refused.stderr
+    assert "--skip-bad-rows" in refused.stderr and "Traceback" not in refused.stderr
+    done = run_skylab("import", str(tsv), "--tag", "r", "--skip-bad-rows", "-C", str(experiment), check=True)
+    skipped = [line for line in done.stderr.splitlines() if "skipped line" in line]
+    assert [line.split(":")[1].strip() for line in skipped] == [
+        "skipped line 3",
+        "skipped line 4",
+        "skipped line 5",
+    ]
+    assert "imported 2 rows into run r: 2 kept" in done.stdout
+    assert [r["description"] for r in history(experiment, "--tag", "r")] == ["fine", "fine too"]

@@ -20,11 +20,11 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from skylab.autoresearch.results_tsv import KNOWN_STATUSES, ImportFormatError, ResultRow, parse_results
+from skylab.autoresearch.results_tsv import ImportFormatError, ResultRow, parse_results
 from skylab.errors import SkylabError
 from skylab.experiment.config import ExperimentConfig
 from skylab.store.gitstore import TrialStore, trial_commit
@@ -46,6 +46,7 @@ class ImportOutcome:
     already: bool = False  # the same file was imported into this tag before: nothing was written
     resumed: int = 0  # rows a killed import of the same file had written already
     best_stays: str = ""  # the best's name, when it was one before and no row beat it
+    counts: dict[str, int] = field(default_factory=dict)  # rows kept, reverted, with no value
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,12 @@ class UnfinishedImport:
     rows: int  # how many rows it has
 
 
-def read_results(path: Path, metric: str) -> tuple[list[ResultRow], list[str]]:
-    """The file's rows, or one SkylabError naming the file (and the line) and the problem. Only a
-    regular file is read: a FIFO or a device would hang the import or never end."""
+def read_results(
+    path: Path, metric: str, statuses: dict[str, str] | None = None, skip_bad_rows: bool = False
+) -> tuple[list[ResultRow], list[str]]:
+    """The file's rows, or one SkylabError naming the file (and the line) and the problem (see
+    results_tsv.parse_results). Only a regular file is read: a FIFO or a device would hang the
+    import or never end."""
     try:
         kind = os.stat(path).st_mode
         if not stat.S_ISREG(kind):
@@ -68,23 +72,31 @@ def read_results(path: Path, metric: str) -> tuple[list[ResultRow], list[str]]:
     except OSError as exc:
         raise SkylabError(f"{path}: {exc.strerror or exc}") from None
     try:
-        return parse_results(text.removeprefix("\ufeff"), metric)  # a BOM, as spreadsheets write
+        text = text.removeprefix("\ufeff")  # a BOM, as spreadsheets write
+        return parse_results(text, metric, statuses, skip_bad_rows)
     except ImportFormatError as exc:
         raise ImportFormatError(f"{path}: {exc}") from None
 
 
 def import_results(
-    store: TrialStore, config: ExperimentConfig, path: Path, tag: str, metric: str | None = None
+    store: TrialStore,
+    config: ExperimentConfig,
+    path: Path,
+    tag: str,
+    metric: str | None = None,
+    statuses: dict[str, str] | None = None,
+    skip_bad_rows: bool = False,
 ) -> ImportOutcome:
-    """Import `path` into run `tag` (see the module's docstring): refused when `tag` holds other
-    trials, a no-op when it holds this very import already, finished when it holds the start of it."""
+    """Import `path` into run `tag` (see the module's docstring), its status words read through
+    `statuses` (default: results_tsv.DEFAULT_STATUS_MAP): refused when `tag` holds other trials,
+    a no-op when it holds this very import already, finished when it holds the start of it."""
     check_tag(tag)
     if metric is not None and metric != config.metric:
         raise SkylabError(
             f"--metric {metric}: this experiment's metric is {config.metric} (experiment.toml), and "
             "imported trials are judged against its other trials: import a column of that metric"
         )
-    rows, warnings = read_results(path, config.metric)
+    rows, warnings = read_results(path, config.metric, statuses, skip_bad_rows)
     if not rows:
         raise SkylabError(f"{path}: no rows to import")
     history = store.load()
@@ -101,7 +113,16 @@ def import_results(
     outcome = _write(store, config, history, rows, done, tag)
     marker.unlink()
     outcome.warnings = warnings
+    outcome.counts = row_counts(rows)
     return outcome
+
+
+def row_counts(rows: list[ResultRow]) -> dict[str, int]:
+    """How the rows import: kept, reverted (discards with a value), without a value (crashes and
+    placeholders)."""
+    kept = sum(row.outcome == "keep" and row.value is not None for row in rows)
+    failed = sum(row.value is None for row in rows)
+    return {"kept": kept, "reverted": len(rows) - kept - failed, "with no value": failed}
 
 
 def unfinished_imports(store: TrialStore) -> list[UnfinishedImport]:
@@ -240,14 +261,14 @@ def _note(row: ResultRow, tag: str, number: int, metric: str, parent: str, start
     note.peak_vram_mb = None if row.memory_gb is None else row.memory_gb * 1024
     note.summary = dict(row.extra)
     note.other["imported_commit"] = row.commit
-    word = row.status.lower()
-    if word not in KNOWN_STATUSES:
+    if row.status.lower() != row.outcome:
         note.other["imported_status"] = row.status
     if row.value is None:
-        note.status, note.reason = Status.CRASH, f"imported as {row.status}"
+        placeholder = "" if row.outcome == "crash" else " with no value (0.000000, 0.0 GB)"
+        note.status, note.reason = Status.CRASH, f"imported as {row.status}{placeholder}"
     else:
         note.value, note.measurements = row.value, [row.value]
-    kept = word == "keep" and row.value is not None
+    kept = row.outcome == "keep" and row.value is not None
     note.decision = Decision.KEEP if kept else Decision.REVERT
     return note
 

@@ -59,15 +59,28 @@ def import_results(
         str | None,
         typer.Option("--metric", help="The metric's column: experiment.toml's metric, the default."),
     ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="WORD=keep|discard|crash: what a fork's status word means (repeatable; "
+            "baseline and best are keeps, tentative a discard, by default).",
+        ),
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="Leave out malformed rows (each is listed), not the file.")
+    ] = False,
     repo: RepoOption = Path("."),
 ) -> None:
     """Bring an autoresearch run in: every row of its results.tsv becomes a trial."""
     from skylab.autoresearch.importer import default_import_tag
     from skylab.autoresearch.importer import import_results as run_import
+    from skylab.autoresearch.results_tsv import status_map
 
+    statuses = status_map(status or [])
     store = open_store(repo)
     chosen = tag if tag is not None else default_import_tag(store.checkout.checked_out_branch())
-    outcome = run_import(store, experiment_for(store), results, chosen, metric)
+    outcome = run_import(store, experiment_for(store), results, chosen, metric, statuses, skip_bad_rows)
     for warning in outcome.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if outcome.already:
@@ -77,8 +90,9 @@ def import_results(
     stays = f"; the best stays {outcome.best_stays}, which no row beats" if outcome.best_stays else ""
     best = f"; best {outcome.best}" if outcome.best else stays
     resumed = f" ({outcome.resumed} of them there from before)" if outcome.resumed else ""
+    counts = ", ".join(f"{n} {what}" for what, n in outcome.counts.items())
     console.print(
-        f"imported {outcome.trials} rows into run {outcome.tag}{resumed}{missing}{best}: "
+        f"imported {outcome.trials} rows into run {outcome.tag}{resumed}: {counts}{missing}{best}; "
         f"`skylab history --tag {outcome.tag}`, or continue with `skylab run --tag {outcome.tag}`",
         markup=False,
     )

@@ -277,3 +277,30 @@ def test_skip_bad_rows_imports_the_rest_and_lists_each_skipped_line(experiment: 
     ]
     assert "imported 2 rows into run r: 2 kept" in done.stdout
     assert [r["description"] for r in history(experiment, "--tag", "r")] == ["fine", "fine too"]
+
+
+def test_an_imported_trial_started_when_its_commit_was_made(experiment: Path, tmp_path: Path) -> None:
+    (experiment / "notes.txt").write_text("an autoresearch change\n")
+    git("add", "notes.txt", cwd=experiment)
+    dated = {**os.environ, "GIT_COMMITTER_DATE": "2026-03-05T10:00:00+00:00"}
+    subprocess.run(["git", "commit", "-qm", "try"], cwd=experiment, env=dated, check=True)
+    commit = git("rev-parse", "HEAD", cwd=experiment).strip()
+    tsv = rows_file(tmp_path / "r.tsv", [(commit[:7], 3.0, "keep"), ("deadbee", 2.9, "discard")])
+    run_skylab("import", str(tsv), "--tag", "mar5", "-C", str(experiment), check=True)
+    first, missing = TrialStore.open(experiment).load().for_tag("mar5")
+    assert first.note is not None and first.note.started_at.startswith("2026-03-05T10:00:00")
+    assert missing.note is not None and missing.note.started_at == "2026-03-05T10:00:00.001Z"  # just after
+
+
+def test_row_times_follow_the_rows_order_whatever_the_commits_say() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from skylab.autoresearch.importer import row_times
+
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    t = 1_772_700_000  # 2026-03-05
+    times = row_times([None, t, None, t - 60, t + 60], now)
+    assert times == sorted(times) and len(set(times)) == 5  # history's order is the rows'
+    assert times[1] == datetime.fromtimestamp(t, timezone.utc) and times[4].timestamp() == t + 60
+    assert times[0] == times[1] - timedelta(milliseconds=1)
+    assert row_times([None, None], now) == [now, now + timedelta(milliseconds=1)]

@@ -3,7 +3,8 @@ order, written through the store like any trial.
 
 No row is dropped: a row whose commit is not in this repository (discards that were reset away) or
 whose short hash is ambiguous becomes a trial on a placeholder commit holding its parent's files,
-its note saying `imported_commit` and `commit_missing: true`. A commit cell is read as an object id
+its note saying `imported_commit` and `commit_missing: true`. A trial's `started_at` is when its
+row's commit was made (a placeholder's: the import's time). A commit cell is read as an object id
 only, never as a branch or tag name. The whole file is read and checked before anything is written,
 so a malformed file leaves the repository as it was.
 
@@ -117,6 +118,25 @@ def import_results(
     return outcome
 
 
+def row_times(made: list[int | None], now: datetime) -> list[datetime]:
+    """When each row's trial started: its commit's time (seconds since the epoch; None for a
+    placeholder), made strictly increasing in row order, 1 ms apart at least, because history
+    is ordered by start time and the rows' order is the run's. A placeholder starts 1 ms after
+    the row before it (1 ms before the first dated row when none is before it); rows with no
+    commit time at all start at `now`. Pure."""
+    step = timedelta(milliseconds=1)
+    dated = [None if t is None else datetime.fromtimestamp(t, timezone.utc) for t in made]
+    first = next((i for i, t in enumerate(dated) if t is not None), None)
+    times: list[datetime] = []
+    for index, when in enumerate(dated):
+        if times:
+            when = max(when or times[-1], times[-1] + step)
+        elif when is None:
+            when = now if first is None else (dated[first] or now) - (first - index) * step
+        times.append(when)
+    return times
+
+
 def row_counts(rows: list[ResultRow]) -> dict[str, int]:
     """How the rows import: kept, reverted (discards with a value), without a value (crashes and
     placeholders)."""
@@ -199,7 +219,9 @@ def _write(
     best_value = history.value_of(best) if _same_metric(known.get(best or ""), config.metric) else None
     new_best: str | None = None
     best_name = ""
-    started = datetime.now(timezone.utc)
+    found_commits = [store.git.commit_by_id(row.commit) for row in rows]
+    made = [None if found is None else store.git.commit_time(found) for found in found_commits]
+    times = row_times(made, datetime.now(timezone.utc))
     parent = store.baseline() or store.start_point()
     tip: str | None = None
     new_refs: list[TrialRef] = []
@@ -207,7 +229,7 @@ def _write(
     missing = 0
     for index, row in enumerate(rows):
         number = index + 1
-        found = store.git.commit_by_id(row.commit)
+        found = found_commits[index]
         placeholder = found is None or found in used
         missing += found is None
         if index < len(done):
@@ -233,7 +255,7 @@ def _write(
         if written is not None and written.strategy == IMPORTED:
             note = written  # a killed import wrote it: kept as it is
         else:
-            note = _note(row, tag, number, config.metric, parent, started + timedelta(milliseconds=index))
+            note = _note(row, tag, number, config.metric, parent, times[index])
             if found is None:
                 note.other["commit_missing"] = "true"
             notes.append((ref, note))

@@ -162,20 +162,18 @@ def _literal(raw: str) -> tuple[bool, Any]:
         return False, None
 
 
+_KINDS: tuple[tuple[type, str], ...] = (  # bool before int: a bool is an int to isinstance
+    (bool, "a bool"),
+    (int, "an int"),
+    (float, "a float"),
+    (str, "a string"),
+    (tuple, "a tuple"),
+    (list, "a list"),
+)
+
+
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a bool"
-    if isinstance(value, int):
-        return "an int"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, tuple):
-        return "a tuple"
-    if isinstance(value, list):
-        return "a list"
-    return "None"
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), "None")
 
 
 def typed_text(name: str, raw: str, current: Any, current_text: str) -> str:
